@@ -1,0 +1,193 @@
+//! Who is calling: the platform admin, or a tenant through one of its keys, and which tenant
+//! every routing source names.
+
+use http::header;
+
+use crate::http::{header_str, ApiError, Request};
+use crate::keys::{self, Environment, KeyHasher, KeyType};
+use crate::model::{permissions_cover, KeyRecord, TenantRecord, TenantStatus};
+use crate::ports::Ports;
+use crate::store::{self, TenantScope};
+
+/// Query parameters that would carry a key. Keys in URLs end up in logs, proxies and browser
+/// history, so a request that tries is refused outright rather than silently ignored.
+const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "apiKey", "key", "access_token", "token"];
+
+/// A request authenticated with one of a tenant's keys.
+#[derive(Debug, Clone)]
+pub struct TenantCaller {
+    pub scope: TenantScope,
+    pub tenant: TenantRecord,
+    pub key: KeyRecord,
+}
+
+impl TenantCaller {
+    /// Refuses publishable keys, and restricted keys whose permissions do not cover `needs`.
+    pub fn require(&self, needs: &str) -> Result<(), ApiError> {
+        match self.key.key_type {
+            KeyType::Secret => Ok(()),
+            KeyType::Publishable => Err(ApiError::Forbidden(
+                "Publishable keys reach public endpoints only.",
+            )),
+            KeyType::Restricted if permissions_cover(&self.key.permissions, needs) => Ok(()),
+            KeyType::Restricted => Err(ApiError::Forbidden(
+                "This restricted key lacks the permission this endpoint needs.",
+            )),
+        }
+    }
+
+    /// Test keys see test keys only; live keys see both.
+    pub fn visible_environment(&self) -> Option<Environment> {
+        match self.key.environment {
+            Environment::Test => Some(Environment::Test),
+            Environment::Live => None,
+        }
+    }
+}
+
+/// Static authentication settings.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    pub hasher: KeyHasher,
+    /// Keyed hash of the platform admin key.
+    pub admin_key_hash: String,
+    /// Base domain for `<slug>.<base>` routing, lowercase, without a leading dot.
+    pub base_domain: Option<String>,
+}
+
+/// The bearer token of a request, if the Authorization header has the `Bearer` scheme.
+fn bearer(req: &Request) -> Option<&str> {
+    let value = header_str(req, header::AUTHORIZATION.as_str())?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+pub fn refuse_keys_in_query(query: &[(String, String)]) -> Result<(), ApiError> {
+    if query
+        .iter()
+        .any(|(k, _)| KEY_QUERY_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)))
+    {
+        return Err(ApiError::CredentialsInQuery);
+    }
+    Ok(())
+}
+
+/// A tenant named by a routing source, in either `tenant:<slug>` or bare-slug form.
+fn normalise_tenant_ref(value: &str) -> String {
+    let v = value.trim();
+    if v.starts_with("tenant:") {
+        v.to_owned()
+    } else {
+        TenantRecord::id_for_slug(v)
+    }
+}
+
+impl Authenticator {
+    fn is_admin_token(&self, token: &str) -> bool {
+        KeyHasher::same(&self.hasher.hash(token), &self.admin_key_hash)
+    }
+
+    /// The usable key and tenant behind `token`, or `None` for any kind of bad key. Callers map
+    /// `None` to the one identical 401, so no answer tells a revoked key from an unknown one.
+    fn lookup_key(
+        &self,
+        ports: &Ports,
+        token: &str,
+    ) -> Result<Option<(KeyRecord, TenantRecord)>, ApiError> {
+        if keys::parse(token).is_none() {
+            return Ok(None);
+        }
+        let hash = self.hasher.hash(token);
+        let Some(key) = store::find_key_by_hash(ports.db, &hash)? else {
+            return Ok(None);
+        };
+        if !KeyHasher::same(&key.key_hash, &hash) || !key.usable_at(ports.clock.now_ms()) {
+            return Ok(None);
+        }
+        let Some(tenant) = store::find_tenant(ports.db, &key.tenant_id)? else {
+            return Ok(None);
+        };
+        if tenant.status == TenantStatus::Deleted {
+            return Ok(None);
+        }
+        Ok(Some((key, tenant)))
+    }
+
+    /// Admin routes: the platform admin key passes; a tenant's key is 403; anything else 401.
+    pub fn admin(&self, ports: &Ports, req: &Request) -> Result<(), ApiError> {
+        let token = bearer(req).ok_or(ApiError::Unauthorized)?;
+        if self.is_admin_token(token) {
+            return Ok(());
+        }
+        match self.lookup_key(ports, token)? {
+            Some(_) => Err(ApiError::Forbidden(
+                "Tenant keys cannot use the platform admin API.",
+            )),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// Tenant routes: a tenant's usable key, cross-checked against every other routing source.
+    pub fn tenant(
+        &self,
+        ports: &Ports,
+        req: &Request,
+        query: &[(String, String)],
+    ) -> Result<TenantCaller, ApiError> {
+        let token = bearer(req).ok_or(ApiError::Unauthorized)?;
+        if self.is_admin_token(token) {
+            return Err(ApiError::Forbidden(
+                "The platform admin key does not act as a tenant.",
+            ));
+        }
+        let (key, tenant) = self.lookup_key(ports, token)?.ok_or(ApiError::Unauthorized)?;
+        for named in self.other_routing_sources(req, query) {
+            if named != tenant.id {
+                return Err(ApiError::TenantMismatch);
+            }
+        }
+        if tenant.status == TenantStatus::Suspended {
+            return Err(ApiError::TenantSuspended);
+        }
+        Ok(TenantCaller {
+            scope: TenantScope::new(&tenant.id),
+            tenant,
+            key,
+        })
+    }
+
+    /// Tenant ids named by the header, the subdomain and the query, in that order.
+    pub fn other_routing_sources(&self, req: &Request, query: &[(String, String)]) -> Vec<String> {
+        let mut named = Vec::new();
+        if let Some(h) = header_str(req, "x-tenant-id") {
+            named.push(normalise_tenant_ref(h));
+        } else if req.headers().contains_key("x-tenant-id") {
+            // Present but not text: it names no tenant we could match.
+            named.push(String::new());
+        }
+        if let Some(slug) = self.subdomain_slug(req) {
+            named.push(TenantRecord::id_for_slug(&slug));
+        }
+        for (k, v) in query {
+            if k == "tenant_id" {
+                named.push(normalise_tenant_ref(v));
+            }
+        }
+        named
+    }
+
+    /// The slug in `Host: <slug>.<base domain>[:port]`, if the service has a base domain.
+    fn subdomain_slug(&self, req: &Request) -> Option<String> {
+        let base = self.base_domain.as_deref()?;
+        let host = header_str(req, header::HOST.as_str())
+            .map(str::to_owned)
+            .or_else(|| req.uri().host().map(str::to_owned))?;
+        let host = host.to_ascii_lowercase();
+        let host = host.split(':').next().unwrap_or("");
+        let label = host.strip_suffix(base)?.strip_suffix('.')?;
+        (!label.is_empty()).then(|| label.to_owned())
+    }
+}

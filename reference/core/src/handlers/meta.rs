@@ -1,0 +1,66 @@
+//! Routes without authentication: health, the OpenAPI document, the capabilities document.
+
+use auth_contract::{Health, CONTRACT_VERSION};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::http::{json, Response};
+use crate::ports::Ports;
+use crate::Service;
+
+/// The OpenAPI 3.1 document of the contract this core serves.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+pub fn health(ports: &Ports) -> Response {
+    json(
+        StatusCode::OK,
+        &Health {
+            status: "ok".into(),
+            timestamp: ports.clock.now_ms(),
+            version: crate::VERSION.into(),
+        },
+    )
+}
+
+pub fn openapi() -> Response {
+    let mut resp = http::Response::new(OPENAPI_JSON.as_bytes().to_vec());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `/.well-known/authconf`: what this deployment offers, so a harness can skip what it lacks
+/// instead of calling it a failure.
+pub fn capabilities(service: &Service) -> Response {
+    json(
+        StatusCode::OK,
+        &json!({
+            "service": "auth-service",
+            "contractVersion": CONTRACT_VERSION,
+            "version": crate::VERSION,
+            "routing": {
+                "baseDomain": service.config.base_domain,
+                "sources": ["header", "subdomain", "key", "query"],
+            },
+            "revocation": {"consistency": "immediate", "maxDelaySeconds": 0},
+            "rateLimit": null,
+            "features": {
+                "apiKeys": true,
+                "rateLimit": false,
+                "auditLog": false,
+                "events": false,
+                "graph": false,
+                "userAuth": false,
+                "mailCapture": false,
+            },
+            "testControls": {
+                "enabled": service.config.test_hooks,
+                "clock": false,
+                "evict": false,
+                "alarms": false,
+            },
+        }),
+    )
+}

@@ -1,0 +1,8 @@
+//! The SQL migrations, embedded so every host applies the very files that
+//! `wrangler d1 migrations apply` reads from `reference/migrations/`.
+
+/// `(name, sql)` in the order they apply.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_initial.sql",
+    include_str!("../../migrations/0001_initial.sql"),
+)];

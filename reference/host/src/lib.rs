@@ -1,0 +1,179 @@
+//! Native host of the auth-service reference implementation.
+//!
+//! It maps the core's ports onto this machine: embedded SQLite (WAL) for storage, the system
+//! clock, the OS CSPRNG; and serves the core over real HTTP with axum on tokio. The core's
+//! handling is synchronous and short, so each request runs on the blocking pool while it
+//! holds the database connection.
+//!
+//! [`spawn`] starts a service inside the caller's tokio runtime; the `auth-service` binary and
+//! the `authconf` harness (embedded mode) both use it.
+
+mod server;
+mod sqlite;
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use auth_core::keys;
+use auth_core::ports::{Clock, Entropy};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use sqlite::Database;
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where the SQLite file, the key pepper and the generated admin key live.
+    pub data_dir: PathBuf,
+    /// Base domain for subdomain routing (`<slug>.<base>`).
+    pub base_domain: Option<String>,
+    /// The platform admin key; read from or generated into `data_dir/platform-admin.key`
+    /// when `None`.
+    pub admin_key: Option<String>,
+    /// Turns on the test controls (`--test-hooks`).
+    pub test_hooks: bool,
+}
+
+/// A running service: its address and the admin key it accepts.
+pub struct RunningService {
+    pub local_addr: SocketAddr,
+    pub admin_key: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningService {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and returns when done.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// The OS CSPRNG.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        // The OS generator failing is not something a request can recover from; refusing to
+        // go on is safer than handing out predictable keys.
+        getrandom::getrandom(buf).expect("the OS CSPRNG is available");
+    }
+}
+
+/// Checks the shape the contract gives platform admin keys.
+pub fn validate_admin_key(key: &str) -> anyhow::Result<()> {
+    match key.strip_prefix("sk_live_") {
+        Some(rest) if rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
+        _ => bail!("PLATFORM_ADMIN_KEY must be sk_live_ followed by at least 32 characters"),
+    }
+}
+
+/// Writes a new file readable by its owner only, failing if it exists.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads a secret file, or makes it with `make` on first start.
+fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = make();
+            write_private(path, &value)?;
+            Ok(value)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Opens the data dir and the database, and starts serving.
+pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
+    fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let admin_key = match &config.admin_key {
+        Some(k) => {
+            validate_admin_key(k)?;
+            k.clone()
+        }
+        None => read_or_create(&config.data_dir.join("platform-admin.key"), || {
+            format!("sk_live_{}", keys::random_base62(40, &OsEntropy))
+        })?,
+    };
+    // The pepper keys the hash of every API key; it lives beside, not inside, the database so
+    // that a copy of the database alone does not allow testing guesses offline.
+    let pepper = read_or_create(&config.data_dir.join("key-pepper"), || {
+        keys::random_hex(32, &OsEntropy)
+    })?;
+    let db = Database::open(&config.data_dir.join("auth.sqlite3"))?;
+    let service = auth_core::Service::new(auth_core::Config {
+        admin_key: admin_key.clone(),
+        pepper: pepper.into_bytes(),
+        base_domain: config.base_domain.clone(),
+        test_hooks: config.test_hooks,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    let state = Arc::new(server::AppState { service, db });
+    let task = tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%local_addr, "auth-service listening");
+    Ok(RunningService {
+        local_addr,
+        admin_key,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,129 @@
+//! The storage port on embedded SQLite (rusqlite, bundled), in WAL mode.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use auth_core::migrations::MIGRATIONS;
+use auth_core::ports::{Row, Sql, SqlValue, StorageError};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{params_from_iter, Connection, ErrorCode};
+
+/// One connection behind a mutex. SQLite has a single writer anyway, and holding the lock for a
+/// whole request gives every request the one-at-a-time isolation the core assumes.
+pub struct Database {
+    conn: Mutex<Connection>,
+}
+
+impl Database {
+    /// Opens (or creates) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL is durable across process crashes in WAL mode; FULL would also survive power
+        // loss at a large cost per commit. A reference service on one machine takes NORMAL.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        apply_migrations(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-written transaction behind
+        // (rusqlite rolls back on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies every migration not yet recorded in `d1_migrations`, the table wrangler keeps, so a
+/// database is interchangeable between this host and `wrangler d1 migrations apply`.
+fn apply_migrations(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS d1_migrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT UNIQUE,
+            applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
+    )?;
+    for (name, sql) in MIGRATIONS {
+        let done: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM d1_migrations WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !done {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute("INSERT INTO d1_migrations (name) VALUES (?1)", [name])?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
+}
+
+/// The [`Sql`] port over a locked connection.
+pub struct SqliteSql<'c>(pub &'c Connection);
+
+fn to_value(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::Integer(*i),
+        SqlValue::Text(s) => Value::Text(s.clone()),
+    }
+}
+
+fn from_ref(v: ValueRef<'_>) -> SqlValue {
+    match v {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        // The schema stores no reals or blobs that the core reads; map them to text rather
+        // than fail, so a hand-edited row cannot crash a request.
+        ValueRef::Real(f) => SqlValue::Text(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            SqlValue::Text(String::from_utf8_lossy(t).into_owned())
+        }
+    }
+}
+
+fn storage_error(e: rusqlite::Error) -> StorageError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StorageError::Constraint(e.to_string()),
+        _ => StorageError::Other(e.to_string()),
+    }
+}
+
+impl Sql for SqliteSql<'_> {
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<usize, StorageError> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(storage_error)?;
+        stmt.execute(params_from_iter(params.iter().map(to_value)))
+            .map_err(storage_error)
+    }
+
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(storage_error)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter().map(to_value)))
+            .map_err(storage_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(storage_error)? {
+            out.push(
+                (0..columns)
+                    .map(|i| row.get_ref(i).map(from_ref))
+                    .collect::<Result<Row, _>>()
+                    .map_err(storage_error)?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let tx = self.0.unchecked_transaction().map_err(storage_error)?;
+        work(self)?;
+        tx.commit().map_err(storage_error)
+    }
+}
