@@ -130,20 +130,38 @@ impl Authenticator {
         }
     }
 
-    /// Tenant routes: a tenant's usable key, cross-checked against every other routing source.
-    pub fn tenant(
-        &self,
-        ports: &Ports,
-        req: &Request,
-        query: &[(String, String)],
-    ) -> Result<TenantCaller, ApiError> {
+    /// First step of a tenant route, outside any object: which tenant owns the key a request
+    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
+    /// decided by that tenant's object, which holds the authoritative, cached state.
+    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
             return Err(ApiError::Forbidden(
                 "The platform admin key does not act as a tenant.",
             ));
         }
-        let (key, tenant) = self.lookup_key(ports, token)?.ok_or(ApiError::Unauthorized)?;
+        if keys::parse(token).is_none() {
+            return Err(ApiError::Unauthorized);
+        }
+        let hash = self.hasher.hash(token);
+        // A key's tenant never changes, so this lookup may come from any replica or cache.
+        let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
+        Ok((hash, key.tenant_id))
+    }
+
+    /// Second step, inside the tenant's object: the key and tenant records (from its cache)
+    /// must be usable now, and every other routing source must name the same tenant.
+    pub fn admit(
+        &self,
+        req: &Request,
+        query: &[(String, String)],
+        key: &KeyRecord,
+        tenant: &TenantRecord,
+        now_ms: i64,
+    ) -> Result<TenantCaller, ApiError> {
+        if !key.usable_at(now_ms) || tenant.status == TenantStatus::Deleted {
+            return Err(ApiError::Unauthorized);
+        }
         for named in self.other_routing_sources(req, query) {
             if named != tenant.id {
                 return Err(ApiError::TenantMismatch);
@@ -154,8 +172,8 @@ impl Authenticator {
         }
         Ok(TenantCaller {
             scope: TenantScope::new(&tenant.id),
-            tenant,
-            key,
+            tenant: tenant.clone(),
+            key: key.clone(),
         })
     }
 

@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidField { field: String, message: String },
     InvalidQuery { field: String, message: String },
     CredentialsInQuery,
+    /// Over the tenant's quota; the figure is `Retry-After` in seconds.
+    RateLimited(u64),
+    /// `GET /v1/events` without a WebSocket upgrade.
+    UpgradeRequired,
     /// A storage failure. The cause goes to the host's log through [`crate::Outcome`].
     Internal,
 }
@@ -64,6 +68,8 @@ impl ApiError {
             | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. }
             | ApiError::CredentialsInQuery => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +107,14 @@ impl ApiError {
             ApiError::CredentialsInQuery => (
                 "credentials_in_query",
                 "API keys are accepted only in the Authorization header.".into(),
+            ),
+            ApiError::RateLimited(secs) => (
+                "rate_limited",
+                format!("The tenant's quota is used up; retry in {secs} s."),
+            ),
+            ApiError::UpgradeRequired => (
+                "upgrade_required",
+                "This endpoint speaks WebSocket only.".into(),
             ),
             ApiError::Internal => ("internal", "The service could not complete the request.".into()),
         }
@@ -141,6 +155,16 @@ impl ApiError {
             ApiError::Unauthorized => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RateLimited(secs) => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&secs.to_string()).expect("digits"),
+                );
+            }
+            ApiError::UpgradeRequired => {
+                resp.headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 resp.headers_mut()
@@ -358,5 +382,169 @@ pub fn allow(method: &Method, allowed: &[Method], allow_header: &'static str) ->
         Ok(())
     } else {
         Err(ApiError::MethodNotAllowed(allow_header))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(content_type: Option<&str>, body: &[u8]) -> Request {
+        let mut b = http::Request::builder().method("POST").uri("/x");
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        b.body(body.to_vec()).unwrap()
+    }
+
+    fn fields(v: Value, allowed: &[&str]) -> Result<Fields, ApiError> {
+        match v {
+            Value::Object(m) => Fields::new(m, allowed),
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn field_of(e: ApiError) -> String {
+        match e {
+            ApiError::InvalidField { field, .. } | ApiError::InvalidQuery { field, .. } => field,
+            other => panic!("not a field error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(path_segments("/"), Some(vec![]));
+        assert_eq!(path_segments(""), Some(vec![]));
+        assert_eq!(
+            path_segments("/admin/tenants/tenant%3Aacme"),
+            Some(vec!["admin".into(), "tenants".into(), "tenant:acme".into()])
+        );
+        assert_eq!(
+            path_segments("/admin/tenants/tenant:acme/keys"),
+            Some(vec![
+                "admin".into(),
+                "tenants".into(),
+                "tenant:acme".into(),
+                "keys".into()
+            ])
+        );
+        // An encoded slash stays inside its segment.
+        assert_eq!(path_segments("/a%2Fb"), Some(vec!["a/b".into()]));
+        assert_eq!(path_segments("/a/"), Some(vec!["a".into(), "".into()]));
+        assert_eq!(path_segments("/%FF"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn query_pairs_decode_and_keep_order() {
+        assert!(query_pairs(None).is_empty());
+        assert!(query_pairs(Some("")).is_empty());
+        assert_eq!(
+            query_pairs(Some("a=1&b=x+y&&c&tenant_id=tenant%3Aacme&a=2")),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "".into()),
+                ("tenant_id".into(), "tenant:acme".into()),
+                ("a".into(), "2".into()),
+            ]
+        );
+        assert_eq!(query_pairs(Some("k=%FF")), vec![("k".into(), "\u{fffd}".into())]);
+        assert_eq!(query_pairs(Some("a=b=c")), vec![("a".into(), "b=c".into())]);
+    }
+
+    #[test]
+    fn json_bodies_are_checked_for_size_type_and_syntax() {
+        let ok = json_object(&req(Some("application/json"), br#"{"a":1}"#), false).unwrap();
+        assert_eq!(ok["a"], 1);
+        assert!(json_object(&req(Some("Application/JSON; charset=utf-8"), b"{}"), false).is_ok());
+        assert!(json_object(&req(Some("application/merge-patch+json"), b"{}"), false).is_ok());
+        assert_eq!(
+            json_object(&req(Some("text/plain"), b"{}"), false),
+            Err(ApiError::UnsupportedMediaType)
+        );
+        assert_eq!(
+            json_object(&req(None, b"{}"), false),
+            Err(ApiError::UnsupportedMediaType)
+        );
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            json_object(&req(Some("application/json"), &big), false),
+            Err(ApiError::PayloadTooLarge)
+        );
+        // Exactly the limit is still read.
+        let mut at_limit = b"{}".to_vec();
+        at_limit.resize(MAX_BODY_BYTES, b' ');
+        assert!(json_object(&req(Some("application/json"), &at_limit), false).is_ok());
+        assert!(json_object(&req(None, b""), true).unwrap().is_empty());
+        assert!(matches!(
+            json_object(&req(Some("application/json"), b""), false),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            json_object(&req(Some("application/json"), b"[1]"), false),
+            Err(ApiError::InvalidJson(_))
+        ));
+        match json_object(&req(Some("application/json"), b"{\n \"a\": }"), false) {
+            Err(ApiError::InvalidJson(d)) => assert!(d.contains("line 2"), "{d}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fields_refuse_unknown_names_and_name_the_field() {
+        let e = fields(json!({"name": "x", "zeta": 1, "alpha": 2}), &["name"])
+            .err()
+            .unwrap();
+        assert_eq!(field_of(e), "alpha", "the first unknown field in order");
+        let f = fields(
+            json!({"s": "  hi  ", "n": 5, "l": ["a", "b"], "bad": 1.5, "e": " ", "ctl": "a\u{7}"}),
+            &["s", "n", "l", "bad", "e", "ctl"],
+        )
+        .unwrap();
+        assert!(f.has("s") && !f.has("missing"));
+        assert_eq!(f.text("s", 10, true).unwrap().as_deref(), Some("hi"));
+        assert_eq!(field_of(f.text("s", 1, true).unwrap_err()), "s");
+        assert_eq!(field_of(f.text("e", 10, true).unwrap_err()), "e");
+        assert_eq!(field_of(f.text("ctl", 10, true).unwrap_err()), "ctl");
+        assert_eq!(f.text("missing", 10, false).unwrap(), None);
+        assert_eq!(field_of(f.text("missing", 10, true).unwrap_err()), "missing");
+        assert_eq!(field_of(f.opt_str("n").unwrap_err()), "n");
+        assert_eq!(field_of(f.req_str("missing").unwrap_err()), "missing");
+        assert_eq!(f.opt_int("n", 0, 5).unwrap(), Some(5));
+        assert_eq!(field_of(f.opt_int("n", 0, 4).unwrap_err()), "n");
+        assert_eq!(field_of(f.opt_int("bad", 0, 4).unwrap_err()), "bad");
+        assert_eq!(field_of(f.opt_int("s", 0, 4).unwrap_err()), "s");
+        assert_eq!(f.opt_int("missing", 0, 4).unwrap(), None);
+        assert_eq!(
+            f.opt_str_list("l").unwrap(),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(field_of(f.opt_str_list("n").unwrap_err()), "n");
+        let g = fields(json!({"l": ["a", 1]}), &["l"]).unwrap();
+        assert_eq!(field_of(g.opt_str_list("l").unwrap_err()), "l");
+    }
+
+    #[test]
+    fn problems_carry_code_field_and_errors() {
+        let p = ApiError::field("plan", "must be free").to_problem();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.code, "invalid_field");
+        assert_eq!(p.problem_type, "urn:auth-service:problem:invalid_field");
+        assert_eq!(p.field.as_deref(), Some("plan"));
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.errors[0].field, "plan");
+        let u = ApiError::Unauthorized.into_response();
+        assert_eq!(u.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(u.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(u.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body: Value = serde_json::from_slice(u.body()).unwrap();
+        assert!(body.get("field").is_none() && body.get("errors").is_none());
+        let m = ApiError::MethodNotAllowed("GET, HEAD").into_response();
+        assert_eq!(m.headers()[header::ALLOW], "GET, HEAD");
+        assert_eq!(
+            ApiError::Internal.to_problem().detail,
+            "The service could not complete the request."
+        );
     }
 }

@@ -17,21 +17,26 @@
 //! - [`http`]: bodies, field errors, problem documents.
 
 pub mod auth;
+pub mod graph;
 pub mod handlers;
 pub mod http;
 pub mod keys;
 pub mod migrations;
 pub mod model;
+pub mod objects;
 pub mod ports;
+pub mod ratelimit;
 pub mod store;
+pub mod tenant_state;
 
 use ::http::{header, HeaderValue, Method};
 
 use crate::auth::Authenticator;
-use crate::handlers::{admin, api_keys, meta};
+use crate::handlers::{admin, meta};
 pub use crate::http::{ApiError, Request, Response};
 use crate::keys::KeyHasher;
 pub use crate::ports::Ports;
+pub use crate::tenant_state::{Notice, TenantOutcome, TenantState};
 
 /// Version of this implementation, reported by `/health` and the capabilities document.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,6 +54,11 @@ pub struct Config {
     pub test_hooks: bool,
 }
 
+/// The id of the request being handled, carried in the request's extensions from the front
+/// to the objects, so audit records name the request that caused them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// What the host should log about a handled request. Never holds a secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -58,10 +68,88 @@ pub struct Outcome {
     pub internal_error: bool,
 }
 
-/// The service: configuration plus the request entry point.
+/// What the stateless front decided about a request.
+#[derive(Debug)]
+pub enum Front {
+    /// The answer. `notices` are changes the admin API made to tenants: the host passes each
+    /// to that tenant's `TenantState` object ([`tenant_state::TenantState::notice`]) before
+    /// it sends the answer, so the object's cache is never stale once the client hears back.
+    Respond {
+        response: Response,
+        notices: Vec<(String, Notice)>,
+    },
+    /// A tenant route: run the request in the `TenantState` object named `tenant_id`, with
+    /// the hash of the key it carries.
+    Tenant {
+        tenant_id: String,
+        key_hash: String,
+        request: Request,
+    },
+}
+
+/// The service: configuration plus the request entry points.
 pub struct Service {
     config: Config,
     authenticator: Authenticator,
+}
+
+/// Every route the service answers, as `(method, OpenAPI path template)`. HEAD is answered
+/// wherever GET is and is not listed.
+///
+/// Keep this in step with the `match` in `Service::route`, with [`tenant_state`] and with
+/// `openapi.json`: the unit tests and the host's integration tests check them against each
+/// other.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+    ("GET", "/.well-known/authconf"),
+    ("GET", "/admin/tenants"),
+    ("POST", "/admin/tenants"),
+    ("GET", "/admin/tenants/{id}"),
+    ("PUT", "/admin/tenants/{id}"),
+    ("PATCH", "/admin/tenants/{id}"),
+    ("DELETE", "/admin/tenants/{id}"),
+    ("GET", "/admin/tenants/{id}/keys"),
+    ("POST", "/admin/tenants/{id}/keys"),
+    ("GET", "/v1/tenant"),
+    ("GET", "/v1/rate-limit"),
+    ("GET", "/v1/api-keys"),
+    ("POST", "/v1/api-keys"),
+    ("GET", "/v1/api-keys/{id}"),
+    ("DELETE", "/v1/api-keys/{id}"),
+    ("POST", "/v1/api-keys/{id}/rotate"),
+    ("GET", "/v1/audit-log"),
+    ("GET", "/v1/events"),
+    ("PUT", "/v1/graph/csv"),
+    ("POST", "/v1/graph/reload"),
+    ("GET", "/v1/graph/state"),
+    ("POST", "/v1/graph/validate"),
+    ("POST", "/v1/graph/check"),
+    ("POST", "/v1/graph/mutations"),
+    ("GET", "/v1/graph/mutations"),
+];
+
+const GET: &[Method] = &[Method::GET, Method::HEAD];
+const GET_POST: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+const POST: &[Method] = &[Method::POST];
+
+/// The methods a tenant route allows, or `None` for an unknown route.
+fn tenant_route_methods(rest: &[&str]) -> Option<(&'static [Method], &'static str)> {
+    Some(match rest {
+        ["tenant"] | ["rate-limit"] | ["audit-log"] | ["events"] | ["graph", "state"] => {
+            (GET, "GET, HEAD")
+        }
+        ["api-keys"] | ["graph", "mutations"] => (GET_POST, "GET, HEAD, POST"),
+        ["api-keys", _] => (
+            &[Method::GET, Method::HEAD, Method::DELETE],
+            "GET, HEAD, DELETE",
+        ),
+        ["api-keys", _, "rotate"] | ["graph", "reload"] | ["graph", "validate"] | ["graph", "check"] => {
+            (POST, "POST")
+        }
+        ["graph", "csv"] => (&[Method::PUT], "PUT"),
+        _ => return None,
+    })
 }
 
 impl Service {
@@ -85,121 +173,148 @@ impl Service {
         &self.config
     }
 
-    /// Handles one request. Never panics on any input; every failure is a problem document.
-    pub fn handle(&self, ports: &Ports, req: Request) -> (Response, Outcome) {
-        let request_id = keys::random_hex(8, ports.entropy);
-        let result = self.route(ports, &req);
-        let internal_error = matches!(result, Err(ApiError::Internal));
-        let mut resp = result.unwrap_or_else(ApiError::into_response);
-        resp.headers_mut().insert(
-            "x-request-id",
-            HeaderValue::from_str(&request_id).expect("hex is a valid header"),
-        );
-        let outcome = Outcome {
-            request_id,
-            status: resp.status().as_u16(),
-            internal_error,
-        };
-        (resp, outcome)
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
-    fn route(&self, ports: &Ports, req: &Request) -> http::ApiResult {
+    /// First stage of every request, stateless: meta and admin routes are answered here;
+    /// tenant routes are checked for route, method and key owner, then handed to the tenant's
+    /// object. Never panics on any input; every failure is a problem document.
+    pub fn front(&self, ports: &Ports, mut req: Request) -> Front {
+        let request_id = keys::random_hex(8, ports.entropy);
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        let head = req.method() == Method::HEAD;
+        match self.route(ports, req, &request_id) {
+            Ok(Routed::Respond(response, notices)) => Front::Respond {
+                response: finish(response, &request_id, head),
+                notices,
+            },
+            Ok(Routed::Tenant(tenant_id, key_hash, request)) => Front::Tenant {
+                tenant_id,
+                key_hash,
+                request,
+            },
+            Err(e) => Front::Respond {
+                response: finish(e.into_response(), &request_id, head),
+                notices: Vec::new(),
+            },
+        }
+    }
+
+    fn route(&self, ports: &Ports, req: Request, request_id: &str) -> Result<Routed, ApiError> {
         let segments = http::path_segments(req.uri().path()).ok_or(ApiError::NotFound)?;
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let query = http::query_pairs(req.uri().query());
-        let method = req.method();
+        let method = req.method().clone();
         let auth = &self.authenticator;
         let hasher = &auth.hasher;
-        const GET: &[Method] = &[Method::GET, Method::HEAD];
+        let respond = |r: Response| Ok(Routed::Respond(r, Vec::new()));
         match segs.as_slice() {
             ["health"] => {
-                http::allow(method, GET, "GET, HEAD")?;
-                Ok(meta::health(ports))
+                http::allow(&method, GET, "GET, HEAD")?;
+                respond(meta::health(ports))
             }
             ["openapi.json"] => {
-                http::allow(method, GET, "GET, HEAD")?;
-                Ok(meta::openapi())
+                http::allow(&method, GET, "GET, HEAD")?;
+                respond(meta::openapi())
             }
             [".well-known", "authconf"] => {
-                http::allow(method, GET, "GET, HEAD")?;
-                Ok(meta::capabilities(self))
+                http::allow(&method, GET, "GET, HEAD")?;
+                respond(meta::capabilities(self))
             }
             ["admin", rest @ ..] => {
                 let allowed: (&[Method], &'static str) = match rest {
-                    ["tenants"] => (&[Method::GET, Method::HEAD, Method::POST], "GET, HEAD, POST"),
+                    ["tenants"] | ["tenants", _, "keys"] => (GET_POST, "GET, HEAD, POST"),
                     ["tenants", _] => (
                         &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
                         "GET, HEAD, PUT, PATCH, DELETE",
                     ),
-                    ["tenants", _, "keys"] => (&[Method::GET, Method::HEAD, Method::POST], "GET, HEAD, POST"),
                     _ => return Err(ApiError::NotFound),
                 };
-                http::allow(method, allowed.0, allowed.1)?;
+                http::allow(&method, allowed.0, allowed.1)?;
                 auth::refuse_keys_in_query(&query)?;
-                auth.admin(ports, req)?;
+                auth.admin(ports, &req)?;
                 let read = method == Method::GET || method == Method::HEAD;
+                let notice = |tenant_id: &str, action: &str, detail: serde_json::Value, end: bool| {
+                    (
+                        tenant_id.to_owned(),
+                        Notice {
+                            actor: tenant_state::ADMIN_ACTOR.into(),
+                            action: action.into(),
+                            target: tenant_id.to_owned(),
+                            detail,
+                            request_id: request_id.to_owned(),
+                            end_sessions: end,
+                        },
+                    )
+                };
                 match (rest, read) {
-                    (["tenants"], true) => admin::list_tenants(ports, &query),
-                    (["tenants"], false) => admin::create_tenant(ports, hasher, req),
-                    (["tenants", id], true) => admin::get_tenant(ports, id),
-                    (["tenants", id], false) if method == Method::DELETE => {
-                        admin::delete_tenant(ports, id)
+                    (["tenants"], true) => respond(admin::list_tenants(ports, &query)?),
+                    (["tenants"], false) => {
+                        let (resp, tenant) = admin::create_tenant(ports, hasher, &req)?;
+                        let n = notice(&tenant.id, "tenant.created", serde_json::json!({}), false);
+                        Ok(Routed::Respond(resp, vec![n]))
                     }
-                    (["tenants", id], false) => admin::update_tenant(ports, id, req),
-                    (["tenants", id, "keys"], true) => admin::list_tenant_keys(ports, id),
+                    (["tenants", id], true) => respond(admin::get_tenant(ports, id)?),
+                    (["tenants", id], false) if method == Method::DELETE => {
+                        let (resp, tenant) = admin::delete_tenant(ports, id)?;
+                        let n = notice(&tenant.id, "tenant.deleted", serde_json::json!({}), true);
+                        Ok(Routed::Respond(resp, vec![n]))
+                    }
+                    (["tenants", id], false) => {
+                        let (resp, tenant, changes) = admin::update_tenant(ports, id, &req)?;
+                        let end = tenant.status != model::TenantStatus::Active;
+                        let n = notice(&tenant.id, "tenant.updated", changes, end);
+                        Ok(Routed::Respond(resp, vec![n]))
+                    }
+                    (["tenants", id, "keys"], true) => respond(admin::list_tenant_keys(ports, id)?),
                     (["tenants", id, "keys"], false) => {
-                        admin::create_tenant_key(ports, hasher, id, req)
+                        let (changed, tenant_id) = admin::create_tenant_key(ports, hasher, id, &req)?;
+                        let mut n = notice(&tenant_id, changed.action, changed.detail, false);
+                        n.1.target = changed.target;
+                        Ok(Routed::Respond(changed.response, vec![n]))
                     }
                     _ => Err(ApiError::NotFound),
                 }
             }
             ["v1", rest @ ..] => {
-                let allowed: (&[Method], &'static str) = match rest {
-                    ["tenant"] => (GET, "GET, HEAD"),
-                    ["api-keys"] => (&[Method::GET, Method::HEAD, Method::POST], "GET, HEAD, POST"),
-                    ["api-keys", _] => (&[Method::GET, Method::HEAD, Method::DELETE], "GET, HEAD, DELETE"),
-                    ["api-keys", _, "rotate"] => (&[Method::POST], "POST"),
-                    _ => return Err(ApiError::NotFound),
-                };
-                http::allow(method, allowed.0, allowed.1)?;
+                let (allowed, allow_header) =
+                    tenant_route_methods(rest).ok_or(ApiError::NotFound)?;
+                http::allow(&method, allowed, allow_header)?;
                 auth::refuse_keys_in_query(&query)?;
-                let caller = auth.tenant(ports, req, &query)?;
-                let read = method == Method::GET || method == Method::HEAD;
-                match (rest, read) {
-                    (["tenant"], _) => Ok(http::json(
-                        ::http::StatusCode::OK,
-                        &auth_contract::PublicTenantEnvelope {
-                            tenant: caller.tenant.to_public_wire(),
-                        },
-                    )),
-                    (["api-keys"], true) => {
-                        caller.require("read:api_keys")?;
-                        api_keys::list(ports, &caller.scope, caller.visible_environment())
-                    }
-                    (["api-keys"], false) => {
-                        caller.require("write:api_keys")?;
-                        let spec = api_keys::parse_spec(req)?;
-                        api_keys::check_power(&caller, &spec)?;
-                        api_keys::create(ports, hasher, &caller.scope, &spec)
-                    }
-                    (["api-keys", id], true) => api_keys::get(ports, &caller, id),
-                    (["api-keys", id], false) => api_keys::revoke(ports, &caller, id),
-                    (["api-keys", id, "rotate"], _) => {
-                        api_keys::rotate(ports, hasher, &caller, id, req)
-                    }
-                    _ => Err(ApiError::NotFound),
-                }
+                let (key_hash, tenant_id) = auth.key_owner(ports, &req)?;
+                Ok(Routed::Tenant(tenant_id, key_hash, req))
             }
             _ => Err(ApiError::NotFound),
         }
-        .map(|mut resp| {
-            if method == Method::HEAD {
-                resp.body_mut().clear();
-            }
-            resp.headers_mut()
-                .entry(header::CACHE_CONTROL)
-                .or_insert(HeaderValue::from_static("no-store"));
-            resp
-        })
     }
+}
+
+enum Routed {
+    Respond(Response, Vec<(String, Notice)>),
+    Tenant(String, String, Request),
+}
+
+/// Adds the headers every answer carries, and empties HEAD answers.
+pub fn finish(mut resp: Response, request_id: &str, head: bool) -> Response {
+    if head {
+        resp.body_mut().clear();
+    }
+    let headers = resp.headers_mut();
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(request_id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The request id the front gave a request.
+pub fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
 }

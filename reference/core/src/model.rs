@@ -149,7 +149,6 @@ impl KeyRecord {
 pub const KNOWN_PERMISSIONS: &[&str] = &[
     "read:api_keys",
     "write:api_keys",
-    "read:rate_limit",
     "read:audit_log",
     "read:events",
     "read:graph",

@@ -328,3 +328,48 @@ pub fn find_tenant_by_slug_exists(db: &dyn Sql, slug: &str) -> Result<bool, Stor
         .query("SELECT 1 FROM tenants WHERE slug = ?", &[slug.into()])?
         .is_empty())
 }
+
+impl TenantScope {
+    /// This tenant's key with the given hash, for the tenant object's cache.
+    pub fn find_key_by_hash(&self, db: &dyn Sql, hash: &str) -> Result<Option<KeyRecord>, StorageError> {
+        let rows = db.query(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND key_hash = ?"),
+            &[self.tenant_id.as_str().into(), hash.into()],
+        )?;
+        rows.first().map(key_from_row).transpose()
+    }
+
+    /// Ends the grace period of every rotated key whose `expires_at` has passed, by setting
+    /// `revoked_at`. Answers the keys it ended.
+    pub fn end_expired_grace_periods(&self, db: &dyn Sql, now: i64) -> Result<Vec<KeyRecord>, StorageError> {
+        let rows = db.query(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL \
+                 AND expires_at IS NOT NULL AND expires_at <= ?"
+            ),
+            &[self.tenant_id.as_str().into(), now.into()],
+        )?;
+        let ended: Vec<KeyRecord> = rows.iter().map(key_from_row).collect::<Result<_, _>>()?;
+        for k in &ended {
+            db.execute(
+                "UPDATE api_keys SET revoked_at = expires_at WHERE tenant_id = ? AND id = ? \
+                 AND revoked_at IS NULL",
+                &[self.tenant_id.as_str().into(), k.id.as_str().into()],
+            )?;
+        }
+        Ok(ended)
+    }
+
+    /// The earliest future end of a grace period, for the next alarm.
+    pub fn next_grace_end(&self, db: &dyn Sql) -> Result<Option<i64>, StorageError> {
+        Ok(db
+            .query(
+                "SELECT MIN(expires_at) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL \
+                 AND expires_at IS NOT NULL",
+                &[self.tenant_id.as_str().into()],
+            )?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::as_i64))
+    }
+}

@@ -8,6 +8,8 @@
 //! [`spawn`] starts a service inside the caller's tokio runtime; the `auth-service` binary and
 //! the `authconf` harness (embedded mode) both use it.
 
+mod blobs;
+mod objects;
 mod server;
 mod sqlite;
 
@@ -41,6 +43,9 @@ pub struct Config {
     pub test_hooks: bool,
 }
 
+/// Idle time after which an object is evicted (the platform evicts after about 10 s idle).
+pub const IDLE_EVICTION: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running service: its address and the admin key it accepts.
 pub struct RunningService {
     pub local_addr: SocketAddr,
@@ -68,15 +73,28 @@ impl RunningService {
     }
 }
 
-/// The system clock.
-pub struct SystemClock;
+/// The system clock, plus an offset that only the test controls move.
+#[derive(Debug, Default)]
+pub struct HostClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
 
-impl Clock for SystemClock {
+impl HostClock {
+    /// Moves the clock forward (a test control); answers the new time.
+    pub fn advance(&self, ms: i64) -> i64 {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.now_ms()
+    }
+}
+
+impl Clock for HostClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
+        let system = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        system + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -147,7 +165,11 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
     let pepper = read_or_create(&config.data_dir.join("key-pepper"), || {
         keys::random_hex(32, &OsEntropy)
     })?;
-    let db = Database::open(&config.data_dir.join("auth.sqlite3"))?;
+    let db = Arc::new(Database::open(&config.data_dir.join("auth.sqlite3"))?);
+    let clock = Arc::new(HostClock::default());
+    let tenants = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
+    let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
+    let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;
     let service = auth_core::Service::new(auth_core::Config {
         admin_key: admin_key.clone(),
         pepper: pepper.into_bytes(),
@@ -159,7 +181,16 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
         .with_context(|| format!("binding {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
-    let state = Arc::new(server::AppState { service, db });
+    let state = Arc::new(server::AppState {
+        service,
+        db,
+        clock,
+        tenants,
+        graphs,
+        blobs,
+        test_hooks: config.test_hooks,
+    });
+    server::start_evictor(Arc::clone(&state), IDLE_EVICTION);
     let task = tokio::spawn(async move {
         if let Err(e) = server::serve(listener, state, async {
             let _ = rx.await;

@@ -1,22 +1,35 @@
-//! The HTTP server: axum hands every request to the core and writes back what it answers.
+//! The HTTP server: axum hands every request to the core's front, runs tenant requests in the
+//! tenant's objects, and carries WebSockets for them.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::http::MAX_BODY_BYTES;
-use auth_core::{ApiError, Ports};
+use auth_core::objects::{DurableObject, SocketId};
+use auth_core::{ApiError, Front, Notice, Ports, TenantOutcome, TenantState};
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
 
-use crate::{Database, OsEntropy, SystemClock};
+use crate::blobs::BlobStore;
+use crate::objects::{Outgoing, Runtime};
+use crate::{Database, HostClock, OsEntropy};
 
 pub struct AppState {
     pub service: auth_core::Service,
-    pub db: Database,
+    pub db: Arc<Database>,
+    pub clock: Arc<HostClock>,
+    pub tenants: Arc<Runtime<TenantState>>,
+    pub graphs: Arc<Runtime<GraphState>>,
+    pub blobs: BlobStore,
+    pub test_hooks: bool,
 }
 
 pub async fn serve(
@@ -30,66 +43,412 @@ pub async fn serve(
         .await
 }
 
-/// Reads at most `MAX_BODY_BYTES + 1` bytes: enough for the core to tell "too large" without
-/// buffering whatever a client chooses to send.
-async fn read_limited(body: Body) -> Result<Vec<u8>, ()> {
+/// Evicts idle objects once a second, as the platform does.
+pub fn start_evictor(state: Arc<AppState>, idle: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            state.tenants.evict_idle(idle.as_millis() as i64, None);
+            state.graphs.evict_idle(idle.as_millis() as i64, None);
+        }
+    });
+}
+
+/// Reads at most `limit + 1` bytes: enough for the core to tell "too large" without buffering
+/// whatever a client chooses to send.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ()> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk: Bytes = chunk.map_err(|_| ())?;
-        let room = MAX_BODY_BYTES + 1 - out.len();
+        let room = limit + 1 - out.len();
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() > MAX_BODY_BYTES {
+        if out.len() > limit {
             break;
         }
     }
     Ok(out)
 }
 
-async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    // The path only: query strings may carry what a client wrongly thinks is a credential.
-    let path = parts.uri.path().to_owned();
-    let bytes = match read_limited(body).await {
-        Ok(b) => b,
-        Err(()) => return to_axum(ApiError::InvalidJson("The request body could not be read.".into()).into_response()),
-    };
-    let core_req = http::Request::from_parts(parts, bytes);
-    let joined = tokio::task::spawn_blocking(move || {
-        let conn = state.db.lock();
-        let sql = crate::sqlite::SqliteSql(&conn);
-        let ports = Ports {
-            db: &sql,
-            clock: &SystemClock,
-            entropy: &OsEntropy,
-        };
-        state.service.handle(&ports, core_req)
-    })
-    .await;
-    let (resp, outcome) = match joined {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::error!(%method, %path, "request handler panicked");
-            return to_axum(ApiError::Internal.into_response());
-        }
-    };
-    if outcome.internal_error {
-        tracing::error!(%method, %path, request_id = %outcome.request_id, "storage failure");
-    }
-    tracing::info!(
-        %method,
-        %path,
-        status = outcome.status,
-        request_id = %outcome.request_id,
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    to_axum(resp)
-}
-
 fn to_axum(resp: auth_core::Response) -> Response {
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::from(body))
+}
+
+fn problem(e: ApiError) -> Response {
+    to_axum(auth_core::finish(e.into_response(), "-", false))
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    // The path only: query strings may carry what a client wrongly thinks is a credential.
+    let path = parts.uri.path().to_owned();
+    let upgrade = if path == "/v1/events" {
+        WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok()
+    } else {
+        None
+    };
+    let limit = if path == "/v1/graph/csv" {
+        MAX_CSV_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let Ok(bytes) = read_limited(body, limit).await else {
+        return problem(ApiError::InvalidJson("The request body could not be read.".into()));
+    };
+    let core_req = http::Request::from_parts(parts, bytes);
+    let (response, status) = if state.test_hooks && path.starts_with("/_test/") {
+        let r = test_control(&state, core_req).await;
+        let s = r.status().as_u16();
+        (r, s)
+    } else {
+        dispatch(&state, core_req, upgrade).await
+    };
+    tracing::info!(
+        %method,
+        %path,
+        status,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// Runs the stateless front with the shared database.
+async fn front(state: &Arc<AppState>, req: auth_core::Request) -> Result<Front, ApiError> {
+    let st = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        let conn = st.db.lock();
+        let sql = crate::sqlite::SqliteSql(&conn);
+        let ports = Ports {
+            db: &sql,
+            clock: &*st.clock,
+            entropy: &OsEntropy,
+        };
+        st.service.front(&ports, req)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    req: auth_core::Request,
+    upgrade: Option<WebSocketUpgrade>,
+) -> (Response, u16) {
+    let head = req.method() == Method::HEAD;
+    let decided = match front(state, req).await {
+        Ok(f) => f,
+        Err(e) => return (problem(e), 500),
+    };
+    match decided {
+        Front::Respond { response, notices } => {
+            // Tell each tenant's object before the client hears back, so the very next request
+            // sees the change.
+            for (tenant_id, notice) in notices {
+                let r = state
+                    .tenants
+                    .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                        o.notice(env, &notice)
+                    })
+                    .await;
+                if !matches!(r, Ok((Ok(()), _))) {
+                    tracing::error!(tenant = %tenant_id, "could not notify the tenant object");
+                    return (problem(ApiError::Internal), 500);
+                }
+            }
+            let status = response.status().as_u16();
+            (to_axum(response), status)
+        }
+        Front::Tenant {
+            tenant_id,
+            key_hash,
+            request,
+        } => {
+            let request_id = auth_core::request_id(&request);
+            let st = Arc::clone(state);
+            let req = Arc::new(request);
+            let req2 = Arc::clone(&req);
+            let called = state
+                .tenants
+                .call(&tenant_id, upgrade.is_some(), move |o: &mut TenantState, env| {
+                    o.fetch(env, &st.service, &req2, &key_hash)
+                })
+                .await;
+            let (outcome, accepted) = match called {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "tenant object failed");
+                    return (problem(ApiError::Internal), 500);
+                }
+            };
+            let response = match outcome {
+                TenantOutcome::Respond(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    match (upgrade, accepted) {
+                        (Some(ws), Some((socket, rx))) => {
+                            let st = Arc::clone(state);
+                            let tenant = tenant_id.clone();
+                            return (
+                                ws.on_upgrade(move |conn| pump(st, tenant, socket, rx, conn))
+                                    .into_response(),
+                                101,
+                            );
+                        }
+                        _ => resp,
+                    }
+                }
+                TenantOutcome::Respond(resp) => resp,
+                TenantOutcome::Graph {
+                    actor_key_id,
+                    headers,
+                    ..
+                } => {
+                    let mut resp =
+                        run_graph(state, &tenant_id, &actor_key_id, &request_id, Arc::clone(&req))
+                            .await;
+                    for (k, v) in &headers {
+                        resp.headers_mut().insert(k, v.clone());
+                    }
+                    resp
+                }
+            };
+            let response = auth_core::finish(response, &request_id, head);
+            let status = response.status().as_u16();
+            (to_axum(response), status)
+        }
+    }
+}
+
+/// Media types a CSV upload may declare.
+fn is_csv(req: &auth_core::Request) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "text/csv" || essence == "application/octet-stream"
+        })
+        .unwrap_or(false)
+}
+
+fn graph_blob_key(tenant_id: &str) -> String {
+    format!("tenants/{tenant_id}/graph.csv")
+}
+
+/// A graph request the tenant object let through: run it in the tenant's GraphStateCSV object
+/// (blob IO happens here, outside the object, as it would with R2 on Workers), then audit
+/// changes in the TenantState object.
+async fn run_graph(
+    state: &Arc<AppState>,
+    tenant_id: &str,
+    actor: &str,
+    request_id: &str,
+    req: Arc<auth_core::Request>,
+) -> auth_core::Response {
+    let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
+    let leaf = segments.get(2).map(String::as_str).unwrap_or("");
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let (route, audit_action) = match (leaf, read) {
+        ("csv", _) => {
+            if req.body().len() > MAX_CSV_BYTES {
+                return ApiError::PayloadTooLarge.into_response();
+            }
+            if !is_csv(&req) {
+                return ApiError::UnsupportedMediaType.into_response();
+            }
+            let edges = match auth_core::graph::validate_csv_upload(req.body()) {
+                Ok(n) => n,
+                Err(e) => return e.into_response(),
+            };
+            if let Err(e) = state.blobs.put(&graph_blob_key(tenant_id), req.body()) {
+                tracing::error!(error = %e, "blob write failed");
+                return ApiError::Internal.into_response();
+            }
+            let body = json!({"stored": true, "key": graph_blob_key(tenant_id), "edgeCount": edges, "bytes": req.body().len()});
+            audit(state, tenant_id, actor, request_id, "graph.csv_uploaded", json!({"edgeCount": edges})).await;
+            return auth_core::http::json(StatusCode::OK, &body);
+        }
+        ("reload", _) => match state.blobs.get(&graph_blob_key(tenant_id)) {
+            Ok(Some(csv)) => (GraphRoute::Reload { csv }, Some("graph.reloaded")),
+            Ok(None) => {
+                return ApiError::field("csv", "no graph.csv has been uploaded for this tenant")
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "blob read failed");
+                return ApiError::Internal.into_response();
+            }
+        },
+        ("state", _) => (GraphRoute::State, None),
+        ("validate", _) => (GraphRoute::Validate, None),
+        ("check", _) => (GraphRoute::Check, None),
+        ("mutations", true) => (GraphRoute::Mutations, None),
+        ("mutations", false) => (GraphRoute::Mutate, Some("graph.mutated")),
+        _ => return ApiError::NotFound.into_response(),
+    };
+    let actor_owned = actor.to_owned();
+    let req2 = Arc::clone(&req);
+    let called = state
+        .graphs
+        .call(tenant_id, false, move |g: &mut GraphState, env| {
+            g.handle(env, route, &req2, &actor_owned)
+        })
+        .await;
+    let resp = match called {
+        Ok((Ok(resp), _)) => resp,
+        Ok((Err(e), _)) => return e.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "graph object failed");
+            return ApiError::Internal.into_response();
+        }
+    };
+    if let Some(action) = audit_action.filter(|_| resp.status().is_success()) {
+        let version = serde_json::from_slice::<Value>(resp.body())
+            .ok()
+            .and_then(|v| v.get("version").cloned())
+            .unwrap_or(Value::Null);
+        audit(state, tenant_id, actor, request_id, action, json!({"version": version})).await;
+    }
+    resp
+}
+
+async fn audit(
+    state: &Arc<AppState>,
+    tenant_id: &str,
+    actor: &str,
+    request_id: &str,
+    action: &str,
+    detail: Value,
+) {
+    let notice = Notice {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: "graph".into(),
+        detail,
+        request_id: request_id.to_owned(),
+        end_sessions: false,
+    };
+    let r = state
+        .tenants
+        .call(tenant_id, false, move |o: &mut TenantState, env| o.record(env, &notice))
+        .await;
+    if !matches!(r, Ok((Ok(()), _))) {
+        tracing::error!(tenant = %tenant_id, action, "could not write the audit record");
+    }
+}
+
+/// Carries one accepted WebSocket: frames from the object's queue go out; frames from the
+/// client go to the object, one at a time like every other call.
+async fn pump(
+    state: Arc<AppState>,
+    tenant_id: String,
+    socket: SocketId,
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    conn: WebSocket,
+) {
+    let (mut sink, mut stream) = conn.split();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let r = match out {
+                Outgoing::Text(t) => sink.send(Message::Text(t.into())).await,
+                Outgoing::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+            };
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        let text = match msg {
+            Message::Text(t) => t.to_string(),
+            // A binary frame is not JSON text: the object answers it with an error frame.
+            Message::Binary(_) => "\u{0}binary".to_owned(),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        let Some(attachment) = state.tenants.socket_attachment(&tenant_id, socket) else {
+            break; // the object closed it
+        };
+        let r = state
+            .tenants
+            .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                o.websocket_message(env, socket, &attachment, &text)
+            })
+            .await;
+        if r.is_err() {
+            break;
+        }
+    }
+    state.tenants.remove_socket(&tenant_id, socket);
+    let _ = state
+        .tenants
+        .call(&tenant_id, false, move |o: &mut TenantState, env| {
+            o.websocket_closed(env, socket)
+        })
+        .await;
+    writer.abort();
+}
+
+/// `/_test/*`: controls that exist only with `--test-hooks`, and only for the platform admin.
+async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Response {
+    let st = Arc::clone(state);
+    let req = Arc::new(req);
+    let req2 = Arc::clone(&req);
+    let authorised = tokio::task::spawn_blocking(move || {
+        let conn = st.db.lock();
+        let sql = crate::sqlite::SqliteSql(&conn);
+        let ports = Ports {
+            db: &sql,
+            clock: &*st.clock,
+            entropy: &OsEntropy,
+        };
+        st.service.authenticator().admin(&ports, &req2)
+    })
+    .await
+    .unwrap_or(Err(ApiError::Internal));
+    if let Err(e) = authorised {
+        return problem(e);
+    }
+    if req.method() != Method::POST {
+        return problem(ApiError::MethodNotAllowed("POST"));
+    }
+    let fields = match auth_core::http::json_object(&req, true) {
+        Ok(f) => f,
+        Err(e) => return problem(e),
+    };
+    let tenant = fields.get("tenantId").and_then(Value::as_str).map(str::to_owned);
+    let body = match req.uri().path() {
+        "/_test/clock" => {
+            let Some(ms) = fields.get("advanceMs").and_then(Value::as_i64).filter(|m| *m >= 0) else {
+                return problem(ApiError::field("advanceMs", "must be a whole number >= 0"));
+            };
+            let now = state.clock.advance(ms);
+            // Alarms due under the new time fire now.
+            state.tenants.fire_due().await;
+            json!({"nowMs": now})
+        }
+        "/_test/evict" => {
+            let n = state.tenants.evict_idle(0, tenant.as_deref())
+                + state.graphs.evict_idle(0, tenant.as_deref());
+            json!({"evicted": n})
+        }
+        "/_test/alarms/fire" => {
+            let n = state.tenants.fire_all_now(tenant.as_deref()).await;
+            json!({"fired": n})
+        }
+        _ => return problem(ApiError::NotFound),
+    };
+    to_axum(auth_core::http::json(StatusCode::OK, &body))
 }

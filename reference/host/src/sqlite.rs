@@ -17,13 +17,7 @@ pub struct Database {
 impl Database {
     /// Opens (or creates) the database file and applies pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL is durable across process crashes in WAL mode; FULL would also survive power
-        // loss at a large cost per commit. A reference service on one machine takes NORMAL.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = open_connection(path)?;
         apply_migrations(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -35,6 +29,18 @@ impl Database {
         // (rusqlite rolls back on drop), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Opens a SQLite file with the settings every database of the host uses.
+pub fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL is durable across process crashes in WAL mode; FULL would also survive power
+    // loss at a large cost per commit. A reference service on one machine takes NORMAL.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 /// Applies every migration not yet recorded in `d1_migrations`, the table wrangler keeps, so a
@@ -122,8 +128,24 @@ impl Sql for SqliteSql<'_> {
         &self,
         work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let tx = self.0.unchecked_transaction().map_err(storage_error)?;
-        work(self)?;
-        tx.commit().map_err(storage_error)
+        // Inside an open transaction (an object call always has one) nest with a savepoint,
+        // so `work` still commits or rolls back as a whole.
+        let (begin, commit, rollback) = if self.0.is_autocommit() {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            (
+                "SAVEPOINT core_tx",
+                "RELEASE core_tx",
+                "ROLLBACK TO core_tx; RELEASE core_tx",
+            )
+        };
+        self.0.execute_batch(begin).map_err(storage_error)?;
+        match work(self) {
+            Ok(()) => self.0.execute_batch(commit).map_err(storage_error),
+            Err(e) => {
+                let _ = self.0.execute_batch(rollback);
+                Err(e)
+            }
+        }
     }
 }

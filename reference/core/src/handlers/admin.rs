@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::handlers::api_keys::{self, KeySpec};
-use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request};
+use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request, Response};
 use crate::keys::{Environment, KeyHasher, KeyType};
 use crate::model::{Plan, TenantRecord, TenantStatus};
 use crate::ports::{Ports, StorageError};
@@ -68,7 +68,11 @@ fn parse_plan(f: &Fields) -> Result<Option<Plan>, ApiError> {
         .transpose()
 }
 
-pub fn create_tenant(ports: &Ports, hasher: &KeyHasher, req: &Request) -> ApiResult {
+pub fn create_tenant(
+    ports: &Ports,
+    hasher: &KeyHasher,
+    req: &Request,
+) -> Result<(Response, TenantRecord), ApiError> {
     let f = Fields::new(json_object(req, false)?, &["slug", "name", "plan", "rateLimit"])?;
     let slug = f.req_str("slug")?;
     if !valid_slug(&slug) {
@@ -120,7 +124,7 @@ pub fn create_tenant(ports: &Ports, hasher: &KeyHasher, req: &Request) -> ApiRes
     if duplicate {
         return Err(ApiError::Conflict("The slug is already taken."));
     }
-    Ok(json(
+    let response = json(
         StatusCode::CREATED,
         &TenantCreated {
             tenant: tenant.to_wire(),
@@ -129,7 +133,8 @@ pub fn create_tenant(ports: &Ports, hasher: &KeyHasher, req: &Request) -> ApiRes
                 secret_key: secret_token,
             },
         },
-    ))
+    );
+    Ok((response, tenant))
 }
 
 fn page_param(query: &[(String, String)], name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
@@ -190,7 +195,13 @@ pub fn get_tenant(ports: &Ports, id: &str) -> ApiResult {
     Ok(json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() }))
 }
 
-pub fn update_tenant(ports: &Ports, id: &str, req: &Request) -> ApiResult {
+/// Applies a partial update. Answers the response, the tenant as it now is, and the changed
+/// fields (for the audit log).
+pub fn update_tenant(
+    ports: &Ports,
+    id: &str,
+    req: &Request,
+) -> Result<(Response, TenantRecord, Value), ApiError> {
     let f = Fields::new(json_object(req, false)?, &["name", "plan", "status", "rateLimit"])?;
     let name = f.text("name", 200, false)?;
     let plan = parse_plan(&f)?;
@@ -203,6 +214,11 @@ pub fn update_tenant(ports: &Ports, id: &str, req: &Request) -> ApiResult {
         })
         .transpose()?;
     let rate_limit = parse_rate_limit(&f)?;
+    let f_names: Vec<String> = ["name", "plan", "status", "rateLimit"]
+        .iter()
+        .filter(|n| f.has(n))
+        .map(|n| (*n).to_owned())
+        .collect();
     let mut tenant = existing(ports, id)?;
     if tenant.status == TenantStatus::Deleted {
         return Err(ApiError::Conflict("A deleted tenant cannot be changed."));
@@ -221,10 +237,22 @@ pub fn update_tenant(ports: &Ports, id: &str, req: &Request) -> ApiResult {
     }
     tenant.updated_at = ports.clock.now_ms();
     store::update_tenant(ports.db, &tenant)?;
-    Ok(json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() }))
+    let changes = Value::Array(
+        ["name", "plan", "status", "rateLimit"]
+            .iter()
+            .filter(|f| f_has(&f_names, f))
+            .map(|f| Value::String((*f).into()))
+            .collect(),
+    );
+    let response = json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() });
+    Ok((response, tenant, serde_json::json!({ "changed": changes })))
 }
 
-pub fn delete_tenant(ports: &Ports, id: &str) -> ApiResult {
+fn f_has(names: &[String], f: &str) -> bool {
+    names.iter().any(|n| n == f)
+}
+
+pub fn delete_tenant(ports: &Ports, id: &str) -> Result<(Response, TenantRecord), ApiError> {
     let mut tenant = existing(ports, id)?;
     if tenant.status != TenantStatus::Deleted {
         let now = ports.clock.now_ms();
@@ -233,7 +261,8 @@ pub fn delete_tenant(ports: &Ports, id: &str) -> ApiResult {
         tenant.updated_at = now;
         store::update_tenant(ports.db, &tenant)?;
     }
-    Ok(json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() }))
+    let response = json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() });
+    Ok((response, tenant))
 }
 
 fn live_tenant_scope(ports: &Ports, id: &str) -> Result<TenantScope, ApiError> {
@@ -249,8 +278,97 @@ pub fn list_tenant_keys(ports: &Ports, id: &str) -> ApiResult {
     api_keys::list(ports, &scope, None)
 }
 
-pub fn create_tenant_key(ports: &Ports, hasher: &KeyHasher, id: &str, req: &Request) -> ApiResult {
+pub fn create_tenant_key(
+    ports: &Ports,
+    hasher: &KeyHasher,
+    id: &str,
+    req: &Request,
+) -> Result<(api_keys::Changed, String), ApiError> {
     let spec = api_keys::parse_spec(req)?;
     let scope = live_tenant_scope(ports, id)?;
-    api_keys::create(ports, hasher, &scope, &spec)
+    let changed = api_keys::create(ports, hasher, &scope, &spec)?;
+    Ok((changed, scope.tenant_id().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slugs_are_dns_labels() {
+        for ok in ["a", "acme", "a-b", "0", "a1-2b", &"a".repeat(63)] {
+            assert!(valid_slug(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "-",
+            "Acme",
+            "a_b",
+            "a.b",
+            "a b",
+            "é",
+            "tenant:acme",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_slug(bad), "{bad}");
+        }
+    }
+
+    fn rate(v: Value) -> Result<Option<Option<RateLimit>>, ApiError> {
+        let Value::Object(m) = json!({ "rateLimit": v }) else {
+            unreachable!()
+        };
+        parse_rate_limit(&Fields::new(m, &["rateLimit"]).unwrap())
+    }
+
+    fn field_of(e: ApiError) -> String {
+        match e {
+            ApiError::InvalidField { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_bounded_objects_or_null() {
+        assert_eq!(rate(Value::Null).unwrap(), Some(None));
+        assert_eq!(
+            rate(json!({"requests": 1, "windowSeconds": 86_400})).unwrap(),
+            Some(Some(RateLimit {
+                requests: 1,
+                window_seconds: 86_400
+            }))
+        );
+        assert!(rate(json!({"requests": 1_000_000, "windowSeconds": 1})).is_ok());
+        let f = Fields::new(serde_json::Map::new(), &["rateLimit"]).unwrap();
+        assert_eq!(parse_rate_limit(&f).unwrap(), None);
+        for (v, field) in [
+            (json!({"requests": 0, "windowSeconds": 60}), "rateLimit.requests"),
+            (json!({"requests": 1_000_001, "windowSeconds": 60}), "rateLimit.requests"),
+            (json!({"requests": 1.5, "windowSeconds": 60}), "rateLimit.requests"),
+            (json!({"requests": "5", "windowSeconds": 60}), "rateLimit.requests"),
+            (json!({"windowSeconds": 60}), "rateLimit.requests"),
+            (json!({"requests": 5, "windowSeconds": 0}), "rateLimit.windowSeconds"),
+            (json!({"requests": 5, "windowSeconds": 86_401}), "rateLimit.windowSeconds"),
+            (json!({"requests": 5}), "rateLimit.windowSeconds"),
+            (json!({"requests": 5, "windowSeconds": 60, "burst": 1}), "rateLimit"),
+            (json!(100), "rateLimit"),
+            (json!("100/min"), "rateLimit"),
+        ] {
+            assert_eq!(field_of(rate(v.clone()).unwrap_err()), field, "{v}");
+        }
+    }
+
+    #[test]
+    fn page_params_are_bounded() {
+        let q = |s: &str| crate::http::query_pairs(Some(s));
+        assert_eq!(page_param(&q(""), "limit", 20, 100).unwrap(), 20);
+        assert_eq!(page_param(&q("limit=100"), "limit", 20, 100).unwrap(), 100);
+        for bad in ["limit=0", "limit=101", "limit=-1", "limit=x", "limit=", "limit=1.5"] {
+            let e = page_param(&q(bad), "limit", 20, 100).unwrap_err();
+            assert!(matches!(e, ApiError::InvalidQuery { ref field, .. } if field == "limit"), "{bad}");
+        }
+    }
 }

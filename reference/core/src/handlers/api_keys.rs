@@ -5,7 +5,7 @@ use auth_contract::{ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, KeyCredentials};
 use http::StatusCode;
 
 use crate::auth::TenantCaller;
-use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request};
+use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request, Response};
 use crate::keys::{self, Environment, KeyHasher, KeyType};
 use crate::model::{is_known_permission, permissions_cover, KeyRecord};
 use crate::ports::{Ports, StorageError};
@@ -13,6 +13,18 @@ use crate::store::TenantScope;
 
 /// Longest grace period a rotation may give the old key: one week.
 pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// A successful change to a key: the answer, and what the audit log and the tenant's cache need
+/// to know about it. Never holds a secret.
+#[derive(Debug)]
+pub struct Changed {
+    pub response: Response,
+    pub action: &'static str,
+    pub target: String,
+    pub detail: serde_json::Value,
+    /// The hash of a key that stopped (or will stop) working, to drop from caches.
+    pub retired: Option<KeyRecord>,
+}
 
 /// What a new key will be.
 #[derive(Debug, Clone)]
@@ -122,17 +134,32 @@ pub fn mint(
 }
 
 /// Creates a key in `scope` and answers 201 with its secret, shown this once.
-pub fn create(ports: &Ports, hasher: &KeyHasher, scope: &TenantScope, spec: &KeySpec) -> ApiResult {
+pub fn create(
+    ports: &Ports,
+    hasher: &KeyHasher,
+    scope: &TenantScope,
+    spec: &KeySpec,
+) -> Result<Changed, ApiError> {
     let (record, token) = mint(ports, hasher, scope.tenant_id(), spec);
     scope.insert_key(ports.db, &record)?;
-    Ok(json(
-        StatusCode::CREATED,
-        &ApiKeyCreated {
-            api_key: record.to_wire(),
-            credentials: KeyCredentials { key_secret: token },
-            previous_key: None,
-        },
-    ))
+    Ok(Changed {
+        response: json(
+            StatusCode::CREATED,
+            &ApiKeyCreated {
+                api_key: record.to_wire(),
+                credentials: KeyCredentials { key_secret: token },
+                previous_key: None,
+            },
+        ),
+        action: "api_key.created",
+        target: record.id.clone(),
+        detail: serde_json::json!({
+            "type": record.key_type.as_str(),
+            "environment": record.environment.as_str(),
+            "permissions": record.permissions,
+        }),
+        retired: None,
+    })
 }
 
 pub fn list(ports: &Ports, scope: &TenantScope, only: Option<Environment>) -> ApiResult {
@@ -169,18 +196,24 @@ pub fn get(ports: &Ports, caller: &TenantCaller, id: &str) -> ApiResult {
     ))
 }
 
-pub fn revoke(ports: &Ports, caller: &TenantCaller, id: &str) -> ApiResult {
+pub fn revoke(ports: &Ports, caller: &TenantCaller, id: &str) -> Result<Changed, ApiError> {
     caller.require("write:api_keys")?;
     let key = visible_key(ports, caller, id)?;
     check_power(caller, &spec_of(&key))?;
     caller.scope.revoke_key(ports.db, id, ports.clock.now_ms())?;
     let key = visible_key(ports, caller, id)?;
-    Ok(json(
-        StatusCode::OK,
-        &ApiKeyEnvelope {
-            api_key: key.to_wire(),
-        },
-    ))
+    Ok(Changed {
+        response: json(
+            StatusCode::OK,
+            &ApiKeyEnvelope {
+                api_key: key.to_wire(),
+            },
+        ),
+        action: "api_key.revoked",
+        target: key.id.clone(),
+        detail: serde_json::json!({}),
+        retired: Some(key),
+    })
 }
 
 fn spec_of(key: &KeyRecord) -> KeySpec {
@@ -192,7 +225,13 @@ fn spec_of(key: &KeyRecord) -> KeySpec {
     }
 }
 
-pub fn rotate(ports: &Ports, hasher: &KeyHasher, caller: &TenantCaller, id: &str, req: &Request) -> ApiResult {
+pub fn rotate(
+    ports: &Ports,
+    hasher: &KeyHasher,
+    caller: &TenantCaller,
+    id: &str,
+    req: &Request,
+) -> Result<Changed, ApiError> {
     caller.require("write:api_keys")?;
     let f = Fields::new(json_object(req, true)?, &["expiresInSeconds"])?;
     let grace = f.opt_int("expiresInSeconds", 0, MAX_GRACE_SECONDS)?.unwrap_or(0);
@@ -222,12 +261,18 @@ pub fn rotate(ports: &Ports, hasher: &KeyHasher, caller: &TenantCaller, id: &str
         return Err(ApiError::Conflict("The key was rotated or revoked meanwhile."));
     }
     let previous = caller.scope.get_key(ports.db, &old.id)?.ok_or(ApiError::Internal)?;
-    Ok(json(
-        StatusCode::CREATED,
-        &ApiKeyCreated {
-            api_key: new.to_wire(),
-            credentials: KeyCredentials { key_secret: token },
-            previous_key: Some(previous.to_wire()),
-        },
-    ))
+    Ok(Changed {
+        response: json(
+            StatusCode::CREATED,
+            &ApiKeyCreated {
+                api_key: new.to_wire(),
+                credentials: KeyCredentials { key_secret: token },
+                previous_key: Some(previous.to_wire()),
+            },
+        ),
+        action: "api_key.rotated",
+        target: old.id.clone(),
+        detail: serde_json::json!({ "newKeyId": new.id, "graceSeconds": grace }),
+        retired: Some(previous),
+    })
 }

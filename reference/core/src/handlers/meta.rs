@@ -34,6 +34,7 @@ pub fn openapi() -> Response {
 /// `/.well-known/authconf`: what this deployment offers, so a harness can skip what it lacks
 /// instead of calling it a failure.
 pub fn capabilities(service: &Service) -> Response {
+    let hooks = service.config.test_hooks;
     json(
         StatusCode::OK,
         &json!({
@@ -45,21 +46,32 @@ pub fn capabilities(service: &Service) -> Response {
                 "sources": ["header", "subdomain", "key", "query"],
             },
             "revocation": {"consistency": "immediate", "maxDelaySeconds": 0},
-            "rateLimit": null,
+            "rateLimit": {
+                "algorithm": crate::ratelimit::ALGORITHM,
+                "exact": true,
+                "toleranceRequests": 0,
+                "scope": "tenant",
+                "windowAlignment": "epoch",
+                "override": true,
+                "planDefaults": {"free": 100, "pro": 1000, "enterprise": 10000},
+                "defaultWindowSeconds": 60,
+                "note": "Exactly `requests` successes per window under any concurrency; up to twice the limit across a window boundary.",
+            },
             "features": {
                 "apiKeys": true,
-                "rateLimit": false,
-                "auditLog": false,
-                "events": false,
-                "graph": false,
+                "rateLimit": true,
+                "auditLog": true,
+                "events": true,
+                "graph": true,
                 "userAuth": false,
                 "mailCapture": false,
             },
             "testControls": {
-                "enabled": service.config.test_hooks,
-                "clock": false,
-                "evict": false,
-                "alarms": false,
+                "enabled": hooks,
+                "basePath": if hooks { Some("/_test") } else { None },
+                "clock": hooks,
+                "evict": hooks,
+                "alarms": hooks,
             },
         }),
     )

@@ -1,0 +1,669 @@
+//! The graph file: an RFC 4180 CSV parser and the rules for one edge.
+//!
+//! The file is `tenants/<tenantId>/graph.csv`, header
+//! `subject_type,subject_id,relation,object_type,object_id`, one edge a row. The public
+//! deployment split on newlines and commas (section 14, D20: a quoted comma broke it); this
+//! parser reads the CSV grammar for real:
+//! - fields may be quoted; inside quotes `""` is one quote and commas, CR and LF are data;
+//! - records end with CRLF or LF; the last one may or may not end with a newline;
+//! - a UTF-8 byte order mark at the very start is skipped;
+//! - a line with nothing on it (zero bytes) is skipped, so hand-edited files with blank lines
+//!   load; a line holding anything else is a record and must have exactly five fields;
+//! - every field is trimmed of surrounding spaces and tabs, quoted or not, as the public
+//!   deployment trimmed its values (so `" alice "` is `alice`);
+//! - a quote inside an unquoted field, text after a closing quote, an unterminated quote and a
+//!   lone CR are errors rather than guesses.
+//!
+//! Errors name the 1-based line (where the offending field starts; quoted fields can span
+//! lines) and the 1-based column (the field number), e.g.
+//! `line 7, column 3: relation must match [A-Za-z0-9_-]+`.
+//!
+//! Why ':' is refused in every field: the edge id is
+//! `<subject_type>:<subject_id>:<relation>:<object_type>:<object_id>` and a node is
+//! `<type>:<id>`. If an id could hold ':', two different edges could share one id (`a:b` +
+//! `c` versus `a` + `b:c`) and a node id could not be split back into type and id, so revoking
+//! or validating "an edge id" would be ambiguous. Types and relations are further limited to
+//! `[A-Za-z0-9_-]+` because they are identifiers; ids (user names, document keys) may hold any
+//! other printable text, but no control characters, which would corrupt logs and the
+//! `validate` reasons.
+
+use std::collections::HashSet;
+use std::fmt;
+
+/// Largest graph file accepted, in bytes (8 MiB).
+pub const MAX_CSV_BYTES: usize = 8 * 1024 * 1024;
+/// Most distinct edges one graph file may hold.
+pub const MAX_EDGES: usize = 200_000;
+/// Longest field, in bytes after trimming.
+pub const MAX_FIELD_BYTES: usize = 256;
+/// The only header accepted, column by column.
+pub const HEADER: [&str; 5] = [
+    "subject_type",
+    "subject_id",
+    "relation",
+    "object_type",
+    "object_id",
+];
+
+/// What a field holds, which decides its rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartKind {
+    /// `subject_type`, `relation`, `object_type`: `[A-Za-z0-9_-]+`.
+    Name,
+    /// `subject_id`, `object_id`: any text without ':' or control characters.
+    Id,
+}
+
+/// The kind of each column, in header order.
+pub const PART_KINDS: [PartKind; 5] = [
+    PartKind::Name,
+    PartKind::Id,
+    PartKind::Name,
+    PartKind::Name,
+    PartKind::Id,
+];
+
+/// Checks one (already trimmed) part of an edge. The message leaves out the field's name so
+/// the CSV reader and the JSON handlers can each name it their way.
+pub fn check_part(kind: PartKind, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(format!("must be at most {MAX_FIELD_BYTES} bytes"));
+    }
+    match kind {
+        PartKind::Name => {
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err("must match [A-Za-z0-9_-]+".into());
+            }
+        }
+        PartKind::Id => {
+            if value.contains(':') {
+                return Err("must not contain ':' (it separates the parts of an edge id)".into());
+            }
+            if value.chars().any(char::is_control) {
+                return Err("must not contain control characters".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One edge as written in the file or in a mutation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgeSpec {
+    pub subject_type: String,
+    pub subject_id: String,
+    pub relation: String,
+    pub object_type: String,
+    pub object_id: String,
+}
+
+impl EdgeSpec {
+    /// Builds a spec from five parts in header order, checking each; on failure answers the
+    /// 0-based index of the bad part and the message.
+    pub fn from_parts(parts: [String; 5]) -> Result<Self, (usize, String)> {
+        for (i, (part, kind)) in parts.iter().zip(PART_KINDS).enumerate() {
+            check_part(kind, part).map_err(|m| (i, m))?;
+        }
+        let [subject_type, subject_id, relation, object_type, object_id] = parts;
+        Ok(Self {
+            subject_type,
+            subject_id,
+            relation,
+            object_type,
+            object_id,
+        })
+    }
+
+    /// The source node, `subject_type:subject_id`.
+    pub fn subject(&self) -> String {
+        format!("{}:{}", self.subject_type, self.subject_id)
+    }
+
+    /// The target node, `object_type:object_id`.
+    pub fn object(&self) -> String {
+        format!("{}:{}", self.object_type, self.object_id)
+    }
+
+    /// `<subject_type>:<subject_id>:<relation>:<object_type>:<object_id>`, unambiguous
+    /// because no part holds ':'.
+    pub fn id(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.subject_type, self.subject_id, self.relation, self.object_type, self.object_id
+        )
+    }
+}
+
+/// Why a graph file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsvError {
+    /// Larger than [`MAX_CSV_BYTES`]; nothing was parsed.
+    TooLarge { bytes: usize },
+    /// A problem at a place in the file.
+    At {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl CsvError {
+    fn at(line: usize, column: usize, message: impl Into<String>) -> Self {
+        CsvError::At {
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// The 400 a host answers: `invalid_field` naming `csv`, the message giving the place.
+    pub fn to_api_error(&self) -> crate::http::ApiError {
+        crate::http::ApiError::field("csv", self.to_string())
+    }
+}
+
+impl fmt::Display for CsvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CsvError::TooLarge { bytes } => write!(
+                f,
+                "is {bytes} bytes; graph files are limited to {MAX_CSV_BYTES} bytes (8 MiB)"
+            ),
+            CsvError::At {
+                line,
+                column,
+                message,
+            } => write!(f, "line {line}, column {column}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for CsvError {}
+
+/// One field as read: its bytes (quotes removed, not yet trimmed) and where it starts.
+struct Field {
+    line: usize,
+    bytes: Vec<u8>,
+}
+
+/// A record: its fields, in order.
+struct Record {
+    line: usize,
+    fields: Vec<Field>,
+}
+
+/// The record reader. It works on bytes: every delimiter is ASCII, which never occurs inside
+/// a multi-byte UTF-8 sequence, so UTF-8 is checked per field afterwards.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// 1-based line of `pos`.
+    line: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        let buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
+        Self { buf, pos: 0, line: 1 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    /// Consumes a line end (LF or CRLF) at `pos`, if there is one.
+    fn eat_newline(&mut self) -> bool {
+        match (self.peek(), self.buf.get(self.pos + 1)) {
+            (Some(b'\n'), _) => {
+                self.pos += 1;
+                self.line += 1;
+                true
+            }
+            (Some(b'\r'), Some(b'\n')) => {
+                self.pos += 2;
+                self.line += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next record, skipping empty lines; `None` at the end of the input.
+    fn next_record(&mut self) -> Option<Result<Record, CsvError>> {
+        while self.eat_newline() {}
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        Some(self.read_record())
+    }
+
+    fn read_record(&mut self) -> Result<Record, CsvError> {
+        let line = self.line;
+        let mut fields = Vec::new();
+        loop {
+            let column = fields.len() + 1;
+            let field_line = self.line;
+            self.skip_blanks();
+            let bytes = if self.peek() == Some(b'"') {
+                self.read_quoted(field_line, column)?
+            } else {
+                self.read_unquoted(column)?
+            };
+            fields.push(Field {
+                line: field_line,
+                bytes,
+            });
+            // After a field: a comma starts another, a line end or the end of input ends the
+            // record. The field readers leave `pos` on one of these.
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                None => break,
+                Some(_) => {
+                    if self.eat_newline() {
+                        break;
+                    }
+                    // Only reachable through a lone CR, which the readers refuse first.
+                    return Err(CsvError::at(self.line, column, "unexpected character"));
+                }
+            }
+        }
+        Ok(Record { line, fields })
+    }
+
+    fn read_unquoted(&mut self, column: usize) -> Result<Vec<u8>, CsvError> {
+        let start = self.pos;
+        while let Some(b) = self.peek() {
+            match b {
+                b',' | b'\n' => break,
+                b'\r' if self.buf.get(self.pos + 1) == Some(&b'\n') => break,
+                b'\r' => {
+                    return Err(CsvError::at(
+                        self.line,
+                        column,
+                        "carriage return not followed by a line feed",
+                    ))
+                }
+                b'"' => {
+                    return Err(CsvError::at(
+                        self.line,
+                        column,
+                        "a quote inside an unquoted field; quote the whole field and double the quote",
+                    ))
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Ok(self.buf[start..self.pos].to_vec())
+    }
+
+    fn read_quoted(&mut self, field_line: usize, column: usize) -> Result<Vec<u8>, CsvError> {
+        self.pos += 1; // the opening quote
+        let mut out = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(CsvError::at(field_line, column, "unterminated quoted field"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' if self.peek() == Some(b'"') => {
+                    out.push(b'"');
+                    self.pos += 1;
+                }
+                b'"' => break,
+                b'\n' => {
+                    self.line += 1;
+                    out.push(b);
+                }
+                _ => out.push(b),
+            }
+        }
+        self.skip_blanks();
+        match self.peek() {
+            None | Some(b',' | b'\n') => Ok(out),
+            Some(b'\r') if self.buf.get(self.pos + 1) == Some(&b'\n') => Ok(out),
+            Some(_) => Err(CsvError::at(
+                self.line,
+                column,
+                "unexpected text after a closing quote",
+            )),
+        }
+    }
+}
+
+/// A field as trimmed UTF-8 text.
+fn field_text(field: &Field, column: usize) -> Result<String, CsvError> {
+    let text = std::str::from_utf8(&field.bytes).map_err(|_| {
+        CsvError::at(
+            field.line,
+            column,
+            format!("{} is not valid UTF-8", HEADER[column - 1]),
+        )
+    })?;
+    Ok(text.trim_matches([' ', '\t']).to_owned())
+}
+
+/// The five fields of a record, or an error naming the first missing or extra one.
+fn five(record: &Record) -> Result<&[Field; 5], CsvError> {
+    let n = record.fields.len();
+    match <&[Field; 5]>::try_from(record.fields.as_slice()) {
+        Ok(f) => Ok(f),
+        Err(_) if n < 5 => {
+            let last = record.fields.last().map_or(record.line, |f| f.line);
+            Err(CsvError::at(
+                last,
+                n + 1,
+                format!(
+                    "missing field {}; every row has 5 fields ({}), this one has {n}",
+                    HEADER[n],
+                    HEADER.join(",")
+                ),
+            ))
+        }
+        Err(_) => Err(CsvError::at(
+            record.fields[5].line,
+            6,
+            format!(
+                "unexpected field; every row has 5 fields ({}), this one has {n}",
+                HEADER.join(",")
+            ),
+        )),
+    }
+}
+
+/// Parses a whole graph file into its distinct edges, in the order they first appear.
+/// Duplicate rows collapse to one edge. Nothing is kept on error.
+pub fn parse(input: &[u8]) -> Result<Vec<EdgeSpec>, CsvError> {
+    if input.len() > MAX_CSV_BYTES {
+        return Err(CsvError::TooLarge { bytes: input.len() });
+    }
+    let mut reader = Reader::new(input);
+    let header = match reader.next_record() {
+        None => {
+            return Err(CsvError::at(
+                1,
+                1,
+                format!("missing header; the first line must be {}", HEADER.join(",")),
+            ))
+        }
+        Some(r) => r?,
+    };
+    for (i, expected) in HEADER.iter().enumerate() {
+        let found = match header.fields.get(i) {
+            Some(f) => field_text(f, i + 1)?,
+            None => String::new(),
+        };
+        if found != *expected {
+            return Err(CsvError::at(
+                header.line,
+                i + 1,
+                format!(
+                    "header must be {}; expected {expected}, found {found:?}",
+                    HEADER.join(",")
+                ),
+            ));
+        }
+    }
+    if header.fields.len() > 5 {
+        return Err(CsvError::at(
+            header.line,
+            6,
+            format!("header must be {}; found an extra column", HEADER.join(",")),
+        ));
+    }
+
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut edges = Vec::new();
+    while let Some(record) = reader.next_record() {
+        let record = record?;
+        let fields = five(&record)?;
+        let mut parts: [String; 5] = Default::default();
+        for (i, field) in fields.iter().enumerate() {
+            parts[i] = field_text(field, i + 1)?;
+        }
+        let spec = EdgeSpec::from_parts(parts).map_err(|(i, message)| {
+            CsvError::at(fields[i].line, i + 1, format!("{} {message}", HEADER[i]))
+        })?;
+        let id = spec.id();
+        if seen.contains(&id) {
+            continue;
+        }
+        if edges.len() == MAX_EDGES {
+            return Err(CsvError::at(
+                record.line,
+                1,
+                format!("too many edges; a graph file holds at most {MAX_EDGES} distinct edges"),
+            ));
+        }
+        seen.insert(id);
+        edges.push(spec);
+    }
+    Ok(edges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "subject_type,subject_id,relation,object_type,object_id\n";
+
+    fn ok(body: &str) -> Vec<EdgeSpec> {
+        parse(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(body: &[u8]) -> String {
+        parse(body).unwrap_err().to_string()
+    }
+
+    fn spec(parts: [&str; 5]) -> EdgeSpec {
+        EdgeSpec::from_parts(parts.map(str::to_owned)).unwrap()
+    }
+
+    #[test]
+    fn reads_plain_rows_and_builds_ids() {
+        let edges = ok(&format!("{H}user,alice,member,group,eng\ngroup,eng,viewer,doc,readme"));
+        assert_eq!(edges.len(), 2);
+        assert_eq!(edges[0].id(), "user:alice:member:group:eng");
+        assert_eq!(edges[0].subject(), "user:alice");
+        assert_eq!(edges[0].object(), "group:eng");
+        assert_eq!(edges[1], spec(["group", "eng", "viewer", "doc", "readme"]));
+    }
+
+    #[test]
+    fn quoted_fields_hold_commas_quotes_and_newlines() {
+        let body = format!(
+            "{H}user,\"smith, john\",member,group,\"the \"\"eng\"\" team\"\r\n\
+             user,\"multi\nline\",member,group,eng\r\n"
+        );
+        // A newline inside quotes is data, and data may not hold control characters: the
+        // error points at the line where the field starts, column 2.
+        assert_eq!(
+            err(body.as_bytes()),
+            "line 3, column 2: subject_id must not contain control characters"
+        );
+        let edges = ok(&format!(
+            "{H}user,\"smith, john\",member,group,\"the \"\"eng\"\" team\"\r\n"
+        ));
+        assert_eq!(edges[0].subject_id, "smith, john");
+        assert_eq!(edges[0].object_id, "the \"eng\" team");
+    }
+
+    #[test]
+    fn lines_count_inside_quoted_fields() {
+        // Ids may not hold control characters, so a multi-line field is always an error; the
+        // point is that lines are still counted right: the error gives the line where the
+        // offending field starts.
+        let body = format!("{H}user,bob,member,\"group\",eng\nuser,\"x\",\"a\nb\",g,h\n");
+        assert_eq!(
+            err(body.as_bytes()),
+            "line 3, column 3: relation must match [A-Za-z0-9_-]+"
+        );
+        let body = format!("{H}user,\"a\nb\nc\",member,group,eng,extra\n");
+        assert!(err(body.as_bytes()).starts_with("line 4, column 6: unexpected field"));
+    }
+
+    #[test]
+    fn crlf_lf_trailing_newline_bom_and_blank_lines() {
+        let want = vec![spec(["user", "alice", "member", "group", "eng"])];
+        assert_eq!(ok(&format!("{H}user,alice,member,group,eng")), want);
+        assert_eq!(ok(&format!("{H}user,alice,member,group,eng\n")), want);
+        assert_eq!(
+            ok("subject_type,subject_id,relation,object_type,object_id\r\nuser,alice,member,group,eng\r\n"),
+            want
+        );
+        assert_eq!(ok(&format!("\u{feff}{H}user,alice,member,group,eng\n")), want);
+        assert_eq!(ok(&format!("{H}\n\r\nuser,alice,member,group,eng\n\n")), want);
+        // Whitespace around fields and the header is trimmed.
+        assert_eq!(
+            ok(" subject_type , subject_id,relation,object_type,object_id \n user , alice ,member,\" group \",eng\n"),
+            want
+        );
+        assert!(ok(H).is_empty());
+    }
+
+    #[test]
+    fn bad_header() {
+        assert_eq!(
+            err(b""),
+            "line 1, column 1: missing header; the first line must be subject_type,subject_id,relation,object_type,object_id"
+        );
+        assert_eq!(err(b"\xEF\xBB\xBF\n\n"), err(b""));
+        let e = err(b"subject_type,subject_id,rel,object_type,object_id\n");
+        assert!(e.starts_with("line 1, column 3: header must be"), "{e}");
+        assert!(e.ends_with("expected relation, found \"rel\""), "{e}");
+        let e = err(b"subject,relation,object\nuser:a,member,group:b\n");
+        assert!(e.starts_with("line 1, column 1:"), "{e}");
+        let e = err(b"subject_type,subject_id,relation,object_type\n");
+        assert!(e.starts_with("line 1, column 5:"), "{e}");
+        let e = err(b"subject_type,subject_id,relation,object_type,object_id,revoked_at\n");
+        assert!(e.starts_with("line 1, column 6:"), "{e}");
+        // Case matters.
+        assert!(err(b"Subject_type,subject_id,relation,object_type,object_id\n")
+            .starts_with("line 1, column 1:"));
+        // Blank lines before the header are skipped; the error gives the header's real line.
+        assert!(err(b"\n\nfoo\n").starts_with("line 3, column 1:"));
+    }
+
+    #[test]
+    fn bad_rows_name_line_and_column() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "user,alice,member,group",
+                "line 2, column 5: missing field object_id; every row has 5 fields",
+            ),
+            ("user,alice,member,group,eng,x", "line 2, column 6: unexpected field"),
+            ("user,alice,,group,eng", "line 2, column 3: relation must not be empty"),
+            (
+                "user,alice,mem ber,group,eng",
+                "line 2, column 3: relation must match [A-Za-z0-9_-]+",
+            ),
+            (
+                "us:er,alice,member,group,eng",
+                "line 2, column 1: subject_type must match [A-Za-z0-9_-]+",
+            ),
+            (
+                "user,al:ice,member,group,eng",
+                "line 2, column 2: subject_id must not contain ':'",
+            ),
+            (
+                "user,alice,member,group,\"e:ng\"",
+                "line 2, column 5: object_id must not contain ':'",
+            ),
+            (
+                "user,alice,member,gr√oup,eng",
+                "line 2, column 4: object_type must match",
+            ),
+            ("user,\"alice,member,group,eng", "line 2, column 2: unterminated quoted field"),
+            (
+                "user,\"alice\"x,member,group,eng",
+                "line 2, column 2: unexpected text after a closing quote",
+            ),
+            ("user,ali\"ce,member,group,eng", "line 2, column 2: a quote inside an unquoted field"),
+            (
+                "user,alice\rx,member,group,eng",
+                "line 2, column 2: carriage return not followed by a line feed",
+            ),
+            ("   ", "line 2, column 2: missing field subject_id"),
+        ];
+        for (row, want) in cases {
+            let body = format!("{H}user,ok,member,group,eng\n{row}\n");
+            // Put the bad row on line 3 and check, then on line 2 (directly after the header).
+            let e = err(body.as_bytes());
+            assert!(e.starts_with(&want.replace("line 2", "line 3")), "{row:?}: {e}");
+            let e = err(format!("{H}{row}\n").as_bytes());
+            assert!(e.starts_with(want), "{row:?}: {e}");
+        }
+        // Non-ASCII ids are fine, invalid UTF-8 is not.
+        assert_eq!(ok(&format!("{H}user,zoë,member,group,ingénierie\n")).len(), 1);
+        let mut body = H.as_bytes().to_vec();
+        body.extend_from_slice(b"user,a\xFFb,member,group,eng\n");
+        assert_eq!(err(&body), "line 2, column 2: subject_id is not valid UTF-8");
+    }
+
+    #[test]
+    fn duplicates_collapse() {
+        let edges = ok(&format!(
+            "{H}user,alice,member,group,eng\nuser,\"alice\",member,group, eng\nuser,bob,member,group,eng\n"
+        ));
+        assert_eq!(edges.len(), 2);
+        assert_eq!(edges[1].subject_id, "bob");
+    }
+
+    #[test]
+    fn limits() {
+        let long = "x".repeat(MAX_FIELD_BYTES);
+        assert_eq!(ok(&format!("{H}user,{long},member,group,eng\n")).len(), 1);
+        let e = err(format!("{H}user,{long}x,member,group,eng\n").as_bytes());
+        assert_eq!(e, "line 2, column 2: subject_id must be at most 256 bytes");
+
+        let mut big = H.as_bytes().to_vec();
+        big.resize(MAX_CSV_BYTES + 1, b'\n');
+        assert_eq!(
+            parse(&big),
+            Err(CsvError::TooLarge {
+                bytes: MAX_CSV_BYTES + 1
+            })
+        );
+        big.truncate(MAX_CSV_BYTES);
+        assert_eq!(parse(&big), Ok(vec![]));
+
+        let mut body = String::from(H);
+        for i in 0..MAX_EDGES {
+            body.push_str(&format!("u,{i},r,o,x\n"));
+        }
+        // Duplicates of an edge already seen do not count against the limit.
+        body.push_str("u,0,r,o,x\n");
+        assert_eq!(parse(body.as_bytes()).unwrap().len(), MAX_EDGES);
+        body.push_str("u,new,r,o,x\n");
+        assert_eq!(
+            err(body.as_bytes()),
+            format!(
+                "line {}, column 1: too many edges; a graph file holds at most 200000 distinct edges",
+                MAX_EDGES + 3
+            )
+        );
+    }
+
+    #[test]
+    fn api_error_names_csv() {
+        let e = parse(b"nope\n").unwrap_err().to_api_error();
+        match e {
+            crate::http::ApiError::InvalidField { field, message } => {
+                assert_eq!(field, "csv");
+                assert!(message.starts_with("line 1, column 1: header must be"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

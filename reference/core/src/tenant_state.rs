@@ -1,0 +1,482 @@
+//! `TenantState`: the Durable Object each tenant has.
+//!
+//! Every request made with a tenant's key runs here, one at a time, which is what makes the
+//! object the tenant's single point of truth:
+//! - it holds the hot records (the tenant, its keys by hash) in memory, and drops them on every
+//!   write that changes them, so a revoked, rotated-out or deleted key, or a suspended tenant,
+//!   is refused on the very next request;
+//! - it runs the rate limiter ([`crate::ratelimit`]) with no interleaving, so the limit is exact;
+//! - it appends the audit log (ordered by a sequence number) and pushes each record to the
+//!   tenant's WebSockets as it is written;
+//! - its alarm ends rotated keys' grace periods on time.
+
+use std::collections::HashMap;
+
+use auth_contract::PublicTenantEnvelope;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::TenantCaller;
+use crate::handlers::api_keys::{self, Changed};
+use crate::http::{self as h, ApiError, Request, Response};
+use crate::model::{rfc3339, KeyRecord, TenantRecord};
+use crate::objects::{DurableObject, ObjectEnv, SocketId};
+use crate::ports::{Ports, SqlValue, StorageError};
+use crate::ratelimit::{Decision, FixedWindow, Quota, ALGORITHM};
+use crate::store::{self, TenantScope};
+use crate::{RequestId, Service};
+
+/// Close code sent to sockets whose credential stopped working (policy violation).
+pub const CLOSE_CREDENTIAL_ENDED: u16 = 1008;
+
+/// Actor recorded for changes the platform admin made.
+pub const ADMIN_ACTOR: &str = "platform_admin";
+
+/// What the object decided about a tenant request.
+#[derive(Debug)]
+pub enum TenantOutcome {
+    /// The answer, rate-limit headers included. A 101 means the object accepted a WebSocket
+    /// through [`crate::objects::SocketHub::accept`] and the host should complete the upgrade.
+    Respond(Response),
+    /// The key is good, the request counted and allowed: the host runs it in the tenant's
+    /// `GraphStateCSV` object, adds `headers`, then reports graph changes with
+    /// [`TenantState::record`].
+    Graph {
+        actor_key_id: String,
+        needs: &'static str,
+        headers: HeaderMap,
+    },
+}
+
+/// A change made outside the object (by the admin API or the graph object) that it must know
+/// about: it is audited, pushed to sockets, and drops the object's cached records.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+    pub request_id: String,
+    /// Close every socket: the tenant was suspended or deleted.
+    pub end_sessions: bool,
+}
+
+/// One audit record as the API shows it.
+fn audit_json(tenant_id: &str, row: &[SqlValue]) -> Value {
+    let text = |i: usize| row.get(i).and_then(SqlValue::as_str).unwrap_or("").to_owned();
+    json!({
+        "seq": row.first().and_then(SqlValue::as_i64).unwrap_or(0),
+        "tenantId": tenant_id,
+        "createdAt": rfc3339(row.get(1).and_then(SqlValue::as_i64).unwrap_or(0)),
+        "action": text(2),
+        "actorKeyId": text(3),
+        "target": text(4),
+        "requestId": text(5),
+        "detail": serde_json::from_str::<Value>(&text(6)).unwrap_or(Value::Null),
+    })
+}
+
+const AUDIT_COLUMNS: &str = "seq, created_at, action, actor_key_id, target, request_id, detail";
+
+pub struct TenantState {
+    tenant_id: String,
+    tenant: Option<TenantRecord>,
+    keys_by_hash: HashMap<String, KeyRecord>,
+    window: FixedWindow,
+}
+
+impl DurableObject for TenantState {
+    const CLASS: &'static str = "TenantState";
+
+    fn load(env: &ObjectEnv) -> Result<Self, StorageError> {
+        let sql = env.storage.sql();
+        sql.execute(
+            "CREATE TABLE IF NOT EXISTS audit_log (\
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL, \
+               action TEXT NOT NULL, actor_key_id TEXT NOT NULL, target TEXT NOT NULL, \
+               request_id TEXT NOT NULL, detail TEXT NOT NULL)",
+            &[],
+        )?;
+        sql.execute(
+            "CREATE TABLE IF NOT EXISTS rate_window (\
+               id INTEGER PRIMARY KEY CHECK (id = 1), window_start_ms INTEGER NOT NULL, \
+               window_ms INTEGER NOT NULL, count INTEGER NOT NULL)",
+            &[],
+        )?;
+        let window = sql
+            .query("SELECT window_start_ms, window_ms, count FROM rate_window WHERE id = 1", &[])?
+            .first()
+            .map(|r| FixedWindow {
+                window_start_ms: r[0].as_i64().unwrap_or(0),
+                window_ms: r[1].as_i64().unwrap_or(0),
+                count: r[2].as_i64().unwrap_or(0) as u32,
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            tenant_id: env.name.to_owned(),
+            tenant: None,
+            keys_by_hash: HashMap::new(),
+            window,
+        })
+    }
+
+    fn alarm(&mut self, env: &ObjectEnv) -> Result<(), StorageError> {
+        let scope = TenantScope::new(&self.tenant_id);
+        let now = env.clock.now_ms();
+        let ended = scope.end_expired_grace_periods(env.db, now)?;
+        for key in ended {
+            self.forget_key(env, &key);
+            self.append(
+                env,
+                &Notice {
+                    actor: "system".into(),
+                    action: "api_key.expired".into(),
+                    target: key.id.clone(),
+                    detail: json!({}),
+                    request_id: String::new(),
+                    end_sessions: false,
+                },
+            )?;
+        }
+        env.storage.set_alarm(scope.next_grace_end(env.db)?);
+        Ok(())
+    }
+
+    fn websocket_message(&mut self, env: &ObjectEnv, socket: SocketId, _attachment: &str, text: &str) {
+        let reply = match serde_json::from_str::<Value>(text) {
+            Ok(v) => match v.get("type").and_then(Value::as_str) {
+                Some("ping") => json!({"type": "pong", "timestamp": env.clock.now_ms()}),
+                Some(_) => json!({"type": "error", "error": "Unknown message type"}),
+                None => json!({"type": "error", "error": "Messages need a string field type"}),
+            },
+            Err(_) => json!({"type": "error", "error": "Invalid message format"}),
+        };
+        env.sockets.send(socket, &reply.to_string());
+    }
+}
+
+fn rate_headers(quota: Quota, d: &Decision) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let num = |n: u64| HeaderValue::from_str(&n.to_string()).expect("digits");
+    headers.insert("ratelimit-limit", num(u64::from(d.limit)));
+    headers.insert("ratelimit-remaining", num(u64::from(d.remaining)));
+    headers.insert("ratelimit-reset", num(d.reset_seconds));
+    headers.insert(
+        "ratelimit-policy",
+        HeaderValue::from_str(&quota.policy()).expect("ascii"),
+    );
+    if !d.allowed {
+        headers.insert(http::header::RETRY_AFTER, num(d.reset_seconds));
+    }
+    headers
+}
+
+fn with_headers(mut resp: Response, headers: &HeaderMap) -> Response {
+    for (k, v) in headers {
+        resp.headers_mut().insert(k, v.clone());
+    }
+    resp
+}
+
+impl TenantState {
+    fn ports<'a>(env: &'a ObjectEnv<'a>) -> Ports<'a> {
+        Ports {
+            db: env.db,
+            clock: env.clock,
+            entropy: env.entropy,
+        }
+    }
+
+    fn tenant(&mut self, env: &ObjectEnv) -> Result<Option<TenantRecord>, ApiError> {
+        if self.tenant.is_none() {
+            self.tenant = store::find_tenant(env.db, &self.tenant_id)?;
+        }
+        Ok(self.tenant.clone())
+    }
+
+    fn key(&mut self, env: &ObjectEnv, hash: &str) -> Result<Option<KeyRecord>, ApiError> {
+        if let Some(k) = self.keys_by_hash.get(hash) {
+            return Ok(Some(k.clone()));
+        }
+        let found = TenantScope::new(&self.tenant_id).find_key_by_hash(env.db, hash)?;
+        if let Some(k) = &found {
+            self.keys_by_hash.insert(hash.to_owned(), k.clone());
+        }
+        Ok(found)
+    }
+
+    /// Drops a key from the cache and closes the sockets it opened.
+    fn forget_key(&mut self, env: &ObjectEnv, key: &KeyRecord) {
+        self.keys_by_hash.remove(&key.key_hash);
+        for (socket, attachment) in env.sockets.sockets() {
+            if attachment == key.id {
+                env.sockets
+                    .close(socket, CLOSE_CREDENTIAL_ENDED, "credential ended");
+            }
+        }
+    }
+
+    /// Appends an audit record and pushes it to every socket of this tenant.
+    fn append(&mut self, env: &ObjectEnv, n: &Notice) -> Result<(), StorageError> {
+        let sql = env.storage.sql();
+        sql.execute(
+            "INSERT INTO audit_log (created_at, action, actor_key_id, target, request_id, detail) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            &[
+                env.clock.now_ms().into(),
+                n.action.as_str().into(),
+                n.actor.as_str().into(),
+                n.target.as_str().into(),
+                n.request_id.as_str().into(),
+                n.detail.to_string().into(),
+            ],
+        )?;
+        let row = sql.query(
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"),
+            &[],
+        )?;
+        if let Some(row) = row.first() {
+            let event = json!({"type": "event", "record": audit_json(&self.tenant_id, row)});
+            let text = event.to_string();
+            for (socket, _) in env.sockets.sockets() {
+                env.sockets.send(socket, &text);
+            }
+        }
+        Ok(())
+    }
+
+    /// A change made elsewhere: drop the cache, audit it, push it.
+    pub fn notice(&mut self, env: &ObjectEnv, n: &Notice) -> Result<(), StorageError> {
+        self.tenant = None;
+        self.keys_by_hash.clear();
+        self.append(env, n)?;
+        if n.end_sessions {
+            for (socket, _) in env.sockets.sockets() {
+                env.sockets.close(socket, CLOSE_CREDENTIAL_ENDED, "tenant unavailable");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a change of the tenant's graph (no cache to drop).
+    pub fn record(&mut self, env: &ObjectEnv, n: &Notice) -> Result<(), StorageError> {
+        self.append(env, n)
+    }
+
+    fn persist_window(&self, env: &ObjectEnv) -> Result<(), StorageError> {
+        env.storage
+            .sql()
+            .execute(
+                "INSERT INTO rate_window (id, window_start_ms, window_ms, count) VALUES (1, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET window_start_ms = excluded.window_start_ms, \
+                 window_ms = excluded.window_ms, count = excluded.count",
+                &[
+                    self.window.window_start_ms.into(),
+                    self.window.window_ms.into(),
+                    i64::from(self.window.count).into(),
+                ],
+            )
+            .map(drop)
+    }
+
+    /// Runs one tenant request that carries a key with hash `key_hash`.
+    pub fn fetch(&mut self, env: &ObjectEnv, service: &Service, req: &Request, key_hash: &str) -> TenantOutcome {
+        match self.try_fetch(env, service, req, key_hash) {
+            Ok(outcome) => outcome,
+            Err((e, headers)) => TenantOutcome::Respond(with_headers(e.into_response(), &headers)),
+        }
+    }
+
+    fn try_fetch(
+        &mut self,
+        env: &ObjectEnv,
+        service: &Service,
+        req: &Request,
+        key_hash: &str,
+    ) -> Result<TenantOutcome, (ApiError, HeaderMap)> {
+        let bare = |e: ApiError| (e, HeaderMap::new());
+        let query = h::query_pairs(req.uri().query());
+        let key = self.key(env, key_hash).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
+        let tenant = self.tenant(env).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
+        let now = env.clock.now_ms();
+        let caller = service
+            .authenticator()
+            .admit(req, &query, &key, &tenant, now)
+            .map_err(bare)?;
+        let quota = Quota::for_tenant(tenant.plan, tenant.rate_limit);
+        let decision = self.window.admit(quota, now);
+        let headers = rate_headers(quota, &decision);
+        if !decision.allowed {
+            return Err((
+                ApiError::RateLimited(decision.reset_seconds),
+                headers,
+            ));
+        }
+        self.persist_window(env).map_err(|e| (e.into(), headers.clone()))?;
+        match self.route(env, service, req, &query, &caller, decision) {
+            Ok(TenantOutcome::Respond(resp)) => {
+                Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
+            }
+            Ok(TenantOutcome::Graph {
+                actor_key_id, needs, ..
+            }) => Ok(TenantOutcome::Graph {
+                actor_key_id,
+                needs,
+                headers,
+            }),
+            Err(e) => Err((e, headers)),
+        }
+    }
+
+    fn route(
+        &mut self,
+        env: &ObjectEnv,
+        service: &Service,
+        req: &Request,
+        query: &[(String, String)],
+        caller: &TenantCaller,
+        decision: Decision,
+    ) -> Result<TenantOutcome, ApiError> {
+        let ports = Self::ports(env);
+        let hasher = &service.authenticator().hasher;
+        let segments = h::path_segments(req.uri().path()).ok_or(ApiError::NotFound)?;
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let read = req.method() == Method::GET || req.method() == Method::HEAD;
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let respond = |r: Response| Ok(TenantOutcome::Respond(r));
+        let changed: Changed = match (&segs[1..], read) {
+            (["tenant"], _) => {
+                return respond(h::json(
+                    StatusCode::OK,
+                    &PublicTenantEnvelope {
+                        tenant: caller.tenant.to_public_wire(),
+                    },
+                ))
+            }
+            (["rate-limit"], _) => {
+                return respond(h::json(
+                    StatusCode::OK,
+                    &json!({
+                        "tenantId": self.tenant_id,
+                        "algorithm": ALGORITHM,
+                        "limit": decision.limit,
+                        "remaining": decision.remaining,
+                        "reset": decision.reset_seconds,
+                        "windowSeconds": self.window.window_ms / 1000,
+                    }),
+                ))
+            }
+            (["audit-log"], _) => {
+                caller.require("read:audit_log")?;
+                return respond(self.audit_page(env, query)?);
+            }
+            (["events"], _) => {
+                caller.require("read:events")?;
+                return respond(self.accept_socket(env, caller)?);
+            }
+            (["graph", rest @ ..], _) => {
+                let needs = if read && rest != ["csv"] { "read:graph" } else { "write:graph" };
+                caller.require(needs)?;
+                return Ok(TenantOutcome::Graph {
+                    actor_key_id: caller.key.id.clone(),
+                    needs,
+                    headers: HeaderMap::new(),
+                });
+            }
+            (["api-keys"], true) => {
+                caller.require("read:api_keys")?;
+                return respond(api_keys::list(&ports, &caller.scope, caller.visible_environment())?);
+            }
+            (["api-keys"], false) => {
+                caller.require("write:api_keys")?;
+                let spec = api_keys::parse_spec(req)?;
+                api_keys::check_power(caller, &spec)?;
+                api_keys::create(&ports, hasher, &caller.scope, &spec)?
+            }
+            (["api-keys", id], true) => return respond(api_keys::get(&ports, caller, id)?),
+            (["api-keys", id], false) => api_keys::revoke(&ports, caller, id)?,
+            (["api-keys", id, "rotate"], _) => {
+                let changed = api_keys::rotate(&ports, hasher, caller, id, req)?;
+                if let Some(old) = &changed.retired {
+                    if let Some(end) = old.expires_at.filter(|_| old.revoked_at.is_none()) {
+                        let next = env.storage.alarm().map_or(end, |a| a.min(end));
+                        env.storage.set_alarm(Some(next));
+                    }
+                }
+                changed
+            }
+            _ => return Err(ApiError::NotFound),
+        };
+        if let Some(old) = &changed.retired {
+            self.forget_key(env, old);
+        }
+        self.append(
+            env,
+            &Notice {
+                actor: caller.key.id.clone(),
+                action: changed.action.into(),
+                target: changed.target.clone(),
+                detail: changed.detail.clone(),
+                request_id,
+                end_sessions: false,
+            },
+        )?;
+        respond(changed.response)
+    }
+
+    fn audit_page(&self, env: &ObjectEnv, query: &[(String, String)]) -> Result<Response, ApiError> {
+        let mut after = 0i64;
+        let mut limit = 100i64;
+        for (k, v) in query {
+            match k.as_str() {
+                "after" => {
+                    after = v
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| *n >= 0)
+                        .ok_or_else(|| ApiError::query("after", "must be a whole number >= 0"))?
+                }
+                "limit" => {
+                    limit = v
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| (1..=1000).contains(n))
+                        .ok_or_else(|| ApiError::query("limit", "must be a whole number from 1 to 1000"))?
+                }
+                "tenant_id" => {}
+                other => return Err(ApiError::query(other, "is not a known parameter")),
+            }
+        }
+        let rows = env.storage.sql().query(
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"),
+            &[after.into(), limit.into()],
+        )?;
+        let records: Vec<Value> = rows.iter().map(|r| audit_json(&self.tenant_id, r)).collect();
+        let next = rows.last().and_then(|r| r.first()).and_then(SqlValue::as_i64);
+        Ok(h::json(
+            StatusCode::OK,
+            &json!({"records": records, "nextAfter": next}),
+        ))
+    }
+
+    fn accept_socket(&self, env: &ObjectEnv, caller: &TenantCaller) -> Result<Response, ApiError> {
+        let socket = env
+            .sockets
+            .accept(&caller.key.id)
+            .ok_or(ApiError::UpgradeRequired)?;
+        let hello = json!({
+            "type": "connected",
+            "tenantId": self.tenant_id,
+            "keyId": caller.key.id,
+            "timestamp": env.clock.now_ms(),
+        });
+        env.sockets.send(socket, &hello.to_string());
+        let mut resp = http::Response::new(Vec::new());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        Ok(resp)
+    }
+}

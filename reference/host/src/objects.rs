@@ -1,0 +1,429 @@
+//! A Durable Object runtime with the platform's semantics, on tokio and SQLite.
+//!
+//! - One live instance per object id. Each object has a gate (an async mutex): its requests,
+//!   alarms and socket messages run one at a time, and because handlers are synchronous
+//!   nothing interleaves with them (the input gate).
+//! - Each call runs inside one transaction on the object's own SQLite file, committed before
+//!   the caller gets the result (the output gate): nothing a client has been told is lost.
+//! - The alarm of each object is persisted in the class's `metadata.sqlite3`, fired by a
+//!   scheduler at or after its time, also after a restart (past-due alarms fire at start), at
+//!   least once, and retried with backoff when the handler fails.
+//! - An idle instance is evicted: its memory is dropped and rebuilt with
+//!   [`DurableObject::load`] on next use.
+//! - WebSockets belong to the runtime, not the instance, with the attachment the object gave
+//!   them, so they survive eviction the way hibernatable sockets do. Each socket has a bounded
+//!   outgoing queue; a consumer too slow to drain it is closed instead of buffered forever.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auth_core::objects::{DurableObject, ObjectEnv, ObjectStorage, SocketHub, SocketId};
+use auth_core::ports::{Clock, Sql, StorageError};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, Notify};
+
+use crate::sqlite::{open_connection, SqliteSql};
+use crate::{Database, HostClock, OsEntropy};
+
+/// Frames queued per socket before the consumer counts as too slow.
+pub const SOCKET_QUEUE: usize = 256;
+/// Close code for a consumer that fell too far behind ("try again later").
+pub const CLOSE_TOO_SLOW: u16 = 1013;
+
+/// A frame for a socket's writer task.
+#[derive(Debug)]
+pub enum Outgoing {
+    Text(String),
+    Close(u16, String),
+}
+
+struct SocketEntry {
+    tx: mpsc::Sender<Outgoing>,
+    attachment: String,
+}
+
+/// The parts of an object that outlive its instance.
+struct Slot<O> {
+    name: String,
+    gate: Arc<tokio::sync::Mutex<Live<O>>>,
+    sockets: Mutex<HashMap<SocketId, SocketEntry>>,
+    last_used_ms: AtomicI64,
+}
+
+/// The instance and its storage connection; both dropped on eviction.
+pub struct Live<O> {
+    instance: Option<O>,
+    conn: Option<Connection>,
+}
+
+/// A runtime for one object class.
+pub struct Runtime<O> {
+    dir: PathBuf,
+    slots: Mutex<HashMap<String, Arc<Slot<O>>>>,
+    metadata: Mutex<Connection>,
+    schedule: Mutex<BTreeSet<(i64, String)>>,
+    wake: Notify,
+    db: Arc<Database>,
+    clock: Arc<HostClock>,
+    next_socket: AtomicU64,
+}
+
+/// The object's alarm as seen during one call: read from, and written back to, metadata.
+struct CallStorage<'a> {
+    sql: SqliteSql<'a>,
+    alarm: Mutex<Option<i64>>,
+}
+
+impl ObjectStorage for CallStorage<'_> {
+    fn sql(&self) -> &dyn Sql {
+        &self.sql
+    }
+    fn set_alarm(&self, at_ms: Option<i64>) {
+        *self.alarm.lock().unwrap_or_else(|p| p.into_inner()) = at_ms;
+    }
+    fn alarm(&self) -> Option<i64> {
+        *self.alarm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The socket hub of one call. `pending` receives the queue of a socket accepted by this call.
+struct CallHub<'a, O> {
+    slot: &'a Slot<O>,
+    next_socket: &'a AtomicU64,
+    pending: Option<&'a Mutex<Option<(SocketId, mpsc::Receiver<Outgoing>)>>>,
+}
+
+impl<O> SocketHub for CallHub<'_, O> {
+    fn accept(&self, attachment: &str) -> Option<SocketId> {
+        let pending = self.pending?;
+        let id = self.next_socket.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
+        lock(&self.slot.sockets).insert(
+            id,
+            SocketEntry {
+                tx,
+                attachment: attachment.to_owned(),
+            },
+        );
+        *lock(pending) = Some((id, rx));
+        Some(id)
+    }
+
+    fn sockets(&self) -> Vec<(SocketId, String)> {
+        lock(&self.slot.sockets)
+            .iter()
+            .map(|(id, e)| (*id, e.attachment.clone()))
+            .collect()
+    }
+
+    fn send(&self, socket: SocketId, text: &str) -> bool {
+        let mut sockets = lock(&self.slot.sockets);
+        let Some(entry) = sockets.get(&socket) else {
+            return false;
+        };
+        match entry.tx.try_send(Outgoing::Text(text.to_owned())) {
+            Ok(()) => true,
+            Err(_) => {
+                // Too slow (or gone): drop it rather than buffer without bound. Dropping the
+                // sender ends its writer task, which closes the connection.
+                tracing::warn!(object = %self.slot.name, socket, "closing a socket that fell behind");
+                if let Some(e) = sockets.remove(&socket) {
+                    let _ = e.tx.try_send(Outgoing::Close(CLOSE_TOO_SLOW, "too slow".into()));
+                }
+                false
+            }
+        }
+    }
+
+    fn close(&self, socket: SocketId, code: u16, reason: &str) {
+        if let Some(e) = lock(&self.slot.sockets).remove(&socket) {
+            let _ = e.tx.try_send(Outgoing::Close(code, reason.to_owned()));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// File name of an object's database: the name is hashed so any string is a safe file name.
+fn object_file(dir: &Path, name: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    dir.join(format!("{}.sqlite3", auth_core::keys::hex(&digest)))
+}
+
+/// A socket accepted during a call: its id and outgoing queue.
+pub type Accepted = (SocketId, mpsc::Receiver<Outgoing>);
+
+impl<O: DurableObject + Send + 'static> Runtime<O> {
+    /// Opens the class's directory and its alarm metadata, and starts the scheduler.
+    pub fn start(data_dir: &Path, db: Arc<Database>, clock: Arc<HostClock>) -> anyhow::Result<Arc<Self>> {
+        let dir = data_dir.join("objects").join(O::CLASS);
+        std::fs::create_dir_all(&dir)?;
+        let metadata = open_connection(&dir.join("metadata.sqlite3"))?;
+        metadata.execute_batch(
+            "CREATE TABLE IF NOT EXISTS alarms (name TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+        )?;
+        let mut schedule = BTreeSet::new();
+        {
+            let mut stmt = metadata.prepare("SELECT at_ms, name FROM alarms")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                schedule.insert(row?);
+            }
+        }
+        let runtime = Arc::new(Self {
+            dir,
+            slots: Mutex::new(HashMap::new()),
+            metadata: Mutex::new(metadata),
+            schedule: Mutex::new(schedule),
+            wake: Notify::new(),
+            db,
+            clock,
+            next_socket: AtomicU64::new(0),
+        });
+        tokio::spawn(Arc::clone(&runtime).run_alarms());
+        Ok(runtime)
+    }
+
+    fn slot(&self, name: &str) -> Arc<Slot<O>> {
+        Arc::clone(lock(&self.slots).entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(Slot {
+                name: name.to_owned(),
+                gate: Arc::new(tokio::sync::Mutex::new(Live {
+                    instance: None,
+                    conn: None,
+                })),
+                sockets: Mutex::new(HashMap::new()),
+                last_used_ms: AtomicI64::new(0),
+            })
+        }))
+    }
+
+    /// Runs `work` on the object `name`: one call at a time per object, in one transaction of
+    /// its storage, committed before this returns. `accept` lets the call accept a WebSocket.
+    pub async fn call<R: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        accept: bool,
+        work: impl FnOnce(&mut O, &ObjectEnv) -> R + Send + 'static,
+    ) -> Result<(R, Option<Accepted>), StorageError> {
+        let slot = self.slot(name);
+        let mut live = Arc::clone(&slot.gate).lock_owned().await;
+        let this = Arc::clone(self);
+        let slot2 = Arc::clone(&slot);
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = this.run_locked(&slot2, &mut live, accept, work);
+            drop(live);
+            r
+        })
+        .await
+        .map_err(|_| StorageError::Other("object handler panicked".into()))?;
+        slot.last_used_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        joined
+    }
+
+    fn run_locked<R>(
+        &self,
+        slot: &Slot<O>,
+        live: &mut Live<O>,
+        accept: bool,
+        work: impl FnOnce(&mut O, &ObjectEnv) -> R,
+    ) -> Result<(R, Option<Accepted>), StorageError> {
+        if live.conn.is_none() {
+            live.conn = Some(
+                open_connection(&object_file(&self.dir, &slot.name))
+                    .map_err(|e| StorageError::Other(e.to_string()))?,
+            );
+        }
+        let conn = live.conn.as_ref().expect("opened above");
+        let alarm_before = self.stored_alarm(&slot.name);
+        let storage = CallStorage {
+            sql: SqliteSql(conn),
+            alarm: Mutex::new(alarm_before),
+        };
+        let pending = Mutex::new(None);
+        let hub = CallHub {
+            slot,
+            next_socket: &self.next_socket,
+            pending: accept.then_some(&pending),
+        };
+        let shared = self.db.lock();
+        let db = SqliteSql(&shared);
+        let env = ObjectEnv {
+            name: &slot.name,
+            storage: &storage,
+            db: &db,
+            clock: &*self.clock,
+            entropy: &OsEntropy,
+            sockets: &hub,
+        };
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
+        if live.instance.is_none() {
+            live.instance = Some(O::load(&env)?);
+        }
+        let result = work(live.instance.as_mut().expect("loaded above"), &env);
+        // Output gate: the call's writes are durable before anyone hears of its result.
+        tx.commit().map_err(|e| StorageError::Other(e.to_string()))?;
+        drop(shared);
+        let alarm_after = storage.alarm();
+        if alarm_after != alarm_before {
+            self.store_alarm(&slot.name, alarm_before, alarm_after)?;
+        }
+        let accepted = pending.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok((result, accepted))
+    }
+
+    fn stored_alarm(&self, name: &str) -> Option<i64> {
+        lock(&self.metadata)
+            .query_row("SELECT at_ms FROM alarms WHERE name = ?1", [name], |r| r.get(0))
+            .ok()
+    }
+
+    fn store_alarm(&self, name: &str, before: Option<i64>, after: Option<i64>) -> Result<(), StorageError> {
+        let meta = lock(&self.metadata);
+        let mut schedule = lock(&self.schedule);
+        if let Some(b) = before {
+            schedule.remove(&(b, name.to_owned()));
+        }
+        let res = match after {
+            Some(at) => {
+                schedule.insert((at, name.to_owned()));
+                meta.execute(
+                    "INSERT INTO alarms (name, at_ms) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms",
+                    rusqlite::params![name, at],
+                )
+            }
+            None => meta.execute("DELETE FROM alarms WHERE name = ?1", [name]),
+        };
+        drop(schedule);
+        self.wake.notify_one();
+        res.map(drop).map_err(|e| StorageError::Other(e.to_string()))
+    }
+
+    /// The scheduler: sleeps until the earliest alarm, fires it, retries failures.
+    async fn run_alarms(self: Arc<Self>) {
+        let mut failures: HashMap<String, u32> = HashMap::new();
+        loop {
+            let next = lock(&self.schedule).iter().next().cloned();
+            let now = self.clock.now_ms();
+            match next {
+                None => self.wake.notified().await,
+                Some((at, _)) if at > now => {
+                    let wait = Duration::from_millis((at - now).min(60_000) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {},
+                        _ = self.wake.notified() => {},
+                    }
+                }
+                Some((at, name)) => {
+                    let ok = self.fire(&name, at).await;
+                    if ok {
+                        failures.remove(&name);
+                    } else {
+                        // At least once: keep it, and retry with exponential backoff (capped).
+                        let n = failures.entry(name.clone()).or_insert(0);
+                        *n += 1;
+                        let delay = 1000i64 << (*n).min(6);
+                        let _ = self.store_alarm(&name, Some(at), Some(self.clock.now_ms() + delay));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires the alarm scheduled at `at` for `name`. Answers false when the handler failed.
+    async fn fire(self: &Arc<Self>, name: &str, at: i64) -> bool {
+        // The alarm is cleared before the handler runs, as on the platform; the handler may set
+        // a new one, which `run_locked` then records.
+        let _ = self.store_alarm(name, Some(at), None);
+        match self.call(name, false, |o: &mut O, env| o.alarm(env)).await {
+            Ok((Ok(()), _)) => true,
+            Ok((Err(e), _)) | Err(e) => {
+                tracing::warn!(object = %name, error = %e, "alarm failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Fires every alarm that is due by the runtime's clock now, before returning (used after
+    /// the test clock moves).
+    pub async fn fire_due(self: &Arc<Self>) -> usize {
+        let now = self.clock.now_ms();
+        let due: Vec<(i64, String)> = lock(&self.schedule)
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .cloned()
+            .collect();
+        let mut fired = 0;
+        for (at, name) in due {
+            if self.fire(&name, at).await {
+                fired += 1;
+            }
+        }
+        fired
+    }
+
+    /// Fires every scheduled alarm now, whatever its time (a test control).
+    pub async fn fire_all_now(self: &Arc<Self>, only: Option<&str>) -> usize {
+        let due: Vec<(i64, String)> = lock(&self.schedule)
+            .iter()
+            .filter(|(_, n)| only.is_none_or(|o| o == n))
+            .cloned()
+            .collect();
+        let mut fired = 0;
+        for (at, name) in due {
+            if self.fire(&name, at).await {
+                fired += 1;
+            }
+        }
+        fired
+    }
+
+    /// Drops the in-memory instances idle for at least `idle_ms` (all of them with 0) whose
+    /// gate is free. Sockets stay. Answers how many were evicted.
+    pub fn evict_idle(&self, idle_ms: i64, only: Option<&str>) -> usize {
+        let now = self.clock.now_ms();
+        let slots: Vec<Arc<Slot<O>>> = lock(&self.slots).values().cloned().collect();
+        let mut evicted = 0;
+        for slot in slots {
+            if only.is_some_and(|o| o != slot.name) {
+                continue;
+            }
+            if idle_ms > 0 && now - slot.last_used_ms.load(Ordering::Relaxed) < idle_ms {
+                continue;
+            }
+            if let Ok(mut live) = slot.gate.try_lock() {
+                if live.instance.is_some() || live.conn.is_some() {
+                    live.instance = None;
+                    live.conn = None;
+                    evicted += 1;
+                }
+            }
+        }
+        evicted
+    }
+
+    /// Forgets a socket whose connection ended.
+    pub fn remove_socket(&self, name: &str, socket: SocketId) {
+        if let Some(slot) = lock(&self.slots).get(name) {
+            lock(&slot.sockets).remove(&socket);
+        }
+    }
+
+    /// The attachment of a socket, if it is still open.
+    pub fn socket_attachment(&self, name: &str, socket: SocketId) -> Option<String> {
+        let slots = lock(&self.slots);
+        let slot = slots.get(name)?;
+        let sockets = lock(&slot.sockets);
+        sockets.get(&socket).map(|e| e.attachment.clone())
+    }
+}
