@@ -61,6 +61,10 @@ pub struct Notice {
     pub end_sessions: bool,
 }
 
+/// A refused tenant request: the error and the headers it still carries (boxed: it is large
+/// and rare).
+type Refusal = Box<(ApiError, HeaderMap)>;
+
 /// One audit record as the API shows it.
 fn audit_json(tenant_id: &str, row: &[SqlValue]) -> Value {
     let text = |i: usize| row.get(i).and_then(SqlValue::as_str).unwrap_or("").to_owned();
@@ -205,9 +209,12 @@ impl TenantState {
         Ok(found)
     }
 
-    /// Drops a key from the cache and closes the sockets it opened.
+    /// Drops a key from the cache and, once it no longer works, closes the sockets it opened.
     fn forget_key(&mut self, env: &ObjectEnv, key: &KeyRecord) {
         self.keys_by_hash.remove(&key.key_hash);
+        if key.usable_at(env.clock.now_ms()) {
+            return; // still in its grace period: its sockets stay until the alarm ends it
+        }
         for (socket, attachment) in env.sockets.sockets() {
             if attachment == key.id {
                 env.sockets
@@ -283,7 +290,10 @@ impl TenantState {
     pub fn fetch(&mut self, env: &ObjectEnv, service: &Service, req: &Request, key_hash: &str) -> TenantOutcome {
         match self.try_fetch(env, service, req, key_hash) {
             Ok(outcome) => outcome,
-            Err((e, headers)) => TenantOutcome::Respond(with_headers(e.into_response(), &headers)),
+            Err(refusal) => {
+                let (e, headers) = *refusal;
+                TenantOutcome::Respond(with_headers(e.into_response(), &headers))
+            }
         }
     }
 
@@ -293,8 +303,8 @@ impl TenantState {
         service: &Service,
         req: &Request,
         key_hash: &str,
-    ) -> Result<TenantOutcome, (ApiError, HeaderMap)> {
-        let bare = |e: ApiError| (e, HeaderMap::new());
+    ) -> Result<TenantOutcome, Refusal> {
+        let bare = |e: ApiError| Box::new((e, HeaderMap::new()));
         let query = h::query_pairs(req.uri().query());
         let key = self.key(env, key_hash).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
         let tenant = self.tenant(env).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
@@ -307,12 +317,13 @@ impl TenantState {
         let decision = self.window.admit(quota, now);
         let headers = rate_headers(quota, &decision);
         if !decision.allowed {
-            return Err((
+            return Err(Box::new((
                 ApiError::RateLimited(decision.reset_seconds),
                 headers,
-            ));
+            )));
         }
-        self.persist_window(env).map_err(|e| (e.into(), headers.clone()))?;
+        self.persist_window(env)
+            .map_err(|e| Box::new((e.into(), headers.clone())))?;
         match self.route(env, service, req, &query, &caller, decision) {
             Ok(TenantOutcome::Respond(resp)) => {
                 Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
@@ -324,7 +335,7 @@ impl TenantState {
                 needs,
                 headers,
             }),
-            Err(e) => Err((e, headers)),
+            Err(e) => Err(Box::new((e, headers))),
         }
     }
 
@@ -379,7 +390,7 @@ impl TenantState {
                 return respond(self.accept_socket(env, caller)?);
             }
             (["graph", rest @ ..], _) => {
-                let needs = if read && rest != ["csv"] { "read:graph" } else { "write:graph" };
+                let needs = if read || matches!(rest, ["check"] | ["validate"]) { "read:graph" } else { "write:graph" };
                 caller.require(needs)?;
                 return Ok(TenantOutcome::Graph {
                     actor_key_id: caller.key.id.clone(),

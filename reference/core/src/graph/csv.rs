@@ -27,7 +27,7 @@
 //! other printable text, but no control characters, which would corrupt logs and the
 //! `validate` reasons.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Largest graph file accepted, in bytes (8 MiB).
@@ -210,7 +210,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
         let buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
-        Self { buf, pos: 0, line: 1 }
+        Self {
+            buf,
+            pos: 0,
+            line: 1,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -295,13 +299,11 @@ impl<'a> Reader<'a> {
                         "carriage return not followed by a line feed",
                     ))
                 }
-                b'"' => {
-                    return Err(CsvError::at(
-                        self.line,
-                        column,
-                        "a quote inside an unquoted field; quote the whole field and double the quote",
-                    ))
-                }
+                b'"' => return Err(CsvError::at(
+                    self.line,
+                    column,
+                    "a quote inside an unquoted field; quote the whole field and double the quote",
+                )),
                 _ => self.pos += 1,
             }
         }
@@ -313,7 +315,11 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         loop {
             let Some(b) = self.peek() else {
-                return Err(CsvError::at(field_line, column, "unterminated quoted field"));
+                return Err(CsvError::at(
+                    field_line,
+                    column,
+                    "unterminated quoted field",
+                ));
             };
             self.pos += 1;
             match b {
@@ -394,7 +400,10 @@ pub fn parse(input: &[u8]) -> Result<Vec<EdgeSpec>, CsvError> {
             return Err(CsvError::at(
                 1,
                 1,
-                format!("missing header; the first line must be {}", HEADER.join(",")),
+                format!(
+                    "missing header; the first line must be {}",
+                    HEADER.join(",")
+                ),
             ))
         }
         Some(r) => r?,
@@ -423,7 +432,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<EdgeSpec>, CsvError> {
         ));
     }
 
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut edges = Vec::new();
     while let Some(record) = reader.next_record() {
         let record = record?;
@@ -472,7 +481,9 @@ mod tests {
 
     #[test]
     fn reads_plain_rows_and_builds_ids() {
-        let edges = ok(&format!("{H}user,alice,member,group,eng\ngroup,eng,viewer,doc,readme"));
+        let edges = ok(&format!(
+            "{H}user,alice,member,group,eng\ngroup,eng,viewer,doc,readme"
+        ));
         assert_eq!(edges.len(), 2);
         assert_eq!(edges[0].id(), "user:alice:member:group:eng");
         assert_eq!(edges[0].subject(), "user:alice");
@@ -522,8 +533,14 @@ mod tests {
             ok("subject_type,subject_id,relation,object_type,object_id\r\nuser,alice,member,group,eng\r\n"),
             want
         );
-        assert_eq!(ok(&format!("\u{feff}{H}user,alice,member,group,eng\n")), want);
-        assert_eq!(ok(&format!("{H}\n\r\nuser,alice,member,group,eng\n\n")), want);
+        assert_eq!(
+            ok(&format!("\u{feff}{H}user,alice,member,group,eng\n")),
+            want
+        );
+        assert_eq!(
+            ok(&format!("{H}\n\r\nuser,alice,member,group,eng\n\n")),
+            want
+        );
         // Whitespace around fields and the header is trimmed.
         assert_eq!(
             ok(" subject_type , subject_id,relation,object_type,object_id \n user , alice ,member,\" group \",eng\n"),
@@ -549,8 +566,10 @@ mod tests {
         let e = err(b"subject_type,subject_id,relation,object_type,object_id,revoked_at\n");
         assert!(e.starts_with("line 1, column 6:"), "{e}");
         // Case matters.
-        assert!(err(b"Subject_type,subject_id,relation,object_type,object_id\n")
-            .starts_with("line 1, column 1:"));
+        assert!(
+            err(b"Subject_type,subject_id,relation,object_type,object_id\n")
+                .starts_with("line 1, column 1:")
+        );
         // Blank lines before the header are skipped; the error gives the header's real line.
         assert!(err(b"\n\nfoo\n").starts_with("line 3, column 1:"));
     }
@@ -562,8 +581,14 @@ mod tests {
                 "user,alice,member,group",
                 "line 2, column 5: missing field object_id; every row has 5 fields",
             ),
-            ("user,alice,member,group,eng,x", "line 2, column 6: unexpected field"),
-            ("user,alice,,group,eng", "line 2, column 3: relation must not be empty"),
+            (
+                "user,alice,member,group,eng,x",
+                "line 2, column 6: unexpected field",
+            ),
+            (
+                "user,alice,,group,eng",
+                "line 2, column 3: relation must not be empty",
+            ),
             (
                 "user,alice,mem ber,group,eng",
                 "line 2, column 3: relation must match [A-Za-z0-9_-]+",
@@ -584,12 +609,18 @@ mod tests {
                 "user,alice,member,gr√oup,eng",
                 "line 2, column 4: object_type must match",
             ),
-            ("user,\"alice,member,group,eng", "line 2, column 2: unterminated quoted field"),
+            (
+                "user,\"alice,member,group,eng",
+                "line 2, column 2: unterminated quoted field",
+            ),
             (
                 "user,\"alice\"x,member,group,eng",
                 "line 2, column 2: unexpected text after a closing quote",
             ),
-            ("user,ali\"ce,member,group,eng", "line 2, column 2: a quote inside an unquoted field"),
+            (
+                "user,ali\"ce,member,group,eng",
+                "line 2, column 2: a quote inside an unquoted field",
+            ),
             (
                 "user,alice\rx,member,group,eng",
                 "line 2, column 2: carriage return not followed by a line feed",
@@ -600,15 +631,24 @@ mod tests {
             let body = format!("{H}user,ok,member,group,eng\n{row}\n");
             // Put the bad row on line 3 and check, then on line 2 (directly after the header).
             let e = err(body.as_bytes());
-            assert!(e.starts_with(&want.replace("line 2", "line 3")), "{row:?}: {e}");
+            assert!(
+                e.starts_with(&want.replace("line 2", "line 3")),
+                "{row:?}: {e}"
+            );
             let e = err(format!("{H}{row}\n").as_bytes());
             assert!(e.starts_with(want), "{row:?}: {e}");
         }
         // Non-ASCII ids are fine, invalid UTF-8 is not.
-        assert_eq!(ok(&format!("{H}user,zoë,member,group,ingénierie\n")).len(), 1);
+        assert_eq!(
+            ok(&format!("{H}user,zoë,member,group,ingénierie\n")).len(),
+            1
+        );
         let mut body = H.as_bytes().to_vec();
         body.extend_from_slice(b"user,a\xFFb,member,group,eng\n");
-        assert_eq!(err(&body), "line 2, column 2: subject_id is not valid UTF-8");
+        assert_eq!(
+            err(&body),
+            "line 2, column 2: subject_id is not valid UTF-8"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub enum GraphRoute {
     Mutate,
     Mutations,
     /// Reload from this CSV (the host read `tenants/<tenantId>/graph.csv` from the blob store).
-    Reload { csv: Vec<u8> },
+    Reload {
+        csv: Vec<u8>,
+    },
 }
 
 /// Body of `POST /v1/graph/validate`.
@@ -81,7 +83,10 @@ fn nested(prefix: &str, e: ApiError) -> ApiError {
 }
 
 pub fn parse_validate(req: &Request) -> Result<ValidateRequest, ApiError> {
-    let f = Fields::new(json_object(req, false)?, &["edgeIds", "userId", "resourceId"])?;
+    let f = Fields::new(
+        json_object(req, false)?,
+        &["edgeIds", "userId", "resourceId"],
+    )?;
     let edge_ids = f
         .opt_str_list("edgeIds")?
         .ok_or_else(|| ApiError::field("edgeIds", "is required"))?;
@@ -104,7 +109,10 @@ pub fn parse_validate(req: &Request) -> Result<ValidateRequest, ApiError> {
 fn node(f: &Fields, name: &str) -> Result<String, ApiError> {
     let value = f.req_str(name)?;
     let Some((ty, id)) = value.split_once(':') else {
-        return Err(ApiError::field(name, "must be a node id <type>:<id>, e.g. user:alice"));
+        return Err(ApiError::field(
+            name,
+            "must be a node id <type>:<id>, e.g. user:alice",
+        ));
     };
     check_part(PartKind::Name, ty).map_err(|m| ApiError::field(name, format!("type {m}")))?;
     check_part(PartKind::Id, id).map_err(|m| ApiError::field(name, format!("id {m}")))?;
@@ -182,7 +190,10 @@ pub fn parse_mutations(req: &Request) -> Result<Vec<MutationOp>, ApiError> {
         Some(_) => return Err(ApiError::field("mutations", "must be a list of mutations")),
     };
     if items.is_empty() {
-        return Err(ApiError::field("mutations", "must hold at least one mutation"));
+        return Err(ApiError::field(
+            "mutations",
+            "must hold at least one mutation",
+        ));
     }
     if items.len() > MAX_MUTATIONS_PER_CALL {
         return Err(ApiError::field(

@@ -2,7 +2,7 @@
 //! edges for `check`. Pure data: no storage, no clock, so every rule here is unit-tested
 //! directly. [`super::GraphState`] keeps it in step with the object's SQL tables.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
@@ -107,12 +107,15 @@ pub struct UnknownEdge {
     pub index: usize,
 }
 
-/// The edges and the live adjacency index.
+/// The edges and the live adjacency index. Ordered maps rather than hash maps: iteration
+/// (and so the order edges are written to storage) is deterministic, and the keys, which a
+/// tenant chooses, cannot be crafted into hash collisions on a platform without random hash
+/// seeds (wasm32-unknown-unknown has no OS randomness for `RandomState`).
 #[derive(Debug, Clone, Default)]
 pub struct GraphIndex {
-    edges: HashMap<String, StoredEdge>,
+    edges: BTreeMap<String, StoredEdge>,
     /// subject -> relation -> objects, live edges only.
-    out: HashMap<String, HashMap<String, HashSet<String>>>,
+    out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     live: usize,
 }
 
@@ -162,11 +165,18 @@ impl GraphIndex {
         }
         if edge.is_live() {
             self.live += 1;
-            self.out
-                .entry(edge.subject.clone())
-                .or_default()
-                .entry(edge.relation.clone())
-                .or_default()
+            // Look up before `entry`, which would clone the key even when it is present: a
+            // reload builds 200,000 entries and most subjects and relations repeat.
+            if !self.out.contains_key(&edge.subject) {
+                self.out.insert(edge.subject.clone(), BTreeMap::new());
+            }
+            let by_rel = self.out.get_mut(&edge.subject).expect("inserted above");
+            if !by_rel.contains_key(&edge.relation) {
+                by_rel.insert(edge.relation.clone(), BTreeSet::new());
+            }
+            by_rel
+                .get_mut(&edge.relation)
+                .expect("inserted above")
                 .insert(edge.object.clone());
         }
         self.edges.insert(edge.id.clone(), edge);
@@ -242,7 +252,7 @@ impl GraphIndex {
     /// ([`MEMBERSHIP_RELATIONS`]) and X holds the relation. Breadth-first with a visited set,
     /// so cycles end and the shortest membership path is the one measured against the bound.
     pub fn check(&self, subject: &str, relation: &str, object: &str) -> bool {
-        let mut visited: HashSet<&str> = HashSet::new();
+        let mut visited: BTreeSet<&str> = BTreeSet::new();
         let mut queue: VecDeque<(&str, usize)> = VecDeque::new();
         visited.insert(subject);
         queue.push_back((subject, 0));
@@ -278,7 +288,7 @@ impl GraphIndex {
         now_ms: i64,
     ) -> Result<MutationPlan, UnknownEdge> {
         // Final state of each touched edge, plus first-touch order.
-        let mut staged: HashMap<String, StoredEdge> = HashMap::new();
+        let mut staged: BTreeMap<String, StoredEdge> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut log = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {

@@ -201,7 +201,10 @@ impl GraphState {
         actor_key_id: &str,
     ) -> Result<MutationResult, ApiError> {
         if ops.is_empty() {
-            return Err(ApiError::field("mutations", "must hold at least one mutation"));
+            return Err(ApiError::field(
+                "mutations",
+                "must hold at least one mutation",
+            ));
         }
         if ops.len() > MAX_MUTATIONS_PER_CALL {
             return Err(ApiError::field(

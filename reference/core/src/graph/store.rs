@@ -71,7 +71,9 @@ fn bad(what: &str) -> StorageError {
 }
 
 fn int(row: &Row, i: usize, what: &str) -> Result<i64, StorageError> {
-    row.get(i).and_then(SqlValue::as_i64).ok_or_else(|| bad(what))
+    row.get(i)
+        .and_then(SqlValue::as_i64)
+        .ok_or_else(|| bad(what))
 }
 
 fn text(row: &Row, i: usize, what: &str) -> Result<String, StorageError> {
@@ -235,10 +237,13 @@ fn log_row(row: &Row) -> Result<LogRow, StorageError> {
 
 /// Up to `limit` records of versions after `since`, oldest first.
 pub fn log_after(sql: &dyn Sql, since: i64, limit: usize) -> Result<Vec<LogRow>, StorageError> {
-    sql.query(SELECT_LOG_AFTER, &[since.into(), SqlValue::Integer(limit as i64)])?
-        .iter()
-        .map(log_row)
-        .collect()
+    sql.query(
+        SELECT_LOG_AFTER,
+        &[since.into(), SqlValue::Integer(limit as i64)],
+    )?
+    .iter()
+    .map(log_row)
+    .collect()
 }
 
 /// Every record of one version, in order.

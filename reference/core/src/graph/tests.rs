@@ -117,7 +117,11 @@ impl Sql for FakeSql {
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
         let t = self.tables.borrow();
         if sql == SELECT_META {
-            return Ok(t.meta.iter().map(|m| vec![m[1].clone(), m[2].clone()]).collect());
+            return Ok(t
+                .meta
+                .iter()
+                .map(|m| vec![m[1].clone(), m[2].clone()])
+                .collect());
         }
         if sql == SELECT_EDGES {
             return Ok(t.edges.values().cloned().collect());
@@ -247,9 +251,7 @@ fn add(s: &str) -> MutationOp {
 }
 
 fn revoke(id: &str) -> MutationOp {
-    MutationOp::Revoke {
-        edge_id: id.into(),
-    }
+    MutationOp::Revoke { edge_id: id.into() }
 }
 
 fn field_of(e: &ApiError) -> (&str, &str) {
@@ -269,8 +271,15 @@ fn a_new_object_is_an_empty_uninitialized_graph() {
         serde_json::to_value(g.state(&w.env())).unwrap(),
         json!({"tenantId":"tenant:acme","version":0,"edgeCount":0,"loadedAt":null,"initialized":false})
     );
-    let v = g.validate(&["user:alice:member:group:eng".into()], "user:alice", "group:eng");
-    assert_eq!(v.reason.as_deref(), Some("Edge not found: user:alice:member:group:eng"));
+    let v = g.validate(
+        &["user:alice:member:group:eng".into()],
+        "user:alice",
+        "group:eng",
+    );
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("Edge not found: user:alice:member:group:eng")
+    );
     assert!(!g.check("user:alice", "member", "group:eng"));
     let page = g.mutations_since(&w.env(), 0, 100).unwrap();
     assert_eq!(
@@ -340,7 +349,10 @@ fn a_bad_csv_changes_nothing() {
     assert_eq!(e.status(), 400);
     assert_eq!(
         field_of(&e),
-        ("csv", "line 3, column 3: relation must match [A-Za-z0-9_-]+")
+        (
+            "csv",
+            "line 3, column 3: relation must match [A-Za-z0-9_-]+"
+        )
     );
     assert_eq!(w.storage.sql.snapshot(), tables);
     assert_eq!(g.state(&w.env()), state);
@@ -378,7 +390,10 @@ fn reload_writes_in_batches_under_the_parameter_limit() {
     for i in 0..1000 {
         body.push_str(&format!("user,u{i},member,group,g{}\n", i % 7));
     }
-    assert_eq!(g.reload(&w.env(), body.as_bytes(), "k").unwrap().edge_count, 1000);
+    assert_eq!(
+        g.reload(&w.env(), body.as_bytes(), "k").unwrap().edge_count,
+        1000
+    );
     assert!(w.storage.sql.max_params.get() <= 100);
     assert_eq!(w.storage.sql.snapshot().edges.len(), 1000);
     assert_eq!(w.load().index().live_count(), 1000);
@@ -400,19 +415,28 @@ fn mutations_make_one_version_each_and_are_logged() {
             "key:2",
         )
         .unwrap();
-    assert_eq!(r, MutationResult {
-        version: 2,
-        applied: 2
-    });
+    assert_eq!(
+        r,
+        MutationResult {
+            version: 2,
+            applied: 2
+        }
+    );
     // A check right after the mutation sees it.
     assert!(g.check("user:bob", "viewer", "doc:readme"));
     assert!(!g.check("user:alice", "viewer", "doc:readme"));
     let v = g.validate(
-        &["user:alice:member:group:eng".into(), "group:eng:viewer:doc:readme".into()],
+        &[
+            "user:alice:member:group:eng".into(),
+            "group:eng:viewer:doc:readme".into(),
+        ],
         "user:alice",
         "doc:readme",
     );
-    assert_eq!(v.reason.as_deref(), Some("Edge revoked: user:alice:member:group:eng"));
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("Edge revoked: user:alice:member:group:eng")
+    );
     let state = g.state(&w.env());
     assert_eq!((state.version, state.edge_count), (2, 3));
     // loadedAt still names the reload.
@@ -423,7 +447,10 @@ fn mutations_make_one_version_each_and_are_logged() {
     assert_eq!(g2.state(&w.env()), state);
     assert!(!g2.check("user:alice", "viewer", "doc:readme"));
     assert_eq!(
-        g2.index().get("user:alice:member:group:eng").unwrap().revoked_at,
+        g2.index()
+            .get("user:alice:member:group:eng")
+            .unwrap()
+            .revoked_at,
         Some(1_795_687_205_000)
     );
 
@@ -454,7 +481,8 @@ fn mutations_make_one_version_each_and_are_logged() {
 fn mutations_on_a_graph_never_loaded_initialize_it() {
     let w = World::new();
     let mut g = w.load();
-    g.mutate(&w.env(), &[add("user:a:viewer:doc:d")], "k").unwrap();
+    g.mutate(&w.env(), &[add("user:a:viewer:doc:d")], "k")
+        .unwrap();
     let s = g.state(&w.env());
     assert!(s.initialized);
     assert_eq!((s.version, s.edge_count, s.loaded_at), (1, 1, None));
@@ -470,16 +498,25 @@ fn a_refused_batch_changes_nothing() {
     let e = g
         .mutate(
             &w.env(),
-            &[add("user:bob:member:group:eng"), revoke("user:nobody:member:group:eng")],
+            &[
+                add("user:bob:member:group:eng"),
+                revoke("user:nobody:member:group:eng"),
+            ],
             "k",
         )
         .unwrap_err();
-    assert_eq!(field_of(&e), ("mutations[1].edgeId", "names no edge of this graph"));
+    assert_eq!(
+        field_of(&e),
+        ("mutations[1].edgeId", "names no edge of this graph")
+    );
     assert_eq!(w.storage.sql.snapshot(), tables);
     assert_eq!(g.state(&w.env()), state);
     assert!(!g.check("user:bob", "member", "group:eng"));
 
-    assert_eq!(field_of(&g.mutate(&w.env(), &[], "k").unwrap_err()).0, "mutations");
+    assert_eq!(
+        field_of(&g.mutate(&w.env(), &[], "k").unwrap_err()).0,
+        "mutations"
+    );
 
     // A storage failure inside the transaction: nothing lands, memory unchanged.
     w.storage.sql.fail_at(2);
@@ -526,7 +563,10 @@ fn the_log_pages_by_whole_versions() {
     let p = g.mutations_since(&w.env(), 1, 4).unwrap();
     assert_eq!((versions(&p), p.has_more), (vec![2, 2, 2], true));
     let p = g.mutations_since(&w.env(), 3, 100).unwrap();
-    assert_eq!((versions(&p), p.has_more, p.current_version), (vec![], false, 3));
+    assert_eq!(
+        (versions(&p), p.has_more, p.current_version),
+        (vec![], false, 3)
+    );
     let e = g.mutations_since(&w.env(), 4, 100).unwrap_err();
     assert_eq!(field_of(&e), ("since", "is ahead of the current version 3"));
     assert_eq!(e.status(), 400);
@@ -588,8 +628,10 @@ fn http_routes_answer_json() {
 
     let v = call(
         GraphRoute::Validate,
-        post(json!({"edgeIds":["user:alice:member:group:eng","group:eng:viewer:doc:readme"],
-                    "userId":"user:alice","resourceId":"doc:readme"})),
+        post(
+            json!({"edgeIds":["user:alice:member:group:eng","group:eng:viewer:doc:readme"],
+                    "userId":"user:alice","resourceId":"doc:readme"}),
+        ),
     )
     .unwrap();
     assert_eq!(body(v), json!({"valid":true}));
@@ -624,7 +666,11 @@ fn http_routes_answer_json() {
     .unwrap();
     assert_eq!(body(v), json!({"allowed":true}));
 
-    let v = call(GraphRoute::Mutations, get("/v1/graph/mutations?since=1&limit=10")).unwrap();
+    let v = call(
+        GraphRoute::Mutations,
+        get("/v1/graph/mutations?since=1&limit=10"),
+    )
+    .unwrap();
     let v = body(v);
     assert_eq!(v["currentVersion"], 2);
     assert_eq!(v["mutations"][0]["edgeId"], "user:dave:member:group:eng");
@@ -645,32 +691,56 @@ fn http_errors_name_the_field() {
     let f = |s: &str, m: &str| (s.to_owned(), m.to_owned());
 
     assert_eq!(
-        err(GraphRoute::Validate, post(json!({"edgeIds":[],"userId":"u","resourceId":"r","x":1}))),
+        err(
+            GraphRoute::Validate,
+            post(json!({"edgeIds":[],"userId":"u","resourceId":"r","x":1}))
+        ),
         f("x", "is not a known field")
     );
     assert_eq!(
-        err(GraphRoute::Validate, post(json!({"userId":"u","resourceId":"r"}))),
+        err(
+            GraphRoute::Validate,
+            post(json!({"userId":"u","resourceId":"r"}))
+        ),
         f("edgeIds", "is required")
     );
     assert_eq!(
-        err(GraphRoute::Validate, post(json!({"edgeIds":[1],"userId":"u","resourceId":"r"}))),
+        err(
+            GraphRoute::Validate,
+            post(json!({"edgeIds":[1],"userId":"u","resourceId":"r"}))
+        ),
         f("edgeIds", "must be a list of strings")
     );
     assert_eq!(
-        err(GraphRoute::Validate, post(json!({"edgeIds":[],"resourceId":"r"}))),
+        err(
+            GraphRoute::Validate,
+            post(json!({"edgeIds":[],"resourceId":"r"}))
+        ),
         f("userId", "is required")
     );
     assert_eq!(
-        err(GraphRoute::Check, post(json!({"subject":"alice","relation":"viewer","object":"doc:readme"}))),
+        err(
+            GraphRoute::Check,
+            post(json!({"subject":"alice","relation":"viewer","object":"doc:readme"}))
+        ),
         f("subject", "must be a node id <type>:<id>, e.g. user:alice")
     );
     assert_eq!(
-        err(GraphRoute::Check, post(json!({"subject":"user:alice","relation":"view er","object":"doc:readme"}))),
+        err(
+            GraphRoute::Check,
+            post(json!({"subject":"user:alice","relation":"view er","object":"doc:readme"}))
+        ),
         f("relation", "must match [A-Za-z0-9_-]+")
     );
     assert_eq!(
-        err(GraphRoute::Check, post(json!({"subject":"user:alice","relation":"viewer","object":"doc:a:b"}))),
-        f("object", "id must not contain ':' (it separates the parts of an edge id)")
+        err(
+            GraphRoute::Check,
+            post(json!({"subject":"user:alice","relation":"viewer","object":"doc:a:b"}))
+        ),
+        f(
+            "object",
+            "id must not contain ':' (it separates the parts of an edge id)"
+        )
     );
     assert_eq!(
         err(GraphRoute::Mutate, post(json!({"mutations":[]}))),
@@ -680,7 +750,9 @@ fn http_errors_name_the_field() {
         err(GraphRoute::Mutate, post(json!({"mutations":{}}))),
         f("mutations", "must be a list of mutations")
     );
-    let too_many: Vec<Value> = (0..1001).map(|_| json!({"op":"revoke","edgeId":"x"})).collect();
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"op":"revoke","edgeId":"x"}))
+        .collect();
     assert_eq!(
         err(GraphRoute::Mutate, post(json!({ "mutations": too_many }))),
         f("mutations", "must hold at most 1000 mutations")
@@ -690,10 +762,19 @@ fn http_errors_name_the_field() {
     let cases = [
         (json!(["x"]), f("mutations[0]", "must be an object")),
         (json!([{"edgeId":"x"}]), f("mutations[0].op", "is required")),
-        (json!([{"op":"delete"}]), f("mutations[0].op", "must be add or revoke")),
+        (
+            json!([{"op":"delete"}]),
+            f("mutations[0].op", "must be add or revoke"),
+        ),
         (json!([{"op":"add"}]), f("mutations[0].edge", "is required")),
-        (json!([{"op":"add","edge":edge,"edgeId":"x"}]), f("mutations[0].edgeId", "is not a known field")),
-        (json!([{"op":"revoke"}]), f("mutations[0].edgeId", "is required")),
+        (
+            json!([{"op":"add","edge":edge,"edgeId":"x"}]),
+            f("mutations[0].edgeId", "is not a known field"),
+        ),
+        (
+            json!([{"op":"revoke"}]),
+            f("mutations[0].edgeId", "is required"),
+        ),
         (
             json!([{"op":"revoke","edgeId":"user:alice:member:group:eng"},{"op":"revoke","edgeId":"nope"}]),
             f("mutations[1].edgeId", "names no edge of this graph"),
@@ -715,7 +796,10 @@ fn http_errors_name_the_field() {
         ),
     ];
     for (mutations, want) in cases {
-        assert_eq!(err(GraphRoute::Mutate, post(json!({ "mutations": mutations }))), want);
+        assert_eq!(
+            err(GraphRoute::Mutate, post(json!({ "mutations": mutations }))),
+            want
+        );
     }
     assert_eq!(
         err(GraphRoute::Mutations, get("/v1/graph/mutations?limit=0")),
@@ -752,13 +836,35 @@ fn http_errors_name_the_field() {
 #[test]
 fn uploads_are_checked_like_reloads() {
     assert_eq!(validate_csv_upload(CSV.as_bytes()), Ok(3));
-    let e = validate_csv_upload(b"subject_type,subject_id,relation,object_type,object_id\nu,a,r,o\n")
-        .unwrap_err();
+    let e =
+        validate_csv_upload(b"subject_type,subject_id,relation,object_type,object_id\nu,a,r,o\n")
+            .unwrap_err();
     assert_eq!(field_of(&e).0, "csv");
-    assert!(field_of(&e).1.starts_with("line 2, column 5: missing field object_id"));
+    assert!(field_of(&e)
+        .1
+        .starts_with("line 2, column 5: missing field object_id"));
     let e = validate_csv_upload(&vec![b'\n'; MAX_CSV_BYTES + 1]).unwrap_err();
     assert_eq!(
         field_of(&e).1,
         "is 8388609 bytes; graph files are limited to 8388608 bytes (8 MiB)"
     );
+}
+
+/// The stated limit works end to end: 200,000 edges load, persist, rebuild and answer.
+#[test]
+fn a_graph_at_the_edge_limit_loads_and_checks() {
+    let w = World::new();
+    let mut g = w.load();
+    let mut body = String::from("subject_type,subject_id,relation,object_type,object_id\n");
+    for i in 0..MAX_EDGES {
+        body.push_str(&format!("user,u{i},member,group,g{}\n", i % 1000));
+    }
+    assert!(body.len() <= MAX_CSV_BYTES);
+    let summary = g.reload(&w.env(), body.as_bytes(), "k").unwrap();
+    assert_eq!(summary.edge_count, MAX_EDGES);
+    assert!(w.storage.sql.max_params.get() <= 100);
+    let g2 = w.load();
+    assert_eq!(g2.index().live_count(), MAX_EDGES);
+    assert!(g2.check("user:u1999", "member", "group:g999"));
+    assert!(!g2.check("user:u1999", "member", "group:g998"));
 }

@@ -57,10 +57,12 @@ pub fn parse_spec(req: &Request) -> Result<KeySpec, ApiError> {
             "only restricted keys carry permissions",
         ));
     }
-    if let Some(p) = permissions.iter().find(|p| !is_known_permission(p)) {
+    // The message names the position, never the value: a client that pastes a key into the
+    // wrong field must not see it echoed (errors never echo secrets).
+    if let Some(i) = permissions.iter().position(|p| !is_known_permission(p)) {
         return Err(ApiError::field(
             "permissions",
-            format!("unknown permission {p:?}"),
+            format!("item {i} is not a known permission"),
         ));
     }
     let mut permissions = permissions;

@@ -1,0 +1,225 @@
+//! Criterion benchmarks of the core's hot paths. Each group carries its own baseline, measured
+//! in the same run, so a report can state a ratio: raw HMAC-SHA256 for key verification, the
+//! `governor` crate for the rate-limit decision.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+
+use auth_core::auth::Authenticator;
+use auth_core::graph::csv::{self, EdgeSpec};
+use auth_core::graph::index::{GraphIndex, StoredEdge};
+use auth_core::keys::{self, Environment, KeyHasher, KeyType};
+use auth_core::model::Plan;
+use auth_core::ports::{Entropy, Row, Sql, SqlValue, StorageError};
+use auth_core::ratelimit::{FixedWindow, Quota};
+use auth_core::Ports;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+struct OsEntropy;
+impl Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("OS CSPRNG");
+    }
+}
+
+struct FixedClock;
+impl auth_core::ports::Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        1_800_000_000_000
+    }
+}
+
+/// A storage port that answers every query with one key row, so routing benches measure the
+/// core's work and not a database.
+struct OneKeyRow(Row);
+impl Sql for OneKeyRow {
+    fn execute(&self, _: &str, _: &[SqlValue]) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+    fn query(&self, _: &str, _: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
+        Ok(vec![self.0.clone()])
+    }
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        work(self)
+    }
+}
+
+fn key_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keys");
+    g.bench_function("generate", |b| {
+        b.iter(|| keys::generate(KeyType::Secret, Environment::Live, &OsEntropy))
+    });
+    let key = keys::generate(KeyType::Secret, Environment::Live, &OsEntropy);
+    g.bench_function("parse_and_checksum", |b| b.iter(|| keys::parse(black_box(&key))));
+    let mut bad = key.clone().into_bytes();
+    bad[20] ^= 1;
+    let bad = String::from_utf8(bad).unwrap_or_default();
+    g.bench_function("parse_refuses_bad_checksum", |b| b.iter(|| keys::parse(black_box(&bad))));
+    g.finish();
+
+    // Verification: parse, keyed hash, cache lookup, constant-time compare. The baseline is
+    // the bare HMAC-SHA256 of the key.
+    let mut g = c.benchmark_group("key_verification");
+    let pepper = b"a pepper of thirty-two bytes....";
+    let hasher = KeyHasher::new(pepper);
+    let mut cache = HashMap::new();
+    for _ in 0..10_000 {
+        let k = keys::generate(KeyType::Secret, Environment::Live, &OsEntropy);
+        cache.insert(hasher.hash(&k), k.len());
+    }
+    cache.insert(hasher.hash(&key), key.len());
+    g.bench_function("baseline_raw_hmac_sha256", |b| {
+        let mac = Hmac::<Sha256>::new_from_slice(pepper).expect("key");
+        b.iter(|| {
+            let mut m = mac.clone();
+            m.update(black_box(key.as_bytes()));
+            m.finalize().into_bytes()
+        })
+    });
+    g.bench_function("verify_warm_cache", |b| {
+        b.iter(|| {
+            let parsed = keys::parse(black_box(&key)).is_some();
+            let h = hasher.hash(&key);
+            let hit = cache.get_key_value(&h).map(|(stored, _)| KeyHasher::same(stored, &h));
+            (parsed, hit)
+        })
+    });
+    g.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let hasher = KeyHasher::new(b"pepper");
+    let key = keys::generate(KeyType::Secret, Environment::Live, &OsEntropy);
+    let auth = Authenticator {
+        admin_key_hash: hasher.hash("sk_live_admin_admin_admin_admin_admin_admin"),
+        hasher: hasher.clone(),
+        base_domain: Some("auth.test".into()),
+    };
+    let row: Row = vec![
+        SqlValue::Text("key:0123456789abcdef".into()),
+        SqlValue::Text("tenant:acme".into()),
+        SqlValue::Text(keys::display_prefix(&key)),
+        SqlValue::Text(hasher.hash(&key)),
+        SqlValue::Text("n".into()),
+        SqlValue::Text("secret".into()),
+        SqlValue::Text("live".into()),
+        SqlValue::Text("[]".into()),
+        SqlValue::Integer(0),
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+    ];
+    let db = OneKeyRow(row);
+    let ports = Ports {
+        db: &db,
+        clock: &FixedClock,
+        entropy: &OsEntropy,
+    };
+    let request = |f: &dyn Fn(http::request::Builder) -> http::request::Builder| {
+        f(http::Request::builder().uri("http://127.0.0.1/v1/api-keys"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Vec::new())
+            .expect("request")
+    };
+    let mut g = c.benchmark_group("tenant_routing");
+    let cases: [(&str, http::Request<Vec<u8>>, &str); 4] = [
+        ("key", request(&|b| b), ""),
+        ("header", request(&|b| b.header("x-tenant-id", "tenant:acme")), ""),
+        ("subdomain", request(&|b| b.header("host", "acme.auth.test:8080")), ""),
+        ("query", request(&|b| b), "tenant_id=tenant%3Aacme"),
+    ];
+    for (name, req, query) in &cases {
+        let pairs = auth_core::http::query_pairs(Some(query));
+        g.bench_with_input(BenchmarkId::from_parameter(name), req, |b, req| {
+            b.iter(|| {
+                let owner = auth.key_owner(&ports, req).expect("known key");
+                let named = auth.other_routing_sources(req, &pairs);
+                (owner, named)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn rate_limit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rate_limit_decision");
+    let quota = Quota::for_tenant(Plan::Enterprise, None);
+    let mut window = FixedWindow::default();
+    let mut now = 1_800_000_000_000i64;
+    g.bench_function("fixed_window_admit", |b| {
+        b.iter(|| {
+            now += 1;
+            window.admit(black_box(quota), now)
+        })
+    });
+    let limiter = governor::RateLimiter::direct(governor::Quota::per_minute(
+        NonZeroU32::new(10_000).expect("non-zero"),
+    ));
+    g.bench_function("baseline_governor_check", |b| b.iter(|| limiter.check()));
+    g.finish();
+}
+
+/// A graph where `user:u<i>` is a member of a chain of `depth - 1` groups whose last one can
+/// `read` `doc:d<i>`, padded with unrelated edges up to `edges`.
+fn chain_graph(edges: usize, depth: usize) -> GraphIndex {
+    let mut all = Vec::with_capacity(edges);
+    let spec = |st: &str, si: String, rel: &str, ot: &str, oi: String| EdgeSpec {
+        subject_type: st.into(),
+        subject_id: si,
+        relation: rel.into(),
+        object_type: ot.into(),
+        object_id: oi,
+    };
+    let mut i = 0;
+    while all.len() < edges {
+        let mut subject = ("user", format!("u{i}"));
+        for level in 1..depth {
+            let group = format!("g{i}_{level}");
+            all.push(StoredEdge::from_spec(&spec(subject.0, subject.1.clone(), "member", "group", group.clone()), 1));
+            subject = ("group", group);
+        }
+        all.push(StoredEdge::from_spec(&spec(subject.0, subject.1, "read", "doc", format!("d{i}")), 1));
+        i += 1;
+    }
+    GraphIndex::from_edges(all)
+}
+
+fn graph(c: &mut Criterion) {
+    let mut g = c.benchmark_group("graph_check");
+    for edges in [10_000usize, 100_000] {
+        for depth in 1..=5usize {
+            let index = chain_graph(edges, depth);
+            g.bench_with_input(
+                BenchmarkId::new(format!("{edges}_edges"), depth),
+                &index,
+                |b, index| b.iter(|| index.check(black_box("user:u7"), "read", "doc:d7")),
+            );
+        }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("csv_load");
+    let mut text = String::from("subject_type,subject_id,relation,object_type,object_id\n");
+    for i in 0..100_000 {
+        text.push_str(&format!("user,u{i},member,group,\"g{}\"\n", i % 977));
+    }
+    g.throughput(Throughput::Elements(100_000));
+    g.sample_size(10);
+    g.bench_function("parse_100k_edges", |b| b.iter(|| csv::parse(black_box(text.as_bytes())).map(|e| e.len())));
+    g.bench_function("parse_and_index_100k_edges", |b| {
+        b.iter(|| {
+            let specs = csv::parse(text.as_bytes()).unwrap_or_default();
+            GraphIndex::from_edges(specs.iter().map(|s| StoredEdge::from_spec(s, 1))).len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, key_paths, routing, rate_limit, graph);
+criterion_main!(benches);
