@@ -25,6 +25,7 @@ use auth_core::ports::{Clock, Entropy};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use objects::MAX_LIVE_OBJECTS;
 pub use sqlite::Database;
 
 /// How to run the service.

@@ -28,6 +28,12 @@ use tokio::sync::{mpsc, Notify};
 use crate::sqlite::{open_connection, SqliteSql};
 use crate::{Database, HostClock, OsEntropy};
 
+/// Most object instances held in memory at once. Each holds a SQLite connection (three file
+/// descriptors in WAL mode), so without a cap a burst over many tenants would exhaust them;
+/// past the cap the least recently used idle instances are evicted, as the platform does
+/// under memory pressure.
+pub const MAX_LIVE_OBJECTS: usize = 1024;
+
 /// Frames queued per socket before the consumer counts as too slow.
 pub const SOCKET_QUEUE: usize = 256;
 /// Close code for a consumer that fell too far behind ("try again later").
@@ -69,6 +75,8 @@ pub struct Runtime<O> {
     db: Arc<Database>,
     clock: Arc<HostClock>,
     next_socket: AtomicU64,
+    /// Instances currently in memory (with an open connection).
+    live: std::sync::atomic::AtomicUsize,
 }
 
 /// The object's alarm as seen during one call: read from, and written back to, metadata.
@@ -185,6 +193,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             db,
             clock,
             next_socket: AtomicU64::new(0),
+            live: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(Arc::clone(&runtime).run_alarms());
         Ok(runtime)
@@ -225,6 +234,9 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         .map_err(|_| StorageError::Other("object handler panicked".into()))?;
         slot.last_used_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
+        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS {
+            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10);
+        }
         joined
     }
 
@@ -236,6 +248,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         work: impl FnOnce(&mut O, &ObjectEnv) -> R,
     ) -> Result<(R, Option<Accepted>), StorageError> {
         if live.conn.is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
             live.conn = Some(
                 open_connection(&object_file(&self.dir, &slot.name))
                     .map_err(|e| StorageError::Other(e.to_string()))?,
@@ -401,15 +414,36 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             if idle_ms > 0 && now - slot.last_used_ms.load(Ordering::Relaxed) < idle_ms {
                 continue;
             }
-            if let Ok(mut live) = slot.gate.try_lock() {
-                if live.instance.is_some() || live.conn.is_some() {
-                    live.instance = None;
-                    live.conn = None;
-                    evicted += 1;
-                }
+            if self.try_evict(&slot) {
+                evicted += 1;
             }
         }
         evicted
+    }
+
+    /// Drops one slot's instance and connection if its gate is free.
+    fn try_evict(&self, slot: &Slot<O>) -> bool {
+        let Ok(mut live) = slot.gate.try_lock() else {
+            return false;
+        };
+        live.instance = None;
+        if live.conn.take().is_some() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Evicts idle instances, least recently used first, until at most `keep` remain.
+    fn evict_least_recently_used(&self, keep: usize) {
+        let mut slots: Vec<Arc<Slot<O>>> = lock(&self.slots).values().cloned().collect();
+        slots.sort_by_key(|s| s.last_used_ms.load(Ordering::Relaxed));
+        for slot in slots {
+            if self.live.load(Ordering::Relaxed) <= keep {
+                break;
+            }
+            self.try_evict(&slot);
+        }
     }
 
     /// Forgets a socket whose connection ended.

@@ -450,5 +450,9 @@ async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Respons
         }
         _ => return problem(ApiError::NotFound),
     };
-    to_axum(auth_core::http::json(StatusCode::OK, &body))
+    to_axum(auth_core::finish(
+        auth_core::http::json(StatusCode::OK, &body),
+        &auth_core::keys::random_hex(8, &OsEntropy),
+        false,
+    ))
 }
