@@ -56,11 +56,15 @@ fn key_paths(c: &mut Criterion) {
         b.iter(|| keys::generate(KeyType::Secret, Environment::Live, &OsEntropy))
     });
     let key = keys::generate(KeyType::Secret, Environment::Live, &OsEntropy);
-    g.bench_function("parse_and_checksum", |b| b.iter(|| keys::parse(black_box(&key))));
+    g.bench_function("parse_and_checksum", |b| {
+        b.iter(|| keys::parse(black_box(&key)))
+    });
     let mut bad = key.clone().into_bytes();
     bad[20] ^= 1;
     let bad = String::from_utf8(bad).unwrap_or_default();
-    g.bench_function("parse_refuses_bad_checksum", |b| b.iter(|| keys::parse(black_box(&bad))));
+    g.bench_function("parse_refuses_bad_checksum", |b| {
+        b.iter(|| keys::parse(black_box(&bad)))
+    });
     g.finish();
 
     // Verification: parse, keyed hash, cache lookup, constant-time compare. The baseline is
@@ -86,7 +90,9 @@ fn key_paths(c: &mut Criterion) {
         b.iter(|| {
             let parsed = keys::parse(black_box(&key)).is_some();
             let h = hasher.hash(&key);
-            let hit = cache.get_key_value(&h).map(|(stored, _)| KeyHasher::same(stored, &h));
+            let hit = cache
+                .get_key_value(&h)
+                .map(|(stored, _)| KeyHasher::same(stored, &h));
             (parsed, hit)
         })
     });
@@ -130,8 +136,16 @@ fn routing(c: &mut Criterion) {
     let mut g = c.benchmark_group("tenant_routing");
     let cases: [(&str, http::Request<Vec<u8>>, &str); 4] = [
         ("key", request(&|b| b), ""),
-        ("header", request(&|b| b.header("x-tenant-id", "tenant:acme")), ""),
-        ("subdomain", request(&|b| b.header("host", "acme.auth.test:8080")), ""),
+        (
+            "header",
+            request(&|b| b.header("x-tenant-id", "tenant:acme")),
+            "",
+        ),
+        (
+            "subdomain",
+            request(&|b| b.header("host", "acme.auth.test:8080")),
+            "",
+        ),
         ("query", request(&|b| b), "tenant_id=tenant%3Aacme"),
     ];
     for (name, req, query) in &cases {
@@ -181,10 +195,22 @@ fn chain_graph(edges: usize, depth: usize) -> GraphIndex {
         let mut subject = ("user", format!("u{i}"));
         for level in 1..depth {
             let group = format!("g{i}_{level}");
-            all.push(StoredEdge::from_spec(&spec(subject.0, subject.1.clone(), "member", "group", group.clone()), 1));
+            all.push(StoredEdge::from_spec(
+                &spec(
+                    subject.0,
+                    subject.1.clone(),
+                    "member",
+                    "group",
+                    group.clone(),
+                ),
+                1,
+            ));
             subject = ("group", group);
         }
-        all.push(StoredEdge::from_spec(&spec(subject.0, subject.1, "read", "doc", format!("d{i}")), 1));
+        all.push(StoredEdge::from_spec(
+            &spec(subject.0, subject.1, "read", "doc", format!("d{i}")),
+            1,
+        ));
         i += 1;
     }
     GraphIndex::from_edges(all)
@@ -211,7 +237,9 @@ fn graph(c: &mut Criterion) {
     }
     g.throughput(Throughput::Elements(100_000));
     g.sample_size(10);
-    g.bench_function("parse_100k_edges", |b| b.iter(|| csv::parse(black_box(text.as_bytes())).map(|e| e.len())));
+    g.bench_function("parse_100k_edges", |b| {
+        b.iter(|| csv::parse(black_box(text.as_bytes())).map(|e| e.len()))
+    });
     g.bench_function("parse_and_index_100k_edges", |b| {
         b.iter(|| {
             let specs = csv::parse(text.as_bytes()).unwrap_or_default();

@@ -11,7 +11,14 @@ use crate::store::{self, TenantScope};
 
 /// Query parameters that would carry a key. Keys in URLs end up in logs, proxies and browser
 /// history, so a request that tries is refused outright rather than silently ignored.
-const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "apiKey", "key", "access_token", "token"];
+const KEY_QUERY_PARAMS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "apiKey",
+    "key",
+    "access_token",
+    "token",
+];
 
 /// A request authenticated with one of a tenant's keys.
 #[derive(Debug, Clone)]
@@ -147,6 +154,64 @@ impl Authenticator {
         // A key's tenant never changes, so this lookup may come from any replica or cache.
         let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
         Ok((hash, key.tenant_id))
+    }
+
+    /// First step of an end-user auth route (`/v1/auth/*`), outside any object: which tenant's
+    /// object runs it. Answers the tenant id and the hash of the tenant key the request
+    /// carries (empty when it carries none).
+    ///
+    /// - `access_token` routes: the bearer is a user's access token; its `tenantId` (checked in
+    ///   full by the object) names the tenant, which must exist, and every other routing source
+    ///   must agree. Any failure is the uniform user 401.
+    /// - other routes: a key of the tenant in `Authorization`, or else the routing sources
+    ///   (`X-Tenant-ID`, subdomain, `?tenant_id=`), which must agree and name an existing
+    ///   tenant. An unknown or deleted tenant is 401; it is never created.
+    pub fn user_route_tenant(
+        &self,
+        ports: &Ports,
+        req: &Request,
+        query: &[(String, String)],
+        access_token: bool,
+    ) -> Result<(String, String), ApiError> {
+        let token = bearer(req);
+        if token.is_some_and(|t| self.is_admin_token(t)) {
+            return Err(ApiError::Forbidden(
+                "The platform admin key does not act as a tenant.",
+            ));
+        }
+        if access_token {
+            let token = token.ok_or(ApiError::UserUnauthorized)?;
+            let tenant_id =
+                crate::users::jwt::unverified_tenant(token).ok_or(ApiError::UserUnauthorized)?;
+            let tenant = store::find_tenant(ports.db, &tenant_id)?
+                .filter(|t| t.status != TenantStatus::Deleted)
+                .ok_or(ApiError::UserUnauthorized)?;
+            if self
+                .other_routing_sources(req, query)
+                .iter()
+                .any(|named| *named != tenant.id)
+            {
+                return Err(ApiError::UserUnauthorized);
+            }
+            return Ok((tenant.id, String::new()));
+        }
+        if let Some(token) = token {
+            if keys::parse(token).is_none() {
+                return Err(ApiError::Unauthorized);
+            }
+            let hash = self.hasher.hash(token);
+            let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
+            return Ok((key.tenant_id, hash));
+        }
+        let named = self.other_routing_sources(req, query);
+        let first = named.first().ok_or(ApiError::Unauthorized)?;
+        if named.iter().any(|n| n != first) {
+            return Err(ApiError::TenantMismatch);
+        }
+        let tenant = store::find_tenant(ports.db, first)?
+            .filter(|t| t.status != TenantStatus::Deleted)
+            .ok_or(ApiError::Unauthorized)?;
+        Ok((tenant.id, String::new()))
     }
 
     /// Second step, inside the tenant's object: the key and tenant records (from its cache)

@@ -18,6 +18,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
     Unauthorized,
+    /// End-user auth: unknown user, wrong password, or any bad, expired or revoked user token.
+    /// One identical body for all of them, so no answer tells which.
+    UserUnauthorized,
     Forbidden(&'static str),
     TenantMismatch,
     TenantSuspended,
@@ -27,8 +30,14 @@ pub enum ApiError {
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidJson(String),
-    InvalidField { field: String, message: String },
-    InvalidQuery { field: String, message: String },
+    InvalidField {
+        field: String,
+        message: String,
+    },
+    InvalidQuery {
+        field: String,
+        message: String,
+    },
     CredentialsInQuery,
     /// Over the tenant's quota; the figure is `Retry-After` in seconds.
     RateLimited(u64),
@@ -55,7 +64,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::UserUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::TenantMismatch | ApiError::TenantSuspended => {
                 StatusCode::FORBIDDEN
             }
@@ -77,6 +86,10 @@ impl ApiError {
     fn code_and_detail(&self) -> (&'static str, String) {
         match self {
             ApiError::Unauthorized => ("unauthorized", "A valid API key is required.".into()),
+            ApiError::UserUnauthorized => (
+                "unauthorized",
+                "The credentials or the token are not valid.".into(),
+            ),
             ApiError::Forbidden(why) => ("forbidden", (*why).into()),
             ApiError::TenantMismatch => (
                 "tenant_mismatch",
@@ -116,7 +129,10 @@ impl ApiError {
                 "upgrade_required",
                 "This endpoint speaks WebSocket only.".into(),
             ),
-            ApiError::Internal => ("internal", "The service could not complete the request.".into()),
+            ApiError::Internal => (
+                "internal",
+                "The service could not complete the request.".into(),
+            ),
         }
     }
 
@@ -125,7 +141,8 @@ impl ApiError {
         let status = self.status();
         let (code, detail) = self.code_and_detail();
         let (field, errors) = match self {
-            ApiError::InvalidField { field, message } | ApiError::InvalidQuery { field, message } => (
+            ApiError::InvalidField { field, message }
+            | ApiError::InvalidQuery { field, message } => (
                 Some(field.clone()),
                 vec![FieldError {
                     field: field.clone(),
@@ -152,7 +169,7 @@ impl ApiError {
             serde_json::to_vec(&self.to_problem()).expect("problem serialises"),
         );
         match self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::UserUnauthorized => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
@@ -254,7 +271,12 @@ pub fn json_object(req: &Request, optional: bool) -> Result<Map<String, Value>, 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         })
         .unwrap_or(false);
@@ -286,7 +308,10 @@ impl Fields {
     /// Refuses any field not in `allowed`, so a misspelt field (`parent_id` for `parentId`) is
     /// an error rather than silently ignored.
     pub fn new(map: Map<String, Value>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let mut unknown: Vec<&String> = map.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+        let mut unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .collect();
         unknown.sort();
         if let Some(k) = unknown.first() {
             return Err(ApiError::field(k.as_str(), "is not a known field"));
@@ -330,7 +355,10 @@ impl Fields {
             return Err(ApiError::field(name, "must not be empty"));
         }
         if t.chars().count() > max {
-            return Err(ApiError::field(name, format!("must be at most {max} characters")));
+            return Err(ApiError::field(
+                name,
+                format!("must be at most {max} characters"),
+            ));
         }
         if t.chars().any(char::is_control) {
             return Err(ApiError::field(name, "must not contain control characters"));
@@ -377,7 +405,11 @@ pub fn header_str<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 /// Answers 405 unless the method is one of `allowed`.
-pub fn allow(method: &Method, allowed: &[Method], allow_header: &'static str) -> Result<(), ApiError> {
+pub fn allow(
+    method: &Method,
+    allowed: &[Method],
+    allow_header: &'static str,
+) -> Result<(), ApiError> {
     if allowed.contains(method) {
         Ok(())
     } else {
@@ -449,7 +481,10 @@ mod tests {
                 ("a".into(), "2".into()),
             ]
         );
-        assert_eq!(query_pairs(Some("k=%FF")), vec![("k".into(), "\u{fffd}".into())]);
+        assert_eq!(
+            query_pairs(Some("k=%FF")),
+            vec![("k".into(), "\u{fffd}".into())]
+        );
         assert_eq!(query_pairs(Some("a=b=c")), vec![("a".into(), "b=c".into())]);
     }
 
@@ -508,7 +543,10 @@ mod tests {
         assert_eq!(field_of(f.text("e", 10, true).unwrap_err()), "e");
         assert_eq!(field_of(f.text("ctl", 10, true).unwrap_err()), "ctl");
         assert_eq!(f.text("missing", 10, false).unwrap(), None);
-        assert_eq!(field_of(f.text("missing", 10, true).unwrap_err()), "missing");
+        assert_eq!(
+            field_of(f.text("missing", 10, true).unwrap_err()),
+            "missing"
+        );
         assert_eq!(field_of(f.opt_str("n").unwrap_err()), "n");
         assert_eq!(field_of(f.req_str("missing").unwrap_err()), "missing");
         assert_eq!(f.opt_int("n", 0, 5).unwrap(), Some(5));

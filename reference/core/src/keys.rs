@@ -258,9 +258,18 @@ mod tests {
         assert!(parse(&format!("{k}0")).is_none(), "extended");
         let mut flipped = k.clone().into_bytes();
         flipped[20] = if flipped[20] == b'a' { b'b' } else { b'a' };
-        assert!(parse(std::str::from_utf8(&flipped).unwrap()).is_none(), "one char changed");
-        assert!(parse(&k.replacen("sk_", "pk_", 1)).is_none(), "type changed");
-        assert!(parse(&k.replacen("_live_", "_test_", 1)).is_none(), "env changed");
+        assert!(
+            parse(std::str::from_utf8(&flipped).unwrap()).is_none(),
+            "one char changed"
+        );
+        assert!(
+            parse(&k.replacen("sk_", "pk_", 1)).is_none(),
+            "type changed"
+        );
+        assert!(
+            parse(&k.replacen("_live_", "_test_", 1)).is_none(),
+            "env changed"
+        );
         assert!(parse("").is_none());
         assert!(parse("sk_live_").is_none());
     }
@@ -274,7 +283,12 @@ mod tests {
             counts[c as usize] += 1;
         }
         for &c in BASE62 {
-            assert!(counts[c as usize] > 50, "char {} seen {}", c as char, counts[c as usize]);
+            assert!(
+                counts[c as usize] > 50,
+                "char {} seen {}",
+                c as char,
+                counts[c as usize]
+            );
         }
     }
 

@@ -14,7 +14,8 @@
 //!   tenant-owned rows;
 //! - [`auth`]: who is calling and for which tenant;
 //! - [`handlers`]: one module per route group;
-//! - [`http`]: bodies, field errors, problem documents.
+//! - [`http`]: bodies, field errors, problem documents;
+//! - [`users`]: end-user auth (`/v1/auth/*`): users, sessions, JWTs, email tokens, the outbox.
 
 pub mod auth;
 pub mod graph;
@@ -28,6 +29,7 @@ pub mod ports;
 pub mod ratelimit;
 pub mod store;
 pub mod tenant_state;
+pub mod users;
 
 use ::http::{header, HeaderValue, Method};
 
@@ -91,6 +93,7 @@ pub enum Front {
 pub struct Service {
     config: Config,
     authenticator: Authenticator,
+    jwt: Option<users::jwt::JwtSecrets>,
 }
 
 /// Every route the service answers, as `(method, OpenAPI path template)`. HEAD is answered
@@ -111,6 +114,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/tenants/{id}"),
     ("GET", "/admin/tenants/{id}/keys"),
     ("POST", "/admin/tenants/{id}/keys"),
+    ("GET", "/admin/jwt"),
+    ("POST", "/admin/jwt/rotate"),
+    ("POST", "/admin/jwt/retire-previous"),
     ("GET", "/v1/tenant"),
     ("GET", "/v1/rate-limit"),
     ("GET", "/v1/api-keys"),
@@ -127,6 +133,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/graph/check"),
     ("POST", "/v1/graph/mutations"),
     ("GET", "/v1/graph/mutations"),
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/auth/me"),
+    ("GET", "/v1/auth/validate"),
+    ("POST", "/v1/auth/change-password"),
+    ("POST", "/v1/auth/verify-email"),
+    ("POST", "/v1/auth/resend-verification"),
+    ("POST", "/v1/auth/forgot-password"),
+    ("POST", "/v1/auth/reset-password"),
 ];
 
 const GET: &[Method] = &[Method::GET, Method::HEAD];
@@ -144,9 +161,10 @@ fn tenant_route_methods(rest: &[&str]) -> Option<(&'static [Method], &'static st
             &[Method::GET, Method::HEAD, Method::DELETE],
             "GET, HEAD, DELETE",
         ),
-        ["api-keys", _, "rotate"] | ["graph", "reload"] | ["graph", "validate"] | ["graph", "check"] => {
-            (POST, "POST")
-        }
+        ["api-keys", _, "rotate"]
+        | ["graph", "reload"]
+        | ["graph", "validate"]
+        | ["graph", "check"] => (POST, "POST"),
         ["graph", "csv"] => (&[Method::PUT], "PUT"),
         _ => return None,
     })
@@ -166,7 +184,21 @@ impl Service {
         Self {
             config,
             authenticator,
+            jwt: None,
         }
+    }
+
+    /// Turns on end-user auth with these signing secrets (`JWT_SECRET`, `JWT_SECRET_PREVIOUS`).
+    /// Without them every `/v1/auth/*` route that would sign or verify a token fails closed:
+    /// there is no fallback secret.
+    pub fn with_jwt_secrets(mut self, secrets: users::jwt::JwtSecrets) -> Self {
+        self.jwt = Some(secrets);
+        self
+    }
+
+    /// The signing secrets, if end-user auth is on.
+    pub fn jwt_secrets(&self) -> Option<&users::jwt::JwtSecrets> {
+        self.jwt.as_ref()
     }
 
     pub fn config(&self) -> &Config {
@@ -202,6 +234,11 @@ impl Service {
     }
 
     fn route(&self, ports: &Ports, req: Request, request_id: &str) -> Result<Routed, ApiError> {
+        // Every route refuses an oversized body, also those that would ignore a body, so the
+        // limit holds whatever a handler reads. CSV uploads have their own, larger limit.
+        if req.body().len() > http::MAX_BODY_BYTES && req.uri().path() != "/v1/graph/csv" {
+            return Err(ApiError::PayloadTooLarge);
+        }
         let segments = http::path_segments(req.uri().path()).ok_or(ApiError::NotFound)?;
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let query = http::query_pairs(req.uri().query());
@@ -226,28 +263,40 @@ impl Service {
                 let allowed: (&[Method], &'static str) = match rest {
                     ["tenants"] | ["tenants", _, "keys"] => (GET_POST, "GET, HEAD, POST"),
                     ["tenants", _] => (
-                        &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
+                        &[
+                            Method::GET,
+                            Method::HEAD,
+                            Method::PUT,
+                            Method::PATCH,
+                            Method::DELETE,
+                        ],
                         "GET, HEAD, PUT, PATCH, DELETE",
                     ),
+                    ["jwt"] => (GET, "GET, HEAD"),
+                    ["jwt", "rotate"] | ["jwt", "retire-previous"] => (POST, "POST"),
                     _ => return Err(ApiError::NotFound),
                 };
                 http::allow(&method, allowed.0, allowed.1)?;
                 auth::refuse_keys_in_query(&query)?;
                 auth.admin(ports, &req)?;
                 let read = method == Method::GET || method == Method::HEAD;
-                let notice = |tenant_id: &str, action: &str, detail: serde_json::Value, end: bool| {
-                    (
-                        tenant_id.to_owned(),
-                        Notice {
-                            actor: tenant_state::ADMIN_ACTOR.into(),
-                            action: action.into(),
-                            target: tenant_id.to_owned(),
-                            detail,
-                            request_id: request_id.to_owned(),
-                            end_sessions: end,
-                        },
-                    )
-                };
+                let notice =
+                    |tenant_id: &str, action: &str, detail: serde_json::Value, end: bool| {
+                        (
+                            tenant_id.to_owned(),
+                            Notice {
+                                actor: tenant_state::ADMIN_ACTOR.into(),
+                                action: action.into(),
+                                target: tenant_id.to_owned(),
+                                detail,
+                                request_id: request_id.to_owned(),
+                                end_sessions: end,
+                            },
+                        )
+                    };
+                if let ["jwt", action @ ..] = rest {
+                    return respond(admin::jwt_keyring(ports, self.jwt.as_ref(), action, &req)?);
+                }
                 match (rest, read) {
                     (["tenants"], true) => respond(admin::list_tenants(ports, &query)?),
                     (["tenants"], false) => {
@@ -269,13 +318,25 @@ impl Service {
                     }
                     (["tenants", id, "keys"], true) => respond(admin::list_tenant_keys(ports, id)?),
                     (["tenants", id, "keys"], false) => {
-                        let (changed, tenant_id) = admin::create_tenant_key(ports, hasher, id, &req)?;
+                        let (changed, tenant_id) =
+                            admin::create_tenant_key(ports, hasher, id, &req)?;
                         let mut n = notice(&tenant_id, changed.action, changed.detail, false);
                         n.1.target = changed.target;
                         Ok(Routed::Respond(changed.response, vec![n]))
                     }
                     _ => Err(ApiError::NotFound),
                 }
+            }
+            ["v1", "auth", leaf] => {
+                let route = users::UserRoute::parse(leaf).ok_or(ApiError::NotFound)?;
+                let (allowed, allow_header) = route.methods();
+                http::allow(&method, allowed, allow_header)?;
+                auth::refuse_keys_in_query(&query)?;
+                let (tenant_id, key_hash) =
+                    auth.user_route_tenant(ports, &req, &query, route.uses_access_token())?;
+                let mut req = req;
+                req.extensions_mut().insert(users::UserRequest { route });
+                Ok(Routed::Tenant(tenant_id, key_hash, req))
             }
             ["v1", rest @ ..] => {
                 let (allowed, allow_header) =

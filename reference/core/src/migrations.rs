@@ -2,7 +2,13 @@
 //! `wrangler d1 migrations apply` reads from `reference/migrations/`.
 
 /// `(name, sql)` in the order they apply.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial.sql",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial.sql",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_end_users.sql",
+        include_str!("../../migrations/0002_end_users.sql"),
+    ),
+];

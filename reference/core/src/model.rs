@@ -185,9 +185,8 @@ pub fn permissions_cover(granted: &[String], wanted: &str) -> bool {
 
 /// RFC 3339 in UTC with second precision, e.g. `2026-11-26T11:21:01Z`.
 pub fn rfc3339(ms: i64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
         .and_then(|t| t.format(&format).ok())

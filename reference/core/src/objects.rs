@@ -71,7 +71,13 @@ pub trait DurableObject: Sized {
     }
 
     /// A text frame arrived on one of the object's sockets.
-    fn websocket_message(&mut self, env: &ObjectEnv, socket: SocketId, attachment: &str, text: &str) {
+    fn websocket_message(
+        &mut self,
+        env: &ObjectEnv,
+        socket: SocketId,
+        attachment: &str,
+        text: &str,
+    ) {
         let _ = (env, socket, attachment, text);
     }
 

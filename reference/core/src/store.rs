@@ -44,7 +44,9 @@ fn bad(what: &str) -> StorageError {
 
 fn tenant_from_row(row: &Row) -> Result<TenantRecord, StorageError> {
     let rate_limit = match opt_text(row, 5) {
-        Some(json) => serde_json::from_str::<Option<RateLimit>>(&json).map_err(|_| bad("limits"))?,
+        Some(json) => {
+            serde_json::from_str::<Option<RateLimit>>(&json).map_err(|_| bad("limits"))?
+        }
         None => None,
     };
     Ok(TenantRecord {
@@ -331,7 +333,11 @@ pub fn find_tenant_by_slug_exists(db: &dyn Sql, slug: &str) -> Result<bool, Stor
 
 impl TenantScope {
     /// This tenant's key with the given hash, for the tenant object's cache.
-    pub fn find_key_by_hash(&self, db: &dyn Sql, hash: &str) -> Result<Option<KeyRecord>, StorageError> {
+    pub fn find_key_by_hash(
+        &self,
+        db: &dyn Sql,
+        hash: &str,
+    ) -> Result<Option<KeyRecord>, StorageError> {
         let rows = db.query(
             &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND key_hash = ?"),
             &[self.tenant_id.as_str().into(), hash.into()],
@@ -341,7 +347,11 @@ impl TenantScope {
 
     /// Ends the grace period of every rotated key whose `expires_at` has passed, by setting
     /// `revoked_at`. Answers the keys it ended.
-    pub fn end_expired_grace_periods(&self, db: &dyn Sql, now: i64) -> Result<Vec<KeyRecord>, StorageError> {
+    pub fn end_expired_grace_periods(
+        &self,
+        db: &dyn Sql,
+        now: i64,
+    ) -> Result<Vec<KeyRecord>, StorageError> {
         let rows = db.query(
             &format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL \

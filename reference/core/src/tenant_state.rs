@@ -19,11 +19,13 @@ use serde_json::{json, Value};
 use crate::auth::TenantCaller;
 use crate::handlers::api_keys::{self, Changed};
 use crate::http::{self as h, ApiError, Request, Response};
-use crate::model::{rfc3339, KeyRecord, TenantRecord};
+use crate::keys::KeyType;
+use crate::model::{rfc3339, KeyRecord, TenantRecord, TenantStatus};
 use crate::objects::{DurableObject, ObjectEnv, SocketId};
 use crate::ports::{Ports, SqlValue, StorageError};
 use crate::ratelimit::{Decision, FixedWindow, Quota, ALGORITHM};
 use crate::store::{self, TenantScope};
+use crate::users::{self, UserRequest, UserRoute};
 use crate::{RequestId, Service};
 
 /// Close code sent to sockets whose credential stopped working (policy violation).
@@ -67,7 +69,12 @@ type Refusal = Box<(ApiError, HeaderMap)>;
 
 /// One audit record as the API shows it.
 fn audit_json(tenant_id: &str, row: &[SqlValue]) -> Value {
-    let text = |i: usize| row.get(i).and_then(SqlValue::as_str).unwrap_or("").to_owned();
+    let text = |i: usize| {
+        row.get(i)
+            .and_then(SqlValue::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     json!({
         "seq": row.first().and_then(SqlValue::as_i64).unwrap_or(0),
         "tenantId": tenant_id,
@@ -108,7 +115,10 @@ impl DurableObject for TenantState {
             &[],
         )?;
         let window = sql
-            .query("SELECT window_start_ms, window_ms, count FROM rate_window WHERE id = 1", &[])?
+            .query(
+                "SELECT window_start_ms, window_ms, count FROM rate_window WHERE id = 1",
+                &[],
+            )?
             .first()
             .map(|r| FixedWindow {
                 window_start_ms: r[0].as_i64().unwrap_or(0),
@@ -146,12 +156,17 @@ impl DurableObject for TenantState {
         Ok(())
     }
 
-    fn websocket_message(&mut self, env: &ObjectEnv, socket: SocketId, _attachment: &str, text: &str) {
+    fn websocket_message(
+        &mut self,
+        env: &ObjectEnv,
+        socket: SocketId,
+        _attachment: &str,
+        text: &str,
+    ) {
         let reply = match serde_json::from_str::<Value>(text) {
             Ok(v) => match v.get("type").and_then(Value::as_str) {
                 Some("ping") => json!({"type": "pong", "timestamp": env.clock.now_ms()}),
-                Some(_) => json!({"type": "error", "error": "Unknown message type"}),
-                None => json!({"type": "error", "error": "Messages need a string field type"}),
+                _ => json!({"type": "error", "error": "Unknown message type"}),
             },
             Err(_) => json!({"type": "error", "error": "Invalid message format"}),
         };
@@ -259,7 +274,8 @@ impl TenantState {
         self.append(env, n)?;
         if n.end_sessions {
             for (socket, _) in env.sockets.sockets() {
-                env.sockets.close(socket, CLOSE_CREDENTIAL_ENDED, "tenant unavailable");
+                env.sockets
+                    .close(socket, CLOSE_CREDENTIAL_ENDED, "tenant unavailable");
             }
         }
         Ok(())
@@ -286,8 +302,24 @@ impl TenantState {
             .map(drop)
     }
 
-    /// Runs one tenant request that carries a key with hash `key_hash`.
-    pub fn fetch(&mut self, env: &ObjectEnv, service: &Service, req: &Request, key_hash: &str) -> TenantOutcome {
+    /// Runs one tenant request that carries a key with hash `key_hash` (empty for end-user
+    /// auth routes routed by `X-Tenant-ID` or an access token).
+    pub fn fetch(
+        &mut self,
+        env: &ObjectEnv,
+        service: &Service,
+        req: &Request,
+        key_hash: &str,
+    ) -> TenantOutcome {
+        if let Some(user) = req.extensions().get::<UserRequest>().copied() {
+            return match self.try_fetch_user(env, service, req, key_hash, user.route) {
+                Ok(resp) => TenantOutcome::Respond(resp),
+                Err(refusal) => {
+                    let (e, headers) = *refusal;
+                    TenantOutcome::Respond(with_headers(e.into_response(), &headers))
+                }
+            };
+        }
         match self.try_fetch(env, service, req, key_hash) {
             Ok(outcome) => outcome,
             Err(refusal) => {
@@ -306,13 +338,44 @@ impl TenantState {
     ) -> Result<TenantOutcome, Refusal> {
         let bare = |e: ApiError| Box::new((e, HeaderMap::new()));
         let query = h::query_pairs(req.uri().query());
-        let key = self.key(env, key_hash).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
-        let tenant = self.tenant(env).map_err(bare)?.ok_or(bare(ApiError::Unauthorized))?;
+        let key = self
+            .key(env, key_hash)
+            .map_err(bare)?
+            .ok_or(bare(ApiError::Unauthorized))?;
+        let tenant = self
+            .tenant(env)
+            .map_err(bare)?
+            .ok_or(bare(ApiError::Unauthorized))?;
         let now = env.clock.now_ms();
         let caller = service
             .authenticator()
             .admit(req, &query, &key, &tenant, now)
             .map_err(bare)?;
+        let (decision, headers) = self.count(env, &tenant, now)?;
+        match self.route(env, service, req, &query, &caller, decision) {
+            Ok(TenantOutcome::Respond(resp)) => {
+                Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
+            }
+            Ok(TenantOutcome::Graph {
+                actor_key_id,
+                needs,
+                ..
+            }) => Ok(TenantOutcome::Graph {
+                actor_key_id,
+                needs,
+                headers,
+            }),
+            Err(e) => Err(Box::new((e, headers))),
+        }
+    }
+
+    /// Counts a request against the tenant's quota: the decision and its headers, or the 429.
+    fn count(
+        &mut self,
+        env: &ObjectEnv,
+        tenant: &TenantRecord,
+        now: i64,
+    ) -> Result<(Decision, HeaderMap), Refusal> {
         let quota = Quota::for_tenant(tenant.plan, tenant.rate_limit);
         let decision = self.window.admit(quota, now);
         let headers = rate_headers(quota, &decision);
@@ -324,17 +387,72 @@ impl TenantState {
         }
         self.persist_window(env)
             .map_err(|e| Box::new((e.into(), headers.clone())))?;
-        match self.route(env, service, req, &query, &caller, decision) {
-            Ok(TenantOutcome::Respond(resp)) => {
-                Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
+        Ok((decision, headers))
+    }
+
+    /// An end-user auth request (`/v1/auth/*`): the tenant must be usable and every routing
+    /// source agree; a key, when the request carries one, must be a usable publishable or
+    /// secret key of this tenant. Then the request counts against the quota like any other.
+    fn try_fetch_user(
+        &mut self,
+        env: &ObjectEnv,
+        service: &Service,
+        req: &Request,
+        key_hash: &str,
+        route: UserRoute,
+    ) -> Result<Response, Refusal> {
+        let bare = |e: ApiError| Box::new((e, HeaderMap::new()));
+        let unauthorized = if route.uses_access_token() {
+            ApiError::UserUnauthorized
+        } else {
+            ApiError::Unauthorized
+        };
+        let query = h::query_pairs(req.uri().query());
+        let now = env.clock.now_ms();
+        let tenant = self
+            .tenant(env)
+            .map_err(bare)?
+            .ok_or_else(|| bare(unauthorized.clone()))?;
+        if key_hash.is_empty() {
+            if tenant.status == TenantStatus::Deleted {
+                return Err(bare(unauthorized));
             }
-            Ok(TenantOutcome::Graph {
-                actor_key_id, needs, ..
-            }) => Ok(TenantOutcome::Graph {
-                actor_key_id,
-                needs,
-                headers,
-            }),
+            let sources = service.authenticator().other_routing_sources(req, &query);
+            if sources.iter().any(|named| *named != tenant.id) {
+                return Err(bare(if route.uses_access_token() {
+                    ApiError::UserUnauthorized
+                } else {
+                    ApiError::TenantMismatch
+                }));
+            }
+            if tenant.status == TenantStatus::Suspended {
+                return Err(bare(ApiError::TenantSuspended));
+            }
+        } else {
+            let key = self
+                .key(env, key_hash)
+                .map_err(bare)?
+                .ok_or(bare(ApiError::Unauthorized))?;
+            let caller = service
+                .authenticator()
+                .admit(req, &query, &key, &tenant, now)
+                .map_err(bare)?;
+            if caller.key.key_type == KeyType::Restricted {
+                return Err(bare(ApiError::Forbidden(
+                    "End-user auth takes a publishable or secret key.",
+                )));
+            }
+        }
+        let secrets = service.jwt_secrets().ok_or(bare(ApiError::Internal))?;
+        let (_, headers) = self.count(env, &tenant, now)?;
+        let ctx = users::Ctx {
+            ports: Self::ports(env),
+            hasher: &service.authenticator().hasher,
+            secrets,
+            tenant: &tenant,
+        };
+        match users::handle(&ctx, route, req) {
+            Ok(resp) => Ok(with_headers(resp, &headers)),
             Err(e) => Err(Box::new((e, headers))),
         }
     }
@@ -390,7 +508,11 @@ impl TenantState {
                 return respond(self.accept_socket(env, caller)?);
             }
             (["graph", rest @ ..], _) => {
-                let needs = if read || matches!(rest, ["check"] | ["validate"]) { "read:graph" } else { "write:graph" };
+                let needs = if read || matches!(rest, ["check"] | ["validate"]) {
+                    "read:graph"
+                } else {
+                    "write:graph"
+                };
                 caller.require(needs)?;
                 return Ok(TenantOutcome::Graph {
                     actor_key_id: caller.key.id.clone(),
@@ -400,7 +522,11 @@ impl TenantState {
             }
             (["api-keys"], true) => {
                 caller.require("read:api_keys")?;
-                return respond(api_keys::list(&ports, &caller.scope, caller.visible_environment())?);
+                return respond(api_keys::list(
+                    &ports,
+                    &caller.scope,
+                    caller.visible_environment(),
+                )?);
             }
             (["api-keys"], false) => {
                 caller.require("write:api_keys")?;
@@ -439,24 +565,29 @@ impl TenantState {
         respond(changed.response)
     }
 
-    fn audit_page(&self, env: &ObjectEnv, query: &[(String, String)]) -> Result<Response, ApiError> {
+    fn audit_page(
+        &self,
+        env: &ObjectEnv,
+        query: &[(String, String)],
+    ) -> Result<Response, ApiError> {
         let mut after = 0i64;
         let mut limit = 100i64;
         for (k, v) in query {
             match k.as_str() {
                 "after" => {
-                    after = v
-                        .parse()
-                        .ok()
-                        .filter(|n: &i64| *n >= 0)
-                        .ok_or_else(|| ApiError::query("after", "must be a whole number >= 0"))?
+                    after =
+                        v.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
+                            ApiError::query("after", "must be a whole number >= 0")
+                        })?
                 }
                 "limit" => {
                     limit = v
                         .parse()
                         .ok()
                         .filter(|n: &i64| (1..=1000).contains(n))
-                        .ok_or_else(|| ApiError::query("limit", "must be a whole number from 1 to 1000"))?
+                        .ok_or_else(|| {
+                            ApiError::query("limit", "must be a whole number from 1 to 1000")
+                        })?
                 }
                 "tenant_id" => {}
                 other => return Err(ApiError::query(other, "is not a known parameter")),
@@ -466,8 +597,14 @@ impl TenantState {
             &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"),
             &[after.into(), limit.into()],
         )?;
-        let records: Vec<Value> = rows.iter().map(|r| audit_json(&self.tenant_id, r)).collect();
-        let next = rows.last().and_then(|r| r.first()).and_then(SqlValue::as_i64);
+        let records: Vec<Value> = rows
+            .iter()
+            .map(|r| audit_json(&self.tenant_id, r))
+            .collect();
+        let next = rows
+            .last()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::as_i64);
         Ok(h::json(
             StatusCode::OK,
             &json!({"records": records, "nextAfter": next}),

@@ -9,6 +9,7 @@
 //! the `authconf` harness (embedded mode) both use it.
 
 mod blobs;
+mod mail;
 mod objects;
 mod server;
 mod sqlite;
@@ -25,8 +26,45 @@ use auth_core::ports::{Clock, Entropy};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use mail::MailConfig;
 pub use objects::MAX_LIVE_OBJECTS;
 pub use sqlite::Database;
+
+/// Settings of end-user auth and mail, beside [`Config`].
+#[derive(Clone)]
+pub struct Extras {
+    /// `JWT_SECRET`: the base signing secret of access tokens (at least 32 characters).
+    pub jwt_secret: String,
+    /// `JWT_SECRET_PREVIOUS`: a secret that still verifies tokens while it is `previous`.
+    pub jwt_secret_previous: Option<String>,
+    /// The HTTP mail API (`MAIL_API_URL`, `MAIL_API_KEY`). Without it mail stays queued in the
+    /// outbox and a warning is logged.
+    pub mail: Option<MailConfig>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("jwt_secret", &"..")
+            .field(
+                "jwt_secret_previous",
+                &self.jwt_secret_previous.as_ref().map(|_| ".."),
+            )
+            .field("mail", &self.mail)
+            .finish()
+    }
+}
+
+/// Shortest `JWT_SECRET` accepted.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Checks a JWT signing secret: present, at least [`MIN_JWT_SECRET_LEN`] characters.
+pub fn validate_jwt_secret(name: &str, secret: &str) -> anyhow::Result<()> {
+    if secret.trim().len() < MIN_JWT_SECRET_LEN {
+        bail!("{name} must be set to a random secret of at least {MIN_JWT_SECRET_LEN} characters");
+    }
+    Ok(())
+}
 
 /// How to run the service.
 #[derive(Debug, Clone)]
@@ -148,8 +186,25 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
     }
 }
 
-/// Opens the data dir and the database, and starts serving.
+/// Opens the data dir and the database, and starts serving, with a fresh random JWT secret
+/// (so access tokens do not survive a restart, and rotated keys derived from it neither) and
+/// no mail API (mail stays queued). Use [`spawn_with`] to choose them.
 pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
+    let extras = Extras {
+        jwt_secret: keys::random_base62(48, &OsEntropy),
+        jwt_secret_previous: None,
+        mail: None,
+    };
+    spawn_with(config, extras).await
+}
+
+/// Opens the data dir and the database, and starts serving with the given JWT secrets and
+/// mail API.
+pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<RunningService> {
+    validate_jwt_secret("JWT_SECRET", &extras.jwt_secret)?;
+    if let Some(p) = &extras.jwt_secret_previous {
+        validate_jwt_secret("JWT_SECRET_PREVIOUS", p)?;
+    }
     fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let admin_key = match &config.admin_key {
@@ -168,6 +223,18 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
     })?;
     let db = Arc::new(Database::open(&config.data_dir.join("auth.sqlite3"))?);
     let clock = Arc::new(HostClock::default());
+    let secrets = auth_core::users::jwt::JwtSecrets::new(
+        extras.jwt_secret.trim().as_bytes(),
+        extras
+            .jwt_secret_previous
+            .as_deref()
+            .map(|p| p.trim().as_bytes()),
+    );
+    {
+        let conn = db.lock();
+        auth_core::users::jwt::reconcile(&sqlite::SqliteSql(&conn), &secrets, clock.now_ms())
+            .context("reconciling the JWT keyring")?;
+    }
     let tenants = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;
@@ -176,7 +243,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
         pepper: pepper.into_bytes(),
         base_domain: config.base_domain.clone(),
         test_hooks: config.test_hooks,
-    });
+    })
+    .with_jwt_secrets(secrets);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -192,13 +260,34 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
         test_hooks: config.test_hooks,
     });
     server::start_evictor(Arc::clone(&state), IDLE_EVICTION);
+    let mailer = match extras.mail {
+        Some(mail) => Some(mail::start(
+            mail,
+            Arc::clone(&state.db),
+            Arc::clone(&state.clock),
+        )?),
+        None => {
+            tracing::warn!(
+                "no mail API configured (MAIL_API_URL): mail stays queued in the outbox"
+            );
+            None
+        }
+    };
+    let stopper = Arc::clone(&state);
     let task = tokio::spawn(async move {
-        if let Err(e) = server::serve(listener, state, async {
+        if let Err(e) = server::serve(listener, state, async move {
             let _ = rx.await;
+            // Upgraded connections are not tracked by the server's graceful shutdown: stopping
+            // the runtimes closes their sockets (1001) and ends the alarm scheduler and evictor.
+            stopper.tenants.stop();
+            stopper.graphs.stop();
         })
         .await
         {
             tracing::error!(error = %e, "server stopped");
+        }
+        if let Some(m) = mailer {
+            m.abort();
         }
     });
     tracing::info!(%local_addr, "auth-service listening");

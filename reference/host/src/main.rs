@@ -33,14 +33,38 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let admin_key = std::env::var("PLATFORM_ADMIN_KEY").ok().filter(|k| !k.is_empty());
-    let service = auth_service::spawn(auth_service::Config {
-        listen: args.listen,
-        data_dir: args.data_dir.clone(),
-        base_domain: args.base_domain,
-        admin_key,
-        test_hooks: args.test_hooks,
-    })
+    let admin_key = std::env::var("PLATFORM_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // No fallback secret: without JWT_SECRET the service does not start.
+    let Some(jwt_secret) = env("JWT_SECRET") else {
+        anyhow::bail!(
+            "JWT_SECRET is not set: set it to a random secret of at least {} characters \
+             (it signs end-user access tokens; there is no default)",
+            auth_service::MIN_JWT_SECRET_LEN
+        );
+    };
+    let mail = match (env("MAIL_API_URL"), env("MAIL_API_KEY")) {
+        (Some(url), Some(key)) => Some(auth_service::MailConfig::new(url, key)),
+        (Some(_), None) => anyhow::bail!("MAIL_API_URL is set but MAIL_API_KEY is not"),
+        _ => None,
+    };
+    let extras = auth_service::Extras {
+        jwt_secret,
+        jwt_secret_previous: env("JWT_SECRET_PREVIOUS"),
+        mail,
+    };
+    let service = auth_service::spawn_with(
+        auth_service::Config {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            base_domain: args.base_domain,
+            admin_key,
+            test_hooks: args.test_hooks,
+        },
+        extras,
+    )
     .await
     .context("starting auth-service")?;
     if std::env::var("PLATFORM_ADMIN_KEY").is_err() {
@@ -63,8 +87,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }

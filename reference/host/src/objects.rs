@@ -39,16 +39,53 @@ pub const SOCKET_QUEUE: usize = 256;
 /// Close code for a consumer that fell too far behind ("try again later").
 pub const CLOSE_TOO_SLOW: u16 = 1013;
 
-/// A frame for a socket's writer task.
-#[derive(Debug)]
-pub enum Outgoing {
-    Text(String),
-    Close(u16, String),
+/// Tells a socket's writer to close, with a code and reason. Kept apart from the frame queue so
+/// a close still gets through when the queue is full (the slow-consumer case).
+#[derive(Debug, Default)]
+pub struct CloseSignal {
+    frame: Mutex<Option<(u16, String)>>,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    /// Asks for a close; the first request wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        let mut frame = lock(&self.frame);
+        if frame.is_none() {
+            *frame = Some((code, reason.to_owned()));
+        }
+        drop(frame);
+        self.notify.notify_one();
+    }
+
+    /// The requested close, if any.
+    pub fn requested(&self) -> Option<(u16, String)> {
+        lock(&self.frame).clone()
+    }
+
+    /// Waits until a close is requested.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 struct SocketEntry {
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<String>,
+    close: Arc<CloseSignal>,
     attachment: String,
+}
+
+/// A socket accepted during a call: its id, its outgoing frames and its close signal.
+pub struct Accepted {
+    pub socket: SocketId,
+    pub frames: mpsc::Receiver<String>,
+    pub close: Arc<CloseSignal>,
 }
 
 /// The parts of an object that outlive its instance.
@@ -77,6 +114,8 @@ pub struct Runtime<O> {
     next_socket: AtomicU64,
     /// Instances currently in memory (with an open connection).
     live: std::sync::atomic::AtomicUsize,
+    /// Set when the service stops: the scheduler ends and sockets close.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The object's alarm as seen during one call: read from, and written back to, metadata.
@@ -101,22 +140,28 @@ impl ObjectStorage for CallStorage<'_> {
 struct CallHub<'a, O> {
     slot: &'a Slot<O>,
     next_socket: &'a AtomicU64,
-    pending: Option<&'a Mutex<Option<(SocketId, mpsc::Receiver<Outgoing>)>>>,
+    pending: Option<&'a Mutex<Option<Accepted>>>,
 }
 
 impl<O> SocketHub for CallHub<'_, O> {
     fn accept(&self, attachment: &str) -> Option<SocketId> {
         let pending = self.pending?;
         let id = self.next_socket.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
+        let (tx, frames) = mpsc::channel(SOCKET_QUEUE);
+        let close = Arc::new(CloseSignal::default());
         lock(&self.slot.sockets).insert(
             id,
             SocketEntry {
                 tx,
+                close: Arc::clone(&close),
                 attachment: attachment.to_owned(),
             },
         );
-        *lock(pending) = Some((id, rx));
+        *lock(pending) = Some(Accepted {
+            socket: id,
+            frames,
+            close,
+        });
         Some(id)
     }
 
@@ -132,14 +177,13 @@ impl<O> SocketHub for CallHub<'_, O> {
         let Some(entry) = sockets.get(&socket) else {
             return false;
         };
-        match entry.tx.try_send(Outgoing::Text(text.to_owned())) {
+        match entry.tx.try_send(text.to_owned()) {
             Ok(()) => true,
             Err(_) => {
-                // Too slow (or gone): drop it rather than buffer without bound. Dropping the
-                // sender ends its writer task, which closes the connection.
+                // Too slow (or gone): close it rather than buffer without bound.
                 tracing::warn!(object = %self.slot.name, socket, "closing a socket that fell behind");
                 if let Some(e) = sockets.remove(&socket) {
-                    let _ = e.tx.try_send(Outgoing::Close(CLOSE_TOO_SLOW, "too slow".into()));
+                    e.close.close(CLOSE_TOO_SLOW, "too slow");
                 }
                 false
             }
@@ -148,7 +192,7 @@ impl<O> SocketHub for CallHub<'_, O> {
 
     fn close(&self, socket: SocketId, code: u16, reason: &str) {
         if let Some(e) = lock(&self.slot.sockets).remove(&socket) {
-            let _ = e.tx.try_send(Outgoing::Close(code, reason.to_owned()));
+            e.close.close(code, reason);
         }
     }
 }
@@ -164,12 +208,14 @@ fn object_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{}.sqlite3", auth_core::keys::hex(&digest)))
 }
 
-/// A socket accepted during a call: its id and outgoing queue.
-pub type Accepted = (SocketId, mpsc::Receiver<Outgoing>);
 
 impl<O: DurableObject + Send + 'static> Runtime<O> {
     /// Opens the class's directory and its alarm metadata, and starts the scheduler.
-    pub fn start(data_dir: &Path, db: Arc<Database>, clock: Arc<HostClock>) -> anyhow::Result<Arc<Self>> {
+    pub fn start(
+        data_dir: &Path,
+        db: Arc<Database>,
+        clock: Arc<HostClock>,
+    ) -> anyhow::Result<Arc<Self>> {
         let dir = data_dir.join("objects").join(O::CLASS);
         std::fs::create_dir_all(&dir)?;
         let metadata = open_connection(&dir.join("metadata.sqlite3"))?;
@@ -194,6 +240,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             clock,
             next_socket: AtomicU64::new(0),
             live: std::sync::atomic::AtomicUsize::new(0),
+            stopping: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&runtime).run_alarms());
         Ok(runtime)
@@ -284,7 +331,8 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         }
         let result = work(live.instance.as_mut().expect("loaded above"), &env);
         // Output gate: the call's writes are durable before anyone hears of its result.
-        tx.commit().map_err(|e| StorageError::Other(e.to_string()))?;
+        tx.commit()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
         drop(shared);
         let alarm_after = storage.alarm();
         if alarm_after != alarm_before {
@@ -296,11 +344,18 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
         lock(&self.metadata)
-            .query_row("SELECT at_ms FROM alarms WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT at_ms FROM alarms WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .ok()
     }
 
-    fn store_alarm(&self, name: &str, before: Option<i64>, after: Option<i64>) -> Result<(), StorageError> {
+    fn store_alarm(
+        &self,
+        name: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+    ) -> Result<(), StorageError> {
         let meta = lock(&self.metadata);
         let mut schedule = lock(&self.schedule);
         if let Some(b) = before {
@@ -319,22 +374,33 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         };
         drop(schedule);
         self.wake.notify_one();
-        res.map(drop).map_err(|e| StorageError::Other(e.to_string()))
+        res.map(drop)
+            .map_err(|e| StorageError::Other(e.to_string()))
     }
 
     /// The scheduler: sleeps until the earliest alarm, fires it, retries failures.
     async fn run_alarms(self: Arc<Self>) {
         let mut failures: HashMap<String, u32> = HashMap::new();
+        let mut stopping = self.stopping.subscribe();
         loop {
+            if *stopping.borrow() {
+                return;
+            }
             let next = lock(&self.schedule).iter().next().cloned();
             let now = self.clock.now_ms();
             match next {
-                None => self.wake.notified().await,
+                None => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {},
+                        _ = stopping.changed() => {},
+                    }
+                }
                 Some((at, _)) if at > now => {
                     let wait = Duration::from_millis((at - now).min(60_000) as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {},
                         _ = self.wake.notified() => {},
+                        _ = stopping.changed() => {},
                     }
                 }
                 Some((at, name)) => {
@@ -346,7 +412,8 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
                         let n = failures.entry(name.clone()).or_insert(0);
                         *n += 1;
                         let delay = 1000i64 << (*n).min(6);
-                        let _ = self.store_alarm(&name, Some(at), Some(self.clock.now_ms() + delay));
+                        let _ =
+                            self.store_alarm(&name, Some(at), Some(self.clock.now_ms() + delay));
                     }
                 }
             }
@@ -444,6 +511,22 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             }
             self.try_evict(&slot);
         }
+    }
+
+    /// Stops the runtime: the alarm scheduler ends and every socket is closed with 1001
+    /// ("going away"). Alarms stay persisted and fire after the next start.
+    pub fn stop(&self) {
+        let _ = self.stopping.send(true);
+        for slot in lock(&self.slots).values() {
+            for (_, e) in lock(&slot.sockets).drain() {
+                e.close.close(1001, "service stopping");
+            }
+        }
+    }
+
+    /// A receiver that turns true when the runtime stops.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Forgets a socket whose connection ended.

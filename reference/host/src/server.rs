@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::http::MAX_BODY_BYTES;
-use auth_core::objects::{DurableObject, SocketId};
+use auth_core::objects::DurableObject;
 use auth_core::{ApiError, Front, Notice, Ports, TenantOutcome, TenantState};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::blobs::BlobStore;
-use crate::objects::{Outgoing, Runtime};
+use crate::objects::{Accepted, Runtime};
 use crate::{Database, HostClock, OsEntropy};
 
 pub struct AppState {
@@ -47,8 +47,12 @@ pub async fn serve(
 pub fn start_evictor(state: Arc<AppState>, idle: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut stopping = state.tenants.stopping();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {},
+                _ = stopping.changed() => return,
+            }
             state.tenants.evict_idle(idle.as_millis() as i64, None);
             state.graphs.evict_idle(idle.as_millis() as i64, None);
         }
@@ -87,7 +91,9 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // The path only: query strings may carry what a client wrongly thinks is a credential.
     let path = parts.uri.path().to_owned();
     let upgrade = if path == "/v1/events" {
-        WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok()
+        WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
     } else {
         None
     };
@@ -97,7 +103,9 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         MAX_BODY_BYTES
     };
     let Ok(bytes) = read_limited(body, limit).await else {
-        return problem(ApiError::InvalidJson("The request body could not be read.".into()));
+        return problem(ApiError::InvalidJson(
+            "The request body could not be read.".into(),
+        ));
     };
     let core_req = http::Request::from_parts(parts, bytes);
     let (response, status) = if state.test_hooks && path.starts_with("/_test/") {
@@ -174,9 +182,11 @@ async fn dispatch(
             let req2 = Arc::clone(&req);
             let called = state
                 .tenants
-                .call(&tenant_id, upgrade.is_some(), move |o: &mut TenantState, env| {
-                    o.fetch(env, &st.service, &req2, &key_hash)
-                })
+                .call(
+                    &tenant_id,
+                    upgrade.is_some(),
+                    move |o: &mut TenantState, env| o.fetch(env, &st.service, &req2, &key_hash),
+                )
                 .await;
             let (outcome, accepted) = match called {
                 Ok(r) => r,
@@ -186,13 +196,15 @@ async fn dispatch(
                 }
             };
             let response = match outcome {
-                TenantOutcome::Respond(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                TenantOutcome::Respond(resp)
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS =>
+                {
                     match (upgrade, accepted) {
-                        (Some(ws), Some((socket, rx))) => {
+                        (Some(ws), Some(accepted)) => {
                             let st = Arc::clone(state);
                             let tenant = tenant_id.clone();
                             return (
-                                ws.on_upgrade(move |conn| pump(st, tenant, socket, rx, conn))
+                                ws.on_upgrade(move |conn| pump(st, tenant, accepted, conn))
                                     .into_response(),
                                 101,
                             );
@@ -206,9 +218,14 @@ async fn dispatch(
                     headers,
                     ..
                 } => {
-                    let mut resp =
-                        run_graph(state, &tenant_id, &actor_key_id, &request_id, Arc::clone(&req))
-                            .await;
+                    let mut resp = run_graph(
+                        state,
+                        &tenant_id,
+                        &actor_key_id,
+                        &request_id,
+                        Arc::clone(&req),
+                    )
+                    .await;
                     for (k, v) in &headers {
                         resp.headers_mut().insert(k, v.clone());
                     }
@@ -228,7 +245,12 @@ fn is_csv(req: &auth_core::Request) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "text/csv" || essence == "application/octet-stream"
         })
         .unwrap_or(false)
@@ -268,7 +290,15 @@ async fn run_graph(
                 return ApiError::Internal.into_response();
             }
             let body = json!({"stored": true, "key": graph_blob_key(tenant_id), "edgeCount": edges, "bytes": req.body().len()});
-            audit(state, tenant_id, actor, request_id, "graph.csv_uploaded", json!({"edgeCount": edges})).await;
+            audit(
+                state,
+                tenant_id,
+                actor,
+                request_id,
+                "graph.csv_uploaded",
+                json!({"edgeCount": edges}),
+            )
+            .await;
             return auth_core::http::json(StatusCode::OK, &body);
         }
         ("reload", _) => match state.blobs.get(&graph_blob_key(tenant_id)) {
@@ -310,7 +340,15 @@ async fn run_graph(
             .ok()
             .and_then(|v| v.get("version").cloned())
             .unwrap_or(Value::Null);
-        audit(state, tenant_id, actor, request_id, action, json!({"version": version})).await;
+        audit(
+            state,
+            tenant_id,
+            actor,
+            request_id,
+            action,
+            json!({"version": version}),
+        )
+        .await;
     }
     resp
 }
@@ -333,7 +371,9 @@ async fn audit(
     };
     let r = state
         .tenants
-        .call(tenant_id, false, move |o: &mut TenantState, env| o.record(env, &notice))
+        .call(tenant_id, false, move |o: &mut TenantState, env| {
+            o.record(env, &notice)
+        })
         .await;
     if !matches!(r, Ok((Ok(()), _))) {
         tracing::error!(tenant = %tenant_id, action, "could not write the audit record");
@@ -341,36 +381,56 @@ async fn audit(
 }
 
 /// Carries one accepted WebSocket: frames from the object's queue go out; frames from the
-/// client go to the object, one at a time like every other call.
-async fn pump(
-    state: Arc<AppState>,
-    tenant_id: String,
-    socket: SocketId,
-    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
-    conn: WebSocket,
-) {
+/// client go to the object, one at a time like every other call. A close requested by the
+/// object (or by the runtime stopping) is sent at once, ahead of queued frames.
+async fn pump(state: Arc<AppState>, tenant_id: String, accepted: Accepted, conn: WebSocket) {
+    let Accepted {
+        socket,
+        mut frames,
+        close,
+    } = accepted;
     let (mut sink, mut stream) = conn.split();
+    let writer_close = Arc::clone(&close);
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let r = match out {
-                Outgoing::Text(t) => sink.send(Message::Text(t.into())).await,
-                Outgoing::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break;
-                }
-            };
-            if r.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                biased;
+                _ = writer_close.wait() => break,
+                frame = frames.recv() => match frame {
+                    Some(text) => {
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
             }
         }
+        let (code, reason) = writer_close
+            .requested()
+            .unwrap_or((1000, String::new()));
+        let _ = sink
+            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
         let _ = sink.close().await;
     });
-    while let Some(Ok(msg)) = stream.next().await {
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = close.wait() => {
+                // Give the client a moment to answer the close, then drop the connection.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) { break; }
+                    }
+                }).await;
+                break;
+            }
+        };
+        let Some(Ok(msg)) = msg else { break };
         let text = match msg {
             Message::Text(t) => t.to_string(),
             // A binary frame is not JSON text: the object answers it with an error frame.
@@ -392,14 +452,19 @@ async fn pump(
         }
     }
     state.tenants.remove_socket(&tenant_id, socket);
-    let _ = state
-        .tenants
-        .call(&tenant_id, false, move |o: &mut TenantState, env| {
-            o.websocket_closed(env, socket)
-        })
-        .await;
-    writer.abort();
+    if !*state.tenants.stopping().borrow() {
+        let _ = state
+            .tenants
+            .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                o.websocket_closed(env, socket)
+            })
+            .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
+
+/// Largest single move of the test clock: 100 years, far from any overflow.
+const MAX_CLOCK_ADVANCE_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// `/_test/*`: controls that exist only with `--test-hooks`, and only for the platform admin.
 async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Response {
@@ -428,11 +493,21 @@ async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Respons
         Ok(f) => f,
         Err(e) => return problem(e),
     };
-    let tenant = fields.get("tenantId").and_then(Value::as_str).map(str::to_owned);
+    let tenant = fields
+        .get("tenantId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let body = match req.uri().path() {
         "/_test/clock" => {
-            let Some(ms) = fields.get("advanceMs").and_then(Value::as_i64).filter(|m| *m >= 0) else {
-                return problem(ApiError::field("advanceMs", "must be a whole number >= 0"));
+            let Some(ms) = fields
+                .get("advanceMs")
+                .and_then(Value::as_i64)
+                .filter(|m| (0..=MAX_CLOCK_ADVANCE_MS).contains(m))
+            else {
+                return problem(ApiError::field(
+                    "advanceMs",
+                    "must be a whole number from 0 to 3153600000000 (100 years)",
+                ));
             };
             let now = state.clock.advance(ms);
             // Alarms due under the new time fire now.

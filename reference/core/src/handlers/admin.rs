@@ -12,6 +12,8 @@ use crate::keys::{Environment, KeyHasher, KeyType};
 use crate::model::{Plan, TenantRecord, TenantStatus};
 use crate::ports::{Ports, StorageError};
 use crate::store::{self, TenantFilter, TenantScope};
+use crate::users::jwt::{self, JwtSecrets};
+use crate::users::onboarding;
 
 /// Bounds of a rate-limit override.
 pub const MAX_OVERRIDE_REQUESTS: i64 = 1_000_000;
@@ -33,8 +35,9 @@ fn parse_rate_limit(f: &Fields) -> Result<Option<Option<RateLimit>>, ApiError> {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::Object(map)) => {
-            let inner = Fields::new(map.clone(), &["requests", "windowSeconds"])
-                .map_err(|_| ApiError::field("rateLimit", "takes only requests and windowSeconds"))?;
+            let inner = Fields::new(map.clone(), &["requests", "windowSeconds"]).map_err(|_| {
+                ApiError::field("rateLimit", "takes only requests and windowSeconds")
+            })?;
             let requests = inner
                 .opt_int("requests", 1, MAX_OVERRIDE_REQUESTS)
                 .map_err(|_| {
@@ -64,7 +67,10 @@ fn parse_rate_limit(f: &Fields) -> Result<Option<Option<RateLimit>>, ApiError> {
 
 fn parse_plan(f: &Fields) -> Result<Option<Plan>, ApiError> {
     f.opt_str("plan")?
-        .map(|p| Plan::parse(&p).ok_or_else(|| ApiError::field("plan", "must be free, pro or enterprise")))
+        .map(|p| {
+            Plan::parse(&p)
+                .ok_or_else(|| ApiError::field("plan", "must be free, pro or enterprise"))
+        })
         .transpose()
 }
 
@@ -73,7 +79,10 @@ pub fn create_tenant(
     hasher: &KeyHasher,
     req: &Request,
 ) -> Result<(Response, TenantRecord), ApiError> {
-    let f = Fields::new(json_object(req, false)?, &["slug", "name", "plan", "rateLimit"])?;
+    let f = Fields::new(
+        json_object(req, false)?,
+        &["slug", "name", "plan", "rateLimit", "onboarding"],
+    )?;
     let slug = f.req_str("slug")?;
     if !valid_slug(&slug) {
         return Err(ApiError::field(
@@ -84,6 +93,7 @@ pub fn create_tenant(
     let name = f.text("name", 200, true)?.expect("required");
     let plan = parse_plan(&f)?.unwrap_or(Plan::Free);
     let rate_limit = parse_rate_limit(&f)?.flatten();
+    let onboarding_spec = f.get("onboarding").map(onboarding::parse).transpose()?;
     let now = ports.clock.now_ms();
     let tenant = TenantRecord {
         id: TenantRecord::id_for_slug(&slug),
@@ -103,48 +113,84 @@ pub fn create_tenant(
         environment: Environment::Live,
         permissions: Vec::new(),
     };
-    let (public, public_token) = api_keys::mint(ports, hasher, &tenant.id, &spec("Publishable key", KeyType::Publishable));
-    let (secret, secret_token) = api_keys::mint(ports, hasher, &tenant.id, &spec("Secret key", KeyType::Secret));
+    let (public, public_token) = api_keys::mint(
+        ports,
+        hasher,
+        &tenant.id,
+        &spec("Publishable key", KeyType::Publishable),
+    );
+    let (secret, secret_token) = api_keys::mint(
+        ports,
+        hasher,
+        &tenant.id,
+        &spec("Secret key", KeyType::Secret),
+    );
+    let onboarding = onboarding_spec
+        .as_ref()
+        .map(|spec| onboarding::prepare(ports, hasher, &tenant, spec));
     let mut duplicate = false;
-    ports.db.transaction(&mut |db| {
-        if store::find_tenant_by_slug_exists(db, &tenant.slug)? {
-            duplicate = true;
-            return Ok(());
-        }
-        store::insert_tenant(db, &tenant)?;
-        scope.insert_key(db, &public)?;
-        scope.insert_key(db, &secret)?;
-        store::set_tenant_key_prefixes(db, &tenant.id, &public.display_prefix, &secret.display_prefix)?;
-        Ok::<(), StorageError>(())
-    })
-    .map_err(|e| match e {
-        StorageError::Constraint(_) => ApiError::Conflict("The slug is already taken."),
-        _ => ApiError::Internal,
-    })?;
+    ports
+        .db
+        .transaction(&mut |db| {
+            if store::find_tenant_by_slug_exists(db, &tenant.slug)? {
+                duplicate = true;
+                return Ok(());
+            }
+            store::insert_tenant(db, &tenant)?;
+            scope.insert_key(db, &public)?;
+            scope.insert_key(db, &secret)?;
+            store::set_tenant_key_prefixes(
+                db,
+                &tenant.id,
+                &public.display_prefix,
+                &secret.display_prefix,
+            )?;
+            if let Some(o) = &onboarding {
+                onboarding::write(db, o, now)?;
+            }
+            Ok::<(), StorageError>(())
+        })
+        .map_err(|e| match e {
+            StorageError::Constraint(_) => ApiError::Conflict("The slug is already taken."),
+            _ => ApiError::Internal,
+        })?;
     if duplicate {
         return Err(ApiError::Conflict("The slug is already taken."));
     }
-    let response = json(
-        StatusCode::CREATED,
-        &TenantCreated {
-            tenant: tenant.to_wire(),
-            credentials: TenantCredentials {
-                public_key: public_token,
-                secret_key: secret_token,
-            },
+    let created = TenantCreated {
+        tenant: tenant.to_wire(),
+        credentials: TenantCredentials {
+            public_key: public_token,
+            secret_key: secret_token,
         },
-    );
+    };
+    let response = match onboarding::state(ports.db, &tenant.id)? {
+        // Only an onboarded tenant's answer carries the onboarding state.
+        Some(state) => {
+            let mut body = serde_json::to_value(&created).map_err(|_| ApiError::Internal)?;
+            body["onboarding"] = state;
+            json(StatusCode::CREATED, &body)
+        }
+        None => json(StatusCode::CREATED, &created),
+    };
     Ok((response, tenant))
 }
 
-fn page_param(query: &[(String, String)], name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+fn page_param(
+    query: &[(String, String)],
+    name: &str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
     match query.iter().find(|(k, _)| k == name) {
         None => Ok(default),
         Some((_, v)) => v
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| ApiError::query(name, format!("must be a whole number from 1 to {max}"))),
+            .ok_or_else(|| {
+                ApiError::query(name, format!("must be a whole number from 1 to {max}"))
+            }),
     }
 }
 
@@ -158,10 +204,10 @@ pub fn list_tenants(ports: &Ports, query: &[(String, String)]) -> ApiResult {
                 })?)
             }
             "plan" => {
-                filter.plan = Some(
-                    Plan::parse(v)
-                        .ok_or_else(|| ApiError::query("plan", "must be free, pro or enterprise"))?,
-                )
+                filter.plan =
+                    Some(Plan::parse(v).ok_or_else(|| {
+                        ApiError::query("plan", "must be free, pro or enterprise")
+                    })?)
             }
             "page" | "limit" => {}
             other => return Err(ApiError::query(other, "is not a known parameter")),
@@ -192,7 +238,20 @@ fn existing(ports: &Ports, id: &str) -> Result<TenantRecord, ApiError> {
 
 pub fn get_tenant(ports: &Ports, id: &str) -> ApiResult {
     let tenant = existing(ports, id)?;
-    Ok(json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() }))
+    if let Some(state) = onboarding::state(ports.db, &tenant.id)? {
+        let mut body = serde_json::to_value(TenantEnvelope {
+            tenant: tenant.to_wire(),
+        })
+        .map_err(|_| ApiError::Internal)?;
+        body["onboarding"] = state;
+        return Ok(json(StatusCode::OK, &body));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &TenantEnvelope {
+            tenant: tenant.to_wire(),
+        },
+    ))
 }
 
 /// Applies a partial update. Answers the response, the tenant as it now is, and the changed
@@ -202,7 +261,10 @@ pub fn update_tenant(
     id: &str,
     req: &Request,
 ) -> Result<(Response, TenantRecord, Value), ApiError> {
-    let f = Fields::new(json_object(req, false)?, &["name", "plan", "status", "rateLimit"])?;
+    let f = Fields::new(
+        json_object(req, false)?,
+        &["name", "plan", "status", "rateLimit"],
+    )?;
     let name = f.text("name", 200, false)?;
     let plan = parse_plan(&f)?;
     let status = f
@@ -210,7 +272,10 @@ pub fn update_tenant(
         .map(|s| match s.as_str() {
             "active" => Ok(TenantStatus::Active),
             "suspended" => Ok(TenantStatus::Suspended),
-            _ => Err(ApiError::field("status", "must be active or suspended (use DELETE to delete)")),
+            _ => Err(ApiError::field(
+                "status",
+                "must be active or suspended (use DELETE to delete)",
+            )),
         })
         .transpose()?;
     let rate_limit = parse_rate_limit(&f)?;
@@ -244,7 +309,12 @@ pub fn update_tenant(
             .map(|f| Value::String((*f).into()))
             .collect(),
     );
-    let response = json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() });
+    let response = json(
+        StatusCode::OK,
+        &TenantEnvelope {
+            tenant: tenant.to_wire(),
+        },
+    );
     Ok((response, tenant, serde_json::json!({ "changed": changes })))
 }
 
@@ -261,7 +331,12 @@ pub fn delete_tenant(ports: &Ports, id: &str) -> Result<(Response, TenantRecord)
         tenant.updated_at = now;
         store::update_tenant(ports.db, &tenant)?;
     }
-    let response = json(StatusCode::OK, &TenantEnvelope { tenant: tenant.to_wire() });
+    let response = json(
+        StatusCode::OK,
+        &TenantEnvelope {
+            tenant: tenant.to_wire(),
+        },
+    );
     Ok((response, tenant))
 }
 
@@ -288,6 +363,41 @@ pub fn create_tenant_key(
     let scope = live_tenant_scope(ports, id)?;
     let changed = api_keys::create(ports, hasher, &scope, &spec)?;
     Ok((changed, scope.tenant_id().to_owned()))
+}
+
+/// `/admin/jwt`, `/admin/jwt/rotate` and `/admin/jwt/retire-previous`: the signing keyring.
+/// Every answer is `{"currentKid","keys":[{"kid","status","createdAt","retiredAt"}]}`, never
+/// a secret.
+pub fn jwt_keyring(
+    ports: &Ports,
+    secrets: Option<&JwtSecrets>,
+    action: &[&str],
+    req: &Request,
+) -> ApiResult {
+    let secrets = secrets.ok_or(ApiError::Conflict(
+        "End-user auth has no signing secret configured.",
+    ))?;
+    if !action.is_empty() {
+        Fields::new(json_object(req, true)?, &[])?;
+    }
+    let now = ports.clock.now_ms();
+    match action {
+        [] => {}
+        ["rotate"] => jwt::rotate(ports.db, secrets, ports.entropy, now)?,
+        ["retire-previous"] => {
+            jwt::retire_previous(ports.db, now)?;
+        }
+        _ => return Err(ApiError::NotFound),
+    }
+    let keys = jwt::list_keys(ports.db)?;
+    let (current, _) = jwt::signing_key(ports.db, secrets)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "currentKid": current,
+            "keys": keys.iter().map(jwt::KeyEntry::to_json).collect::<Vec<_>>(),
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -345,15 +455,36 @@ mod tests {
         let f = Fields::new(serde_json::Map::new(), &["rateLimit"]).unwrap();
         assert_eq!(parse_rate_limit(&f).unwrap(), None);
         for (v, field) in [
-            (json!({"requests": 0, "windowSeconds": 60}), "rateLimit.requests"),
-            (json!({"requests": 1_000_001, "windowSeconds": 60}), "rateLimit.requests"),
-            (json!({"requests": 1.5, "windowSeconds": 60}), "rateLimit.requests"),
-            (json!({"requests": "5", "windowSeconds": 60}), "rateLimit.requests"),
+            (
+                json!({"requests": 0, "windowSeconds": 60}),
+                "rateLimit.requests",
+            ),
+            (
+                json!({"requests": 1_000_001, "windowSeconds": 60}),
+                "rateLimit.requests",
+            ),
+            (
+                json!({"requests": 1.5, "windowSeconds": 60}),
+                "rateLimit.requests",
+            ),
+            (
+                json!({"requests": "5", "windowSeconds": 60}),
+                "rateLimit.requests",
+            ),
             (json!({"windowSeconds": 60}), "rateLimit.requests"),
-            (json!({"requests": 5, "windowSeconds": 0}), "rateLimit.windowSeconds"),
-            (json!({"requests": 5, "windowSeconds": 86_401}), "rateLimit.windowSeconds"),
+            (
+                json!({"requests": 5, "windowSeconds": 0}),
+                "rateLimit.windowSeconds",
+            ),
+            (
+                json!({"requests": 5, "windowSeconds": 86_401}),
+                "rateLimit.windowSeconds",
+            ),
             (json!({"requests": 5}), "rateLimit.windowSeconds"),
-            (json!({"requests": 5, "windowSeconds": 60, "burst": 1}), "rateLimit"),
+            (
+                json!({"requests": 5, "windowSeconds": 60, "burst": 1}),
+                "rateLimit",
+            ),
             (json!(100), "rateLimit"),
             (json!("100/min"), "rateLimit"),
         ] {
@@ -366,9 +497,19 @@ mod tests {
         let q = |s: &str| crate::http::query_pairs(Some(s));
         assert_eq!(page_param(&q(""), "limit", 20, 100).unwrap(), 20);
         assert_eq!(page_param(&q("limit=100"), "limit", 20, 100).unwrap(), 100);
-        for bad in ["limit=0", "limit=101", "limit=-1", "limit=x", "limit=", "limit=1.5"] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=-1",
+            "limit=x",
+            "limit=",
+            "limit=1.5",
+        ] {
             let e = page_param(&q(bad), "limit", 20, 100).unwrap_err();
-            assert!(matches!(e, ApiError::InvalidQuery { ref field, .. } if field == "limit"), "{bad}");
+            assert!(
+                matches!(e, ApiError::InvalidQuery { ref field, .. } if field == "limit"),
+                "{bad}"
+            );
         }
     }
 }

@@ -81,7 +81,9 @@ pub fn parse_spec(req: &Request) -> Result<KeySpec, ApiError> {
 /// that their permissions cover, or publishable keys; test keys only test keys.
 pub fn check_power(caller: &TenantCaller, spec: &KeySpec) -> Result<(), ApiError> {
     if caller.key.environment == Environment::Test && spec.environment == Environment::Live {
-        return Err(ApiError::Forbidden("Test-mode keys cannot manage live-mode keys."));
+        return Err(ApiError::Forbidden(
+            "Test-mode keys cannot manage live-mode keys.",
+        ));
     }
     match caller.key.key_type {
         KeyType::Secret => Ok(()),
@@ -177,7 +179,10 @@ pub fn list(ports: &Ports, scope: &TenantScope, only: Option<Environment>) -> Ap
 /// A key of the caller's tenant that the caller may see; another tenant's key, or a live key
 /// asked for with a test key, is 404 exactly like a key that does not exist.
 fn visible_key(ports: &Ports, caller: &TenantCaller, id: &str) -> Result<KeyRecord, ApiError> {
-    let key = caller.scope.get_key(ports.db, id)?.ok_or(ApiError::NotFound)?;
+    let key = caller
+        .scope
+        .get_key(ports.db, id)?
+        .ok_or(ApiError::NotFound)?;
     if caller
         .visible_environment()
         .is_some_and(|env| env != key.environment)
@@ -202,7 +207,9 @@ pub fn revoke(ports: &Ports, caller: &TenantCaller, id: &str) -> Result<Changed,
     caller.require("write:api_keys")?;
     let key = visible_key(ports, caller, id)?;
     check_power(caller, &spec_of(&key))?;
-    caller.scope.revoke_key(ports.db, id, ports.clock.now_ms())?;
+    caller
+        .scope
+        .revoke_key(ports.db, id, ports.clock.now_ms())?;
     let key = visible_key(ports, caller, id)?;
     Ok(Changed {
         response: json(
@@ -236,7 +243,9 @@ pub fn rotate(
 ) -> Result<Changed, ApiError> {
     caller.require("write:api_keys")?;
     let f = Fields::new(json_object(req, true)?, &["expiresInSeconds"])?;
-    let grace = f.opt_int("expiresInSeconds", 0, MAX_GRACE_SECONDS)?.unwrap_or(0);
+    let grace = f
+        .opt_int("expiresInSeconds", 0, MAX_GRACE_SECONDS)?
+        .unwrap_or(0);
     let old = visible_key(ports, caller, id)?;
     let spec = spec_of(&old);
     check_power(caller, &spec)?;
@@ -260,9 +269,14 @@ pub fn rotate(
         Ok::<(), StorageError>(())
     })?;
     if !retired {
-        return Err(ApiError::Conflict("The key was rotated or revoked meanwhile."));
+        return Err(ApiError::Conflict(
+            "The key was rotated or revoked meanwhile.",
+        ));
     }
-    let previous = caller.scope.get_key(ports.db, &old.id)?.ok_or(ApiError::Internal)?;
+    let previous = caller
+        .scope
+        .get_key(ports.db, &old.id)?
+        .ok_or(ApiError::Internal)?;
     Ok(Changed {
         response: json(
             StatusCode::CREATED,

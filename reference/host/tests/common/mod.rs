@@ -60,7 +60,9 @@ impl Resp {
         assert_eq!(self.field(), field, "field of {}", self.text);
         let errors = self.body["errors"].as_array().expect("errors list");
         assert!(
-            errors.iter().any(|e| e["field"] == field && e["message"].is_string()),
+            errors
+                .iter()
+                .any(|e| e["field"] == field && e["message"].is_string()),
             "errors of {}",
             self.text
         );
@@ -144,28 +146,35 @@ impl Harness {
 
     /// Sends and checks what every answer must satisfy.
     pub async fn send(&self, rb: RequestBuilder) -> Resp {
-        let r = rb.send().await.expect("request goes through");
+        let req = rb.build().expect("a valid request");
+        let what = format!("{} {}", req.method(), req.url());
+        let r = self
+            .client
+            .execute(req)
+            .await
+            .expect("request goes through");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert_ne!(status, 500, "no input yields a 500: {text}");
+        assert_ne!(status, 500, "no input yields a 500: {what}: {text}");
         assert!(
-            headers
-                .get("x-request-id")
-                .is_some_and(|v| !v.is_empty()),
+            headers.get("x-request-id").is_some_and(|v| !v.is_empty()),
             "every response carries X-Request-Id"
         );
         if status >= 400 && !text.is_empty() {
             assert_eq!(
                 headers.get("content-type").map(|v| v.to_str().unwrap()),
                 Some("application/problem+json"),
-                "errors are problem documents: {text}"
+                "errors are problem documents: {what}: {text}"
             );
             let code = body["code"].as_str().expect("problem code");
             assert_eq!(body["type"], format!("urn:auth-service:problem:{code}"));
             assert_eq!(body["status"], status);
-            assert!(body["title"].is_string() && body["detail"].is_string(), "{text}");
+            assert!(
+                body["title"].is_string() && body["detail"].is_string(),
+                "{text}"
+            );
             if status == 401 {
                 assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
             }
@@ -214,14 +223,18 @@ impl Harness {
         }
     }
 
+    /// A tenant with a quota high enough that no test here reaches it.
     pub async fn create_tenant(&self, slug: &str) -> Tenant {
-        self.create_tenant_with(json!({"slug": slug, "name": format!("Tenant {slug}")}))
+        self.create_tenant_with(json!({"slug": slug, "name": format!("Tenant {slug}"),
+                                       "rateLimit": {"requests": 1_000_000, "windowSeconds": 60}}))
             .await
     }
 
     /// Creates a key with `key` through `POST /v1/api-keys`: `(apiKey, keySecret)`.
     pub async fn create_key(&self, key: &str, body: Value) -> (Value, String) {
-        let r = self.call(Some(key), "POST", "/v1/api-keys", Some(body)).await;
+        let r = self
+            .call(Some(key), "POST", "/v1/api-keys", Some(body))
+            .await;
         let b = r.ok(201);
         (
             b["apiKey"].clone(),
@@ -273,7 +286,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -318,7 +335,9 @@ pub fn assert_key_object(k: &Value) {
     assert!(
         id.len() == 20
             && id.starts_with("key:")
-            && id[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            && id[4..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
         "key id {id}"
     );
     assert!(is_rfc3339_utc(k["createdAt"].as_str().unwrap()));
@@ -332,6 +351,9 @@ pub fn assert_no_secret(text: &str, secrets: &[&str]) {
     for s in secrets {
         assert!(!text.contains(s), "a secret leaked into {text}");
         // Nor enough of it to use: the random part past the display prefix.
-        assert!(!text.contains(&s[12..]), "part of a secret leaked into {text}");
+        assert!(
+            !text.contains(&s[12..]),
+            "part of a secret leaked into {text}"
+        );
     }
 }
