@@ -413,6 +413,8 @@ impl TenantState {
             .tenant(env)
             .map_err(bare)?
             .ok_or_else(|| bare(unauthorized.clone()))?;
+        // Audit actor: the tenant key the request carried, or the end user.
+        let mut actor = "end_user".to_owned();
         if key_hash.is_empty() {
             if tenant.status == TenantStatus::Deleted {
                 return Err(bare(unauthorized));
@@ -442,6 +444,7 @@ impl TenantState {
                     "End-user auth takes a publishable or secret key.",
                 )));
             }
+            actor = caller.key.id;
         }
         let secrets = service.jwt_secrets().ok_or(bare(ApiError::Internal))?;
         let (_, headers) = self.count(env, &tenant, now)?;
@@ -450,8 +453,22 @@ impl TenantState {
             hasher: &service.authenticator().hasher,
             secrets,
             tenant: &tenant,
+            event: Default::default(),
         };
-        match users::handle(&ctx, route, req) {
+        let result = users::handle(&ctx, route, req);
+        if let Some(event) = ctx.event.take() {
+            let notice = Notice {
+                actor,
+                action: event.action.into(),
+                target: event.user_id,
+                detail: json!({}),
+                request_id: crate::request_id(req),
+                end_sessions: false,
+            };
+            self.append(env, &notice)
+                .map_err(|e| Box::new((e.into(), headers.clone())))?;
+        }
+        match result {
             Ok(resp) => Ok(with_headers(resp, &headers)),
             Err(e) => Err(Box::new((e, headers))),
         }

@@ -208,7 +208,6 @@ fn object_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{}.sqlite3", auth_core::keys::hex(&digest)))
 }
 
-
 impl<O: DurableObject + Send + 'static> Runtime<O> {
     /// Opens the class's directory and its alarm metadata, and starts the scheduler.
     pub fn start(

@@ -382,7 +382,9 @@ async fn audit(
 
 /// Carries one accepted WebSocket: frames from the object's queue go out; frames from the
 /// client go to the object, one at a time like every other call. A close requested by the
-/// object (or by the runtime stopping) is sent at once, ahead of queued frames.
+/// object (or by the runtime stopping) ends the writer at once: frames already queued go out
+/// first and then the close frame, except for a too-slow consumer (1013), whose queue is
+/// dropped.
 async fn pump(state: Arc<AppState>, tenant_id: String, accepted: Accepted, conn: WebSocket) {
     let Accepted {
         socket,
@@ -406,9 +408,16 @@ async fn pump(state: Arc<AppState>, tenant_id: String, accepted: Accepted, conn:
                 },
             }
         }
-        let (code, reason) = writer_close
-            .requested()
-            .unwrap_or((1000, String::new()));
+        let (code, reason) = writer_close.requested().unwrap_or((1000, String::new()));
+        // Frames queued before the close (the audit event announcing a suspension, say) still
+        // go out first; only a consumer too slow to drain its queue loses them.
+        if code != crate::objects::CLOSE_TOO_SLOW {
+            while let Ok(text) = frames.try_recv() {
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
         let _ = sink
             .send(Message::Close(Some(axum::extract::ws::CloseFrame {
                 code,

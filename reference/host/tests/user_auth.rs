@@ -328,6 +328,24 @@ fn last_mail<'a>(all: &'a [Value], to: &str, template: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {template} mail to {to} in {all:?}"))
 }
 
+/// Checks the top level of `value` against a schema of `/openapi.json`: every required
+/// property present, no property the schema does not list.
+async fn conforms_to(s: &Svc, schema: &str, value: &Value) {
+    let doc = s.call("GET", "/openapi.json", None, &[], None).await.body;
+    let sc = &doc["components"]["schemas"][schema];
+    let props = sc["properties"].as_object().expect(schema);
+    let obj = value.as_object().unwrap();
+    for r in sc["required"].as_array().unwrap() {
+        assert!(
+            obj.contains_key(r.as_str().unwrap()),
+            "{schema}: missing {r} in {value}"
+        );
+    }
+    for k in obj.keys() {
+        assert!(props.contains_key(k), "{schema}: undocumented {k}");
+    }
+}
+
 // ------------------------------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,14 +361,18 @@ async fn register_login_me_and_validate() {
     assert!(r["session"]["expiresAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r["expiresIn"], 900);
     let token = access(&r);
+    conforms_to(&s, "UserSession", &r).await;
+    conforms_to(&s, "EndUser", &r["user"]).await;
     let me = s.me(&token).await;
     assert_eq!(me.ok(200)["user"]["id"], r["user"]["id"]);
+    conforms_to(&s, "UserMe", &me.body).await;
     assert_eq!(me.body["user"]["tenantId"], tid.as_str());
     let v = s
         .call("GET", "/v1/auth/validate", Some(&token), &[], None)
         .await;
     assert_eq!(v.ok(200)["valid"], true);
     assert_eq!(v.body["user"]["email"], "ann@example.com");
+    conforms_to(&s, "UserValidation", &v.body).await;
     // Login: same shape, email case does not matter.
     let l = s.login(&tid, "ANN@example.COM", PASSWORD).await;
     let l = l.ok(200);
@@ -1104,6 +1126,7 @@ async fn jwt_rotation_overlaps_then_retires_and_persists() {
     let (h_old, _) = parts(&old);
     let ring = s.admin("GET", "/admin/jwt", None).await;
     let ring = ring.ok(200).clone();
+    conforms_to(&s, "JwtKeyring", &ring).await;
     assert_eq!(ring["currentKid"], h_old["kid"]);
     assert!(!ring.to_string().contains(SECRET));
     // Rotate: new tokens carry the new kid; old ones still verify.
@@ -1243,4 +1266,167 @@ async fn the_service_refuses_to_start_without_a_jwt_secret() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("JWT_SECRET is not set"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
+    let server = mail_server().await;
+    let s = Svc::start(Some(&server)).await;
+    // Bad onboarding specs: 400 naming the field, nothing created.
+    for (onboarding, field) in [
+        (
+            json!({"adminEmail": "not-an-address"}),
+            "onboarding.adminEmail",
+        ),
+        (
+            json!({"adminEmail": "a@acme.io", "template": "nope"}),
+            "onboarding.template",
+        ),
+        (
+            json!({"adminEmail": "a@acme.io", "other": 1}),
+            "onboarding.other",
+        ),
+        (json!("admin@acme.io"), "onboarding"),
+    ] {
+        s.admin(
+            "POST",
+            "/admin/tenants",
+            Some(json!({"slug": "acme", "name": "Acme", "onboarding": onboarding})),
+        )
+        .await
+        .expect_field(field);
+    }
+    s.admin("GET", "/admin/tenants/tenant:acme", None)
+        .await
+        .expect(404, "not_found");
+    let created = s
+        .admin(
+            "POST",
+            "/admin/tenants",
+            Some(json!({"slug": "acme", "name": "Acme",
+                        "onboarding": {"adminEmail": "Admin@Acme.io", "template": "rbac"}})),
+        )
+        .await;
+    let created = created.ok(201).clone();
+    let tid = created["tenant"]["id"].as_str().unwrap().to_owned();
+    let sk = created["credentials"]["secretKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pk = created["credentials"]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = &created["onboarding"];
+    conforms_to(&s, "OnboardingState", o).await;
+    assert_eq!(o["adminEmail"], "admin@acme.io");
+    assert_eq!(o["template"], "rbac");
+    assert_eq!(o["adminPasswordSet"], false);
+    // The welcome mail: documentation link and a set-password code, no API key.
+    let all = wait_mails(&server, 1).await;
+    let welcome = last_mail(&all, "admin@acme.io", "welcome");
+    assert_eq!(welcome["tenantId"], tid.as_str());
+    let text = welcome["text"].as_str().unwrap();
+    assert!(text.contains("docs/contract.md"), "{text}");
+    assert!(!text.contains(&sk) && !text.contains(&pk) && !text.contains("sk_live_"));
+    let token = token_in(welcome);
+    // The admin has no usable password until it sets one with the code.
+    s.login(&tid, "admin@acme.io", PASSWORD)
+        .await
+        .expect(401, "unauthorized");
+    s.post_tenant(
+        &tid,
+        "reset-password",
+        json!({"token": token, "newPassword": PASSWORD}),
+    )
+    .await
+    .ok(200);
+    let l = s.login(&tid, "admin@acme.io", PASSWORD).await;
+    let me = s.me(&access(l.ok(200))).await;
+    assert_eq!(me.ok(200)["user"]["emailVerified"], true);
+    // The onboarding state shows the mail sent and the password set.
+    let t = s.admin("GET", &format!("/admin/tenants/{tid}"), None).await;
+    let t = t.ok(200);
+    assert_eq!(t["onboarding"]["welcomeEmail"], "sent");
+    assert_eq!(t["onboarding"]["adminPasswordSet"], true);
+    assert_eq!(t["onboarding"]["adminUserId"], me.body["user"]["id"]);
+    // The data schema came from the template shipped in the repo.
+    let db = rusqlite::Connection::open_with_flags(
+        s.dir.path().join("auth.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (version, active, yaml): (String, i64, String) = db
+        .query_row(
+            "SELECT version, is_active, yaml_content FROM tenant_data_schemas WHERE tenant_id = ?1",
+            [&tid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((version.as_str(), active), ("1.0.0", 1));
+    assert_eq!(yaml, include_str!("../../templates/rbac.yaml"));
+    // A tenant made without onboarding answers as before and gets no mail.
+    let plain = s
+        .admin(
+            "POST",
+            "/admin/tenants",
+            Some(json!({"slug": "plain", "name": "Plain"})),
+        )
+        .await;
+    assert!(plain.ok(201).get("onboarding").is_none());
+    let t = s.admin("GET", "/admin/tenants/tenant:plain", None).await;
+    assert!(t.ok(200).get("onboarding").is_none());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(mails(&server).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_changes_are_audited_without_secrets() {
+    let s = Svc::start(None).await;
+    let (tid, _, sk) = s.tenant("acme").await;
+    let r = s.register(&tid, "ann@example.com").await;
+    let user_id = r["user"]["id"].as_str().unwrap().to_owned();
+    let r1 = refresh_token(&r);
+    s.post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+        .await
+        .ok(200);
+    s.post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+        .await
+        .expect(401, "unauthorized");
+    let l = s.login(&tid, "ann@example.com", PASSWORD).await;
+    let t = access(l.ok(200));
+    s.call(
+        "POST",
+        "/v1/auth/change-password",
+        Some(&t),
+        &[],
+        Some(json!({"currentPassword": PASSWORD, "newPassword": "Battery-staple-77"})),
+    )
+    .await
+    .ok(200);
+    let log = s.call("GET", "/v1/audit-log", Some(&sk), &[], None).await;
+    let records = log.ok(200)["records"].as_array().unwrap().clone();
+    let user_records: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("user."))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["target"].as_str().unwrap(),
+                r["actorKeyId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        user_records,
+        vec![
+            ("user.registered", user_id.as_str(), "end_user"),
+            ("user.refresh_reuse_detected", user_id.as_str(), "end_user"),
+            ("user.password_changed", user_id.as_str(), "end_user"),
+        ]
+    );
+    let text = log.text;
+    for secret in [PASSWORD, "Battery-staple-77", r1.as_str(), t.as_str()] {
+        assert!(!text.contains(secret));
+    }
 }

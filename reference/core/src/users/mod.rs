@@ -97,15 +97,33 @@ pub struct UserRequest {
     pub route: UserRoute,
 }
 
+/// A change worth an audit record: `user.registered`, `user.logged_out`,
+/// `user.password_changed`, `user.password_reset`, `user.email_verified`,
+/// `user.refresh_reuse_detected`. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEvent {
+    pub action: &'static str,
+    pub user_id: String,
+}
+
 /// What a handler may touch.
 pub struct Ctx<'a> {
     pub ports: Ports<'a>,
     pub hasher: &'a KeyHasher,
     pub secrets: &'a JwtSecrets,
     pub tenant: &'a TenantRecord,
+    /// The change the request made, for the tenant's audit log (set even when the request
+    /// ends in an error, as a detected refresh-token reuse does).
+    pub event: std::cell::RefCell<Option<UserEvent>>,
 }
 
 impl Ctx<'_> {
+    fn record(&self, action: &'static str, user_id: &str) {
+        *self.event.borrow_mut() = Some(UserEvent {
+            action,
+            user_id: user_id.to_owned(),
+        });
+    }
     fn now(&self) -> i64 {
         self.ports.clock.now_ms()
     }
@@ -233,9 +251,12 @@ fn write_session(
     refresh: &RefreshRecord,
     refresh_token: &str,
 ) -> Result<(), StorageError> {
-    let ip = header_str(req, "cf-connecting-ip").or_else(|| header_str(req, "x-forwarded-for"));
-    let ua = header_str(req, "user-agent").map(|u| &u[..u.len().min(512)]);
-    store::insert_session(db, ctx.tid(), session, ip, ua)?;
+    let clip = |v: &str, n: usize| v.chars().take(n).collect::<String>();
+    let ip = header_str(req, "cf-connecting-ip")
+        .or_else(|| header_str(req, "x-forwarded-for"))
+        .map(|v| clip(v, 100));
+    let ua = header_str(req, "user-agent").map(|v| clip(v, 512));
+    store::insert_session(db, ctx.tid(), session, ip.as_deref(), ua.as_deref())?;
     store::insert_refresh(
         db,
         ctx.tid(),
@@ -323,6 +344,7 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
             "An account with this email already exists.",
         ));
     }
+    ctx.record("user.registered", &user.id);
     let access_token = jwt::sign(
         ctx.ports.db,
         ctx.secrets,
@@ -389,6 +411,7 @@ fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     if row.consumed_at.is_some() {
         // Reuse of a consumed token: someone else holds a copy. End the whole family.
         store::revoke_family(db, ctx.tid(), &row.family_id, now)?;
+        ctx.record("user.refresh_reuse_detected", &row.user_id);
         return Err(ApiError::UserUnauthorized);
     }
     if row.revoked_at.is_some() || row.expires_at <= now {
@@ -515,6 +538,7 @@ fn logout(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         blacklist_token(ctx, db, &a.claims, "logout")?;
         store::revoke_family(db, ctx.tid(), &a.session.family_id, now)
     })?;
+    ctx.record("user.logged_out", &a.user.id);
     Ok(message(StatusCode::OK, "Logged out successfully"))
 }
 
@@ -542,6 +566,7 @@ fn change_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         blacklist_token(ctx, db, &a.claims, "password_changed")?;
         store::revoke_user(db, ctx.tid(), &a.user.id, now)
     })?;
+    ctx.record("user.password_changed", &a.user.id);
     Ok(message(StatusCode::OK, "Password changed successfully"))
 }
 
@@ -553,20 +578,17 @@ fn verify_email(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let f = Fields::new(json_object(req, false)?, &["token"])?;
     let token = f.req_str("token")?;
     let now = ctx.now();
-    let mut verified = false;
+    let mut verified = None;
     ctx.ports.db.transaction(&mut |db| {
         let hash = ctx.hasher.hash(&token);
-        if let Some(user_id) =
-            store::use_user_token(db, ctx.tid(), TokenKind::VerifyEmail, &hash, now)?
-        {
-            store::set_verified(db, ctx.tid(), &user_id, now)?;
-            verified = true;
+        verified = store::use_user_token(db, ctx.tid(), TokenKind::VerifyEmail, &hash, now)?;
+        if let Some(user_id) = &verified {
+            store::set_verified(db, ctx.tid(), user_id, now)?;
         }
         Ok(())
     })?;
-    if !verified {
-        return Err(invalid_token());
-    }
+    let user_id = verified.ok_or_else(invalid_token)?;
+    ctx.record("user.email_verified", &user_id);
     Ok(message(StatusCode::OK, "Email verified successfully"))
 }
 
@@ -644,23 +666,22 @@ fn reset_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     password::check_strength("newPassword", &new)?;
     let hash = password::hash(&new, ctx.ports.entropy)?;
     let now = ctx.now();
-    let mut done = false;
+    let mut done = None;
     ctx.ports.db.transaction(&mut |db| {
         let token_hash = ctx.hasher.hash(&token);
-        if let Some(user_id) =
-            store::use_user_token(db, ctx.tid(), TokenKind::ResetPassword, &token_hash, now)?
-        {
-            store::set_password(db, ctx.tid(), &user_id, &hash, now)?;
+        done = store::use_user_token(db, ctx.tid(), TokenKind::ResetPassword, &token_hash, now)?;
+        if let Some(user_id) = &done {
+            store::set_password(db, ctx.tid(), user_id, &hash, now)?;
+            // The token came by mail, so the address is proven too.
+            store::set_verified(db, ctx.tid(), user_id, now)?;
             // Every session and refresh token of the user ends; their access tokens are
             // refused from the next request on because their session is revoked.
-            store::revoke_user(db, ctx.tid(), &user_id, now)?;
-            done = true;
+            store::revoke_user(db, ctx.tid(), user_id, now)?;
         }
         Ok(())
     })?;
-    if !done {
-        return Err(invalid_token());
-    }
+    let user_id = done.ok_or_else(invalid_token)?;
+    ctx.record("user.password_reset", &user_id);
     Ok(message(StatusCode::OK, "Password reset successfully"))
 }
 

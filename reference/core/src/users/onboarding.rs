@@ -26,7 +26,8 @@ pub const TEMPLATE_VERSION: &str = "1.0.0";
 /// Lifetime of the set-password token of the welcome mail: 72 hours.
 pub const WELCOME_TOKEN_TTL_MS: i64 = 72 * 3600 * 1000;
 /// Where the welcome mail points for documentation.
-pub const DOCS_LINK: &str = "docs/contract.md in the auth-service repository, and GET /openapi.json of the service";
+pub const DOCS_LINK: &str =
+    "docs/contract.md in the auth-service repository, and GET /openapi.json of the service";
 
 /// A validated `onboarding` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +41,14 @@ pub fn parse(v: &Value) -> Result<OnboardingSpec, ApiError> {
     let Value::Object(map) = v else {
         return Err(ApiError::field("onboarding", "must be an object"));
     };
-    if let Some(k) = map.keys().find(|k| !["adminEmail", "template"].contains(&k.as_str())) {
-        return Err(ApiError::field(format!("onboarding.{k}"), "is not a known field"));
+    if let Some(k) = map
+        .keys()
+        .find(|k| !["adminEmail", "template"].contains(&k.as_str()))
+    {
+        return Err(ApiError::field(
+            format!("onboarding.{k}"),
+            "is not a known field",
+        ));
     }
     let admin_email = map
         .get("adminEmail")
@@ -75,7 +82,12 @@ pub struct Prepared {
     mail: mail::OutboxMail,
 }
 
-pub fn prepare(ports: &Ports, hasher: &KeyHasher, tenant: &TenantRecord, spec: &OnboardingSpec) -> Prepared {
+pub fn prepare(
+    ports: &Ports,
+    hasher: &KeyHasher,
+    tenant: &TenantRecord,
+    spec: &OnboardingSpec,
+) -> Prepared {
     let now = ports.clock.now_ms();
     let token = format!("pr_{}", keys::random_base62(43, ports.entropy));
     let user = UserRecord {
@@ -146,7 +158,11 @@ pub fn write(db: &dyn Sql, p: &Prepared, now: i64) -> Result<(), StorageError> {
     store::insert_user(db, &p.user)?;
     db.execute(
         "UPDATE tenant_users SET metadata = ? WHERE tenant_id = ? AND id = ?",
-        &[r#"{"role":"admin"}"#.into(), tenant_id.into(), p.user.id.as_str().into()],
+        &[
+            r#"{"role":"admin"}"#.into(),
+            tenant_id.into(),
+            p.user.id.as_str().into(),
+        ],
     )?;
     store::insert_user_token(
         db,
@@ -220,9 +236,17 @@ mod tests {
         let ok = parse(&json!({"adminEmail": "Admin@Acme.io"})).unwrap();
         assert_eq!(ok.admin_email, "admin@acme.io");
         assert_eq!(ok.template, "basic");
-        assert_eq!(parse(&json!({"adminEmail": "a@b.co", "template": "rbac"})).unwrap().template, "rbac");
+        assert_eq!(
+            parse(&json!({"adminEmail": "a@b.co", "template": "rbac"}))
+                .unwrap()
+                .template,
+            "rbac"
+        );
         assert_eq!(field_of(parse(&json!("x")).unwrap_err()), "onboarding");
-        assert_eq!(field_of(parse(&json!({})).unwrap_err()), "onboarding.adminEmail");
+        assert_eq!(
+            field_of(parse(&json!({})).unwrap_err()),
+            "onboarding.adminEmail"
+        );
         assert_eq!(
             field_of(parse(&json!({"adminEmail": "a@b.co", "template": "nope"})).unwrap_err()),
             "onboarding.template"

@@ -1,0 +1,922 @@
+//! `authconf`: runs the Gherkin conformance suite of docs/contract.md against the embedded
+//! reference `auth-service` or any deployment, and writes reports.
+//!
+//! The binary is a thin wrapper over [`run_suite`], [`list_features`] and [`cleanup`], so that
+//! tests can run the suite programmatically against fake targets (wiremock) and check the
+//! verdict of each scenario.
+//!
+//! Safety against shared deployments: every tenant the suite creates has the slug
+//! `authconf-<run id>-...`, is written to `reports/<run id>/ledger.jsonl` before the create
+//! call, and is deleted at the end of the run, after failures and after Ctrl-C too.
+
+pub mod bench;
+pub mod collect;
+pub mod known;
+pub mod options;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authconf_scenarios::{AuthWorld, Capabilities, Propagation, RunContext};
+use cucumber::gherkin::tagexpr::TagOperation;
+use cucumber::tag::Ext as _;
+use cucumber::{gherkin, World as _};
+
+pub use collect::{Failure, ScenarioResult, StepResult, StepStatus, Verdict};
+pub use known::KnownFailures;
+pub use options::{RunOptions, Slo, Target};
+pub use report::Latency;
+
+/// Why a run could not be carried out (as opposed to a scenario failing).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad options or configuration: exit code 2.
+    #[error("usage: {0}")]
+    Usage(String),
+    /// The target did not answer: exit code 3.
+    #[error("target unreachable: {0}")]
+    Unreachable(String),
+    /// Reports or ledger could not be written: exit code 2.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) | RunError::Io(_) => 2,
+            RunError::Unreachable(_) => 3,
+        }
+    }
+}
+
+/// Exit code of an interrupted run (Ctrl-C), as shells report SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The run id (`yyMMddHHmmss-xxxx`).
+    pub run_id: String,
+    /// `reports/<run id>`.
+    pub report_path: PathBuf,
+    /// The target as shown in reports (`embedded reference (http://...)` or the URL).
+    pub target: String,
+    /// Every selected scenario, skipped ones included.
+    pub scenarios: Vec<ScenarioResult>,
+    /// Latency by endpoint.
+    pub latencies: Vec<Latency>,
+    /// Propagation delays measured by polling steps.
+    pub propagation: Vec<Propagation>,
+    /// SLO gates that were missed.
+    pub slo_violations: Vec<String>,
+    /// Feature files that failed to parse.
+    pub parse_errors: Vec<String>,
+    /// Known-failure entries that matched no selected scenario (warnings).
+    pub unused_known_failures: Vec<String>,
+    /// Tenants that could not be deleted at the end.
+    pub cleanup_errors: Vec<String>,
+    /// Ctrl-C ended the run.
+    pub interrupted: bool,
+    /// Suite wall time (target start to the last scenario).
+    pub wall: Duration,
+    /// Time spent deleting the run's tenants afterwards.
+    pub cleanup_time: Duration,
+    /// Tenants deleted afterwards.
+    pub tenants_deleted: usize,
+}
+
+impl RunOutcome {
+    /// 0 passed, 1 a scenario failed (or an SLO was missed), 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.scenarios.iter().any(|r| r.verdict.fails_run())
+            || !self.slo_violations.is_empty()
+            || !self.parse_errors.is_empty()
+        {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The result of the scenario with this name.
+    pub fn scenario(&self, name: &str) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|r| r.name == name)
+    }
+}
+
+/// A run id: UTC time and 4 random characters, lowercase (it goes into DNS-label slugs).
+pub fn new_run_id() -> String {
+    use rand::Rng as _;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let r: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(4)
+        .map(|c| (c as char).to_ascii_lowercase())
+        .collect();
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}-{r}",
+        y % 100,
+        mo,
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Why a scenario with these tags cannot run on this target, if it cannot.
+///
+/// A capability the target claims is taken at its word: the scenario runs and fails if the
+/// target does not deliver.
+pub fn skip_reason(
+    tags: &[String],
+    caps: &Capabilities,
+    embedded: bool,
+    allow_destructive: bool,
+    base_domain: Option<&str>,
+) -> Option<String> {
+    for t in tags {
+        let why = match t.as_str() {
+            "destructive" if !embedded && !allow_destructive => {
+                Some("@destructive needs --allow-destructive on a non-embedded target".to_owned())
+            }
+            "needs-test-controls" if !caps.test_control("enabled") => {
+                Some("the target offers no test controls (testControls.enabled)".into())
+            }
+            "needs-clock" if !caps.test_control("clock") => {
+                Some("the target offers no settable clock (testControls.clock)".into())
+            }
+            "needs-evict" if !caps.test_control("evict") => {
+                Some("the target cannot evict objects (testControls.evict)".into())
+            }
+            "needs-alarms" if !caps.test_control("alarms") => {
+                Some("the target cannot fire alarms on demand (testControls.alarms)".into())
+            }
+            "needs-rate-limit" if !caps.feature("rateLimit") => {
+                Some("the target declares no rate limiting (features.rateLimit)".into())
+            }
+            "needs-rate-limit-override" if !caps.rate_limit_override => {
+                Some("the target declares no rate-limit override (rateLimit.override)".into())
+            }
+            "needs-durable-objects" | "needs-audit-log" if !caps.feature("auditLog") => {
+                Some("the target declares no audit log (features.auditLog)".into())
+            }
+            "needs-events" if !caps.feature("events") => {
+                Some("the target declares no WebSocket events (features.events)".into())
+            }
+            "needs-graph" if !caps.feature("graph") => {
+                Some("the target declares no graph (features.graph)".into())
+            }
+            "needs-user-auth" if !caps.feature("userAuth") => {
+                Some("the target declares no end-user auth (features.userAuth)".into())
+            }
+            "needs-mail" if !caps.feature("mailCapture") => {
+                Some("the target offers no mail capture (features.mailCapture)".into())
+            }
+            "needs-subdomain" if base_domain.is_none() => {
+                Some("no routing base domain (the target declares none; pass --base-domain)".into())
+            }
+            "needs-capabilities" if !caps.present => {
+                Some("the target serves no /.well-known/authconf".into())
+            }
+            _ => None,
+        };
+        if why.is_some() {
+            return why;
+        }
+    }
+    None
+}
+
+/// The target started or reached for a run.
+struct Prepared {
+    base_url: String,
+    admin_key: Option<String>,
+    embedded: Option<auth_service::RunningService>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
+    match &opts.target {
+        Target::Embedded => {
+            let dir = tempfile::tempdir()?;
+            let key = {
+                use rand::Rng as _;
+                let r: String = rand::thread_rng()
+                    .sample_iter(rand::distributions::Alphanumeric)
+                    .take(40)
+                    .map(char::from)
+                    .collect();
+                format!("sk_live_{r}")
+            };
+            let config = auth_service::Config {
+                listen: ([127, 0, 0, 1], 0).into(),
+                data_dir: dir.path().to_path_buf(),
+                base_domain: Some(
+                    opts.base_domain
+                        .clone()
+                        .unwrap_or_else(|| "auth.test".into()),
+                ),
+                admin_key: Some(key),
+                test_hooks: true,
+            };
+            let svc = auth_service::spawn(config).await.map_err(|e| {
+                RunError::Unreachable(format!("the embedded reference did not start: {e:#}"))
+            })?;
+            Ok(Prepared {
+                base_url: svc.base_url(),
+                admin_key: Some(svc.admin_key.clone()),
+                embedded: Some(svc),
+                _data_dir: Some(dir),
+            })
+        }
+        Target::Url(u) => {
+            let url = reqwest::Url::parse(u)
+                .map_err(|e| RunError::Usage(format!("--target {u:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(RunError::Usage(format!(
+                    "--target {u:?}: http or https only"
+                )));
+            }
+            if opts.admin_key.is_none() {
+                return Err(RunError::Usage(
+                    "a URL target needs the platform admin key in AUTHCONF_ADMIN_KEY".into(),
+                ));
+            }
+            Ok(Prepared {
+                base_url: u.trim_end_matches('/').to_owned(),
+                admin_key: opts.admin_key.clone(),
+                embedded: None,
+                _data_dir: None,
+            })
+        }
+    }
+}
+
+fn client(headers: &[(String, String)]) -> Result<reqwest::Client, RunError> {
+    let _ = headers;
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(32)
+        .build()
+        .map_err(|e| RunError::Usage(format!("HTTP client: {e}")))
+}
+
+fn with_headers(
+    rb: reqwest::RequestBuilder,
+    headers: &[(String, String)],
+) -> reqwest::RequestBuilder {
+    headers.iter().fold(rb, |rb, (k, v)| rb.header(k, v))
+}
+
+/// Fails with [`RunError::Unreachable`] when the target does not answer HTTP at all; any
+/// status counts as an answer.
+async fn check_reachable(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &[(String, String)],
+) -> Result<(), RunError> {
+    let rb = with_headers(client.get(format!("{base}/health")), headers)
+        .timeout(Duration::from_secs(10));
+    rb.send()
+        .await
+        .map(|_| ())
+        .map_err(|e| RunError::Unreachable(format!("{base}: {e}")))
+}
+
+/// A refused admin key is a configuration error, reported once rather than as a failure of
+/// every scenario.
+async fn check_admin_key(
+    client: &reqwest::Client,
+    prepared: &Prepared,
+    headers: &[(String, String)],
+) -> Result<(), RunError> {
+    let Some(key) = &prepared.admin_key else {
+        return Ok(());
+    };
+    let rb = client
+        .get(format!("{}/admin/tenants?limit=1", prepared.base_url))
+        .bearer_auth(key);
+    match with_headers(rb, headers).send().await {
+        Ok(r) if r.status().as_u16() == 401 || r.status().as_u16() == 403 => Err(RunError::Usage(
+            format!("the target refuses the platform admin key ({})", r.status()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn capabilities(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &[(String, String)],
+) -> Capabilities {
+    let rb = with_headers(client.get(format!("{base}/.well-known/authconf")), headers);
+    match rb.send().await {
+        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(doc) if doc.is_object() => Capabilities::from_document(&doc),
+            _ => Capabilities::basic(),
+        },
+        _ => Capabilities::basic(),
+    }
+}
+
+/// Parses every feature file under `path`.
+pub fn parse_features(path: &Path) -> Result<Vec<gherkin::Feature>, RunError> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "feature") {
+                    files.push(p);
+                }
+            }
+        }
+    } else if path.is_file() {
+        files.push(path.to_path_buf());
+    } else {
+        return Err(RunError::Usage(format!(
+            "no feature files at {}",
+            path.display()
+        )));
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            gherkin::Feature::parse_path(f, gherkin::GherkinEnv::default())
+                .map_err(|e| RunError::Usage(format!("{}: {e}", f.display())))
+        })
+        .collect()
+}
+
+/// One scenario as listed (outlines expanded per example row).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Feature name.
+    pub feature: String,
+    /// Scenario name, placeholders filled in.
+    pub name: String,
+    /// Tags (feature and scenario), without `@`.
+    pub tags: Vec<String>,
+}
+
+fn fill(template: &str, header: &[String], row: &[String]) -> String {
+    let mut s = template.to_owned();
+    for (h, v) in header.iter().zip(row) {
+        s = s.replace(&format!("<{h}>"), v);
+    }
+    s
+}
+
+/// Every scenario of the features, outlines expanded, in file order.
+pub fn list_features(path: &Path) -> Result<Vec<Listed>, RunError> {
+    let mut out = Vec::new();
+    for f in parse_features(path)? {
+        let scenarios = f.scenarios.iter().map(|s| (s, Vec::new())).chain(
+            f.rules
+                .iter()
+                .flat_map(|r| r.scenarios.iter().map(move |s| (s, r.tags.clone()))),
+        );
+        for (s, rule_tags) in scenarios {
+            let base: Vec<String> = f
+                .tags
+                .iter()
+                .chain(rule_tags.iter())
+                .chain(s.tags.iter())
+                .cloned()
+                .collect();
+            if s.examples.is_empty() {
+                out.push(Listed {
+                    feature: f.name.clone(),
+                    name: s.name.clone(),
+                    tags: base,
+                });
+                continue;
+            }
+            for ex in &s.examples {
+                let Some(table) = &ex.table else { continue };
+                let Some((header, rows)) = table.rows.split_first() else {
+                    continue;
+                };
+                for row in rows {
+                    let mut tags = base.clone();
+                    tags.extend(ex.tags.iter().cloned());
+                    out.push(Listed {
+                        feature: f.name.clone(),
+                        name: fill(&s.name, header, row),
+                        tags,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn selection(opts: &RunOptions) -> Result<(Option<TagOperation>, Option<regex::Regex>), RunError> {
+    let tags = opts
+        .tags
+        .as_deref()
+        .map(|t| {
+            t.parse::<TagOperation>()
+                .map_err(|e| RunError::Usage(format!("--tags {t:?}: {e}")))
+        })
+        .transpose()?;
+    let name = opts
+        .name
+        .as_deref()
+        .map(|n| regex::Regex::new(n).map_err(|e| RunError::Usage(format!("--name {n:?}: {e}"))))
+        .transpose()?;
+    Ok((tags, name))
+}
+
+/// Runs the suite. Scenario failures are in the outcome ([`RunOutcome::exit_code`]); an
+/// error means the run itself could not be carried out.
+pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
+    // Everything that can be checked without the target first: usage errors exit 2 early.
+    if opts.concurrency == 0 {
+        return Err(RunError::Usage("--concurrency must be at least 1".into()));
+    }
+    let (tag_filter, name_filter) = selection(&opts)?;
+    let known = match &opts.known_failures {
+        Some(p) => KnownFailures::load(p)?,
+        None => KnownFailures::default(),
+    };
+    let listed = list_features(&opts.features)?;
+    let selected = |name: &str, tags: &[String]| {
+        tag_filter.as_ref().is_none_or(|t| t.eval(tags.iter()))
+            && name_filter.as_ref().is_none_or(|r| r.is_match(name))
+    };
+    let total_hint = listed.iter().filter(|l| selected(&l.name, &l.tags)).count();
+    if total_hint == 0 {
+        return Err(RunError::Usage("the selection matches no scenario".into()));
+    }
+
+    let started = Instant::now();
+    let prepared = prepare_target(&opts).await?;
+    let http = client(&opts.headers)?;
+    check_reachable(&http, &prepared.base_url, &opts.headers).await?;
+    check_admin_key(&http, &prepared, &opts.headers).await?;
+    let caps = capabilities(&http, &prepared.base_url, &opts.headers).await;
+    let embedded = prepared.embedded.is_some();
+    let base_domain = opts
+        .base_domain
+        .clone()
+        .or_else(|| caps.base_domain.clone());
+    if !embedded {
+        if let Some(k) = &prepared.admin_key {
+            if k.starts_with("sk_live_") && opts.progress {
+                eprintln!(
+                    "warning: AUTHCONF_ADMIN_KEY is a live-mode key: this run creates and deletes tenants (slug prefix authconf-) on {}",
+                    prepared.base_url
+                );
+            }
+        }
+    }
+
+    let run_id = new_run_id();
+    let run_dir = opts.report_dir.join(&run_id);
+    std::fs::create_dir_all(&run_dir)?;
+    let target_label = if embedded {
+        format!("embedded reference ({})", prepared.base_url)
+    } else {
+        prepared.base_url.clone()
+    };
+    let ctx = RunContext::new(
+        prepared.base_url.clone(),
+        prepared.admin_key.clone(),
+        base_domain.clone(),
+        opts.headers.clone(),
+        run_id.clone(),
+        caps.clone(),
+        embedded,
+        http.clone(),
+        Some(run_dir.join("ledger.jsonl")),
+    );
+    if opts.progress {
+        println!(
+            "authconf run {run_id}: {total_hint} scenarios against {target_label} (concurrency {})",
+            opts.concurrency
+        );
+        if !caps.present {
+            println!(
+                "  the target serves no /.well-known/authconf: assuming tenants and API keys only"
+            );
+        }
+    }
+
+    // Scenarios the target cannot run are filtered out of the cucumber run and reported as
+    // skipped with their reason.
+    let skipped: Arc<Mutex<Vec<ScenarioResult>>> = Arc::default();
+    let filter = {
+        let skipped = skipped.clone();
+        let caps = caps.clone();
+        let base_domain = base_domain.clone();
+        let allow = opts.allow_destructive;
+        let tag_filter = tag_filter.clone();
+        let name_filter = name_filter.clone();
+        move |feat: &gherkin::Feature, rule: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {
+            let tags: Vec<String> = feat
+                .tags
+                .iter()
+                .chain(rule.iter().flat_map(|r| r.tags.iter()))
+                .chain(sc.tags.iter())
+                .cloned()
+                .collect();
+            let chosen = tag_filter.as_ref().is_none_or(|t| t.eval(tags.iter()))
+                && name_filter.as_ref().is_none_or(|r| r.is_match(&sc.name));
+            if !chosen {
+                return false;
+            }
+            match skip_reason(&tags, &caps, embedded, allow, base_domain.as_deref()) {
+                None => true,
+                Some(why) => {
+                    let mut s = skipped.lock().expect("skip list poisoned");
+                    let file = feat
+                        .path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    if !s
+                        .iter()
+                        .any(|r| r.file == file && r.line == sc.position.line)
+                    {
+                        s.push(ScenarioResult {
+                            feature: feat.name.clone(),
+                            file,
+                            name: sc.name.clone(),
+                            tags,
+                            line: sc.position.line,
+                            verdict: Verdict::Skipped(why),
+                            duration: Duration::ZERO,
+                            steps: sc
+                                .steps
+                                .iter()
+                                .map(|st| StepResult {
+                                    keyword: st.keyword.trim().to_owned(),
+                                    text: st.value.clone(),
+                                    line: st.position.line,
+                                    status: StepStatus::Skipped,
+                                    duration: Duration::ZERO,
+                                })
+                                .collect(),
+                            failure: None,
+                        });
+                    }
+                    false
+                }
+            }
+        }
+    };
+
+    let state: Arc<Mutex<collect::Collected>> = Arc::default();
+    let writer = collect::Collector::new(state.clone(), ctx.clone(), opts.progress, total_hint);
+    let mut cucumber = AuthWorld::cucumber()
+        .with_writer(writer)
+        .with_cli(cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default())
+        .max_concurrent_scenarios(opts.concurrency);
+    if opts.fail_fast {
+        cucumber = cucumber.fail_fast();
+    }
+    let run = authconf_scenarios::with_context(
+        ctx.clone(),
+        cucumber.filter_run(opts.features.clone(), filter),
+    );
+    let interrupted = tokio::select! {
+        _ = run => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    let wall = started.elapsed();
+    if interrupted && opts.progress {
+        eprintln!("interrupted: deleting this run's tenants");
+    }
+
+    let cleanup_started = Instant::now();
+    let tenants_deleted = ctx.tenants.lock().expect("tenants poisoned").len();
+    let cleanup_errors = delete_tenants(&ctx, &opts.headers, opts.progress).await;
+    let cleanup_time = cleanup_started.elapsed();
+    let tenants_deleted = tenants_deleted.saturating_sub(cleanup_errors.len());
+
+    // Verdicts: collected results, skipped ones, then the known-failures list.
+    let (mut results, parse_errors) = {
+        let mut st = state.lock().expect("collector poisoned");
+        (
+            std::mem::take(&mut st.results),
+            std::mem::take(&mut st.parse_errors),
+        )
+    };
+    results.extend(skipped.lock().expect("skip list poisoned").drain(..));
+    results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let mut used = std::collections::BTreeSet::new();
+    for r in &mut results {
+        if let Some(reason) = known.reason(&r.name) {
+            used.insert(r.name.clone());
+            r.verdict = match &r.verdict {
+                Verdict::Failed => Verdict::ExpectedFailure(reason.to_owned()),
+                Verdict::Passed => Verdict::UnexpectedPass(reason.to_owned()),
+                v => v.clone(),
+            };
+        }
+    }
+    let unused_known_failures: Vec<String> = known
+        .entries
+        .keys()
+        .filter(|k| !used.contains(*k))
+        .cloned()
+        .collect();
+
+    let latencies = report::latencies(&ctx.latencies.lock().expect("latencies poisoned"));
+    let mut slo_violations = Vec::new();
+    for slo in &opts.slo {
+        for l in &latencies {
+            let mut samples =
+                ctx.latencies.lock().expect("latencies poisoned")[&l.endpoint].clone();
+            samples.sort();
+            let got = report::percentile(&samples, slo.percentile);
+            if !slo.met_by(got) {
+                slo_violations.push(format!(
+                    "{}: p{} = {:.1} ms, gate {}",
+                    l.endpoint,
+                    slo.percentile,
+                    got.as_secs_f64() * 1000.0,
+                    slo.text
+                ));
+            }
+        }
+    }
+    let outcome = RunOutcome {
+        run_id: run_id.clone(),
+        report_path: run_dir.clone(),
+        target: target_label,
+        scenarios: results,
+        latencies,
+        propagation: ctx
+            .propagation
+            .lock()
+            .expect("propagation poisoned")
+            .clone(),
+        slo_violations,
+        parse_errors,
+        unused_known_failures,
+        cleanup_errors,
+        interrupted,
+        wall,
+        cleanup_time,
+        tenants_deleted,
+    };
+    let redact = |s: &str| ctx.secrets.redact(s);
+    report::write_all(&outcome, &run_dir, &redact)?;
+    report::update_latest(&opts.report_dir, &run_dir, &run_id)?;
+    if opts.summary {
+        print!("{}", redact(&report::text_summary(&outcome)));
+        for k in &outcome.unused_known_failures {
+            println!("warning: known failure {k:?} matches no selected scenario");
+        }
+        for e in &outcome.cleanup_errors {
+            println!("warning: {e}");
+        }
+    }
+    // The reference shuts down gracefully, waiting for open connections: close this run's
+    // pooled connections first, so that it need not wait for them to time out.
+    drop(ctx);
+    drop(http);
+    if let Some(svc) = prepared.embedded {
+        let shutdown_started = Instant::now();
+        svc.shutdown().await;
+        if opts.progress && shutdown_started.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "note: the embedded reference took {:.1} s to shut down",
+                shutdown_started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(outcome)
+}
+
+/// Deletes the run's tenants (8 at a time); returns what could not be deleted.
+async fn delete_tenants(
+    ctx: &RunContext,
+    headers: &[(String, String)],
+    progress: bool,
+) -> Vec<String> {
+    let ids = ctx.take_tenants();
+    let Some(key) = ctx.admin_key.clone() else {
+        return Vec::new();
+    };
+    use futures::StreamExt as _;
+    let errors: Vec<String> = futures::stream::iter(ids)
+        .map(|id| {
+            let key = key.clone();
+            async move {
+                let enc: String = url_segment(&id);
+                let rb = ctx
+                    .client
+                    .delete(format!("{}/admin/tenants/{enc}", ctx.base_url))
+                    .bearer_auth(&key);
+                match with_headers(rb, headers).send().await {
+                    Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {
+                        if let Some(slug) = id.strip_prefix("tenant:") {
+                            let _ = ctx.ledger.append(slug, "deleted");
+                        }
+                        None
+                    }
+                    Ok(r) => Some(format!("deleting {id}: status {}", r.status())),
+                    Err(e) => Some(format!("deleting {id}: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    if progress && !errors.is_empty() {
+        eprintln!(
+            "{} tenants could not be deleted; run `authconf cleanup`",
+            errors.len()
+        );
+    }
+    errors
+}
+
+fn url_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// What `authconf cleanup` did.
+#[derive(Debug, Default, Clone)]
+pub struct CleanupOutcome {
+    /// Tenant ids deleted (or that would be, with `dry_run`).
+    pub deleted: Vec<String>,
+    /// Failures.
+    pub errors: Vec<String>,
+}
+
+/// Deletes every tenant left by interrupted runs: those with the `authconf-` slug prefix in
+/// `GET /admin/tenants` (all pages) and those in ledgers under `report_dir`.
+pub async fn cleanup(
+    target: &str,
+    admin_key: &str,
+    headers: &[(String, String)],
+    report_dir: &Path,
+    dry_run: bool,
+) -> Result<CleanupOutcome, RunError> {
+    let http = client(headers)?;
+    let base = target.trim_end_matches('/');
+    check_reachable(&http, base, headers).await?;
+    let mut ids = std::collections::BTreeSet::new();
+    // Ledgers first: they name tenants even if the listing is unavailable.
+    if let Ok(runs) = std::fs::read_dir(report_dir) {
+        for run in runs.flatten() {
+            let p = run.path().join("ledger.jsonl");
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if let Some(slug) = v.get("slug").and_then(|s| s.as_str()) {
+                        if slug.starts_with(authconf_scenarios::SLUG_PREFIX) {
+                            ids.insert(format!("tenant:{slug}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for page in 1..=10_000u32 {
+        let rb = http
+            .get(format!("{base}/admin/tenants?page={page}&limit=100"))
+            .bearer_auth(admin_key);
+        let resp = with_headers(rb, headers)
+            .send()
+            .await
+            .map_err(|e| RunError::Unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(RunError::Usage(format!(
+                "GET /admin/tenants answered {} (is AUTHCONF_ADMIN_KEY right?)",
+                resp.status()
+            )));
+        }
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        let list = authconf_scenarios::extract::list(&v, "tenants")
+            .cloned()
+            .unwrap_or_default();
+        for t in &list {
+            let slug = t.get("slug").and_then(|s| s.as_str()).unwrap_or_default();
+            let status = t.get("status").and_then(|s| s.as_str()).unwrap_or_default();
+            if slug.starts_with(authconf_scenarios::SLUG_PREFIX) && status != "deleted" {
+                if let Some(id) = t.get("id").and_then(|s| s.as_str()) {
+                    ids.insert(id.to_owned());
+                }
+            } else if slug.starts_with(authconf_scenarios::SLUG_PREFIX) {
+                ids.remove(t.get("id").and_then(|s| s.as_str()).unwrap_or_default());
+            }
+        }
+        let pages = authconf_scenarios::extract::field(&v, "pagination.pages")
+            .and_then(|p| p.as_u64())
+            .unwrap_or(0);
+        if list.is_empty() || u64::from(page) >= pages {
+            break;
+        }
+    }
+    let mut out = CleanupOutcome::default();
+    for id in ids {
+        // Ledgers also name tenants that were never created (refused slugs) or are already
+        // deleted: only live tenants are deleted and reported.
+        let rb = http
+            .get(format!("{base}/admin/tenants/{}", url_segment(&id)))
+            .bearer_auth(admin_key);
+        match with_headers(rb, headers).send().await {
+            Ok(r) if r.status().is_success() => {
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                if authconf_scenarios::extract::tenant_status(&v).as_deref() == Some("deleted") {
+                    continue;
+                }
+            }
+            Ok(r) if r.status().as_u16() == 404 => continue,
+            _ => {}
+        }
+        if dry_run {
+            out.deleted.push(id);
+            continue;
+        }
+        let rb = http
+            .delete(format!("{base}/admin/tenants/{}", url_segment(&id)))
+            .bearer_auth(admin_key);
+        match with_headers(rb, headers).send().await {
+            Ok(r) if r.status().is_success() => out.deleted.push(id),
+            Ok(r) if r.status().as_u16() == 404 => {}
+            Ok(r) => out.errors.push(format!("{id}: {}", r.status())),
+            Err(e) => out.errors.push(format!("{id}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_dns_safe() {
+        let id = new_run_id();
+        assert_eq!(id.len(), 17, "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-'));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_418), (2025, 11, 26));
+    }
+
+    #[test]
+    fn skips_need_reasons() {
+        let caps = Capabilities::basic();
+        let t = |s: &str| vec![s.to_owned()];
+        assert!(skip_reason(&t("needs-rate-limit"), &caps, true, false, None).is_some());
+        assert!(skip_reason(&t("destructive"), &caps, false, false, None).is_some());
+        assert!(skip_reason(&t("destructive"), &caps, true, false, None).is_none());
+        assert!(skip_reason(&t("needs-subdomain"), &caps, true, false, Some("a.test")).is_none());
+        assert!(skip_reason(&t("isolation"), &caps, false, false, None).is_none());
+    }
+}

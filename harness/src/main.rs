@@ -1,0 +1,334 @@
+//! `authconf`: the command line over the `authconf` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use authconf::{options, RunError, RunOptions, Slo, Target};
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "Exit codes:
+  0    every selected scenario passed (skips and expected failures allowed)
+  1    a scenario failed, a known failure passed, or an --slo gate was missed
+  2    usage or configuration error
+  3    target unreachable (or the embedded reference did not start)
+  130  interrupted (Ctrl-C); the run's tenants were deleted";
+
+/// Conformance suite of the auth-service contract (docs/contract.md).
+#[derive(Parser)]
+#[command(name = "authconf", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the suite against the embedded reference (default) or --target URL.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List features, scenarios and tags.
+    List {
+        /// Feature files (a directory or one file).
+        #[arg(long, value_name = "PATH")]
+        features: Option<PathBuf>,
+    },
+    /// HTTP load benchmark over loopback against a bare hyper server (see reports/bench).
+    Bench {
+        /// A loopback URL; without it the reference is started in-process.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Connections kept busy at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Seconds of warm-up before the runs of each endpoint.
+        #[arg(long, default_value_t = 1)]
+        warmup: u64,
+        /// Measured runs per endpoint; the median run is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also measure resident memory holding this many tenants (and --memory-keys keys).
+        #[arg(long, value_name = "N")]
+        memory_tenants: Option<usize>,
+        /// Keys in all for the memory measurement.
+        #[arg(long, default_value_t = 100_000)]
+        memory_keys: usize,
+        /// Where to write load.json (and memory.json).
+        #[arg(long, default_value = "reports/bench")]
+        out: PathBuf,
+    },
+    /// Delete tenants left by interrupted runs (slug prefix `authconf-`, and the ledgers).
+    #[command(after_help = EXIT_CODES)]
+    Cleanup {
+        /// Base URL of the deployment.
+        #[arg(long, value_name = "URL")]
+        target: String,
+        /// Extra header for every request, `Name: value` (repeatable).
+        #[arg(long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Where the run folders (with their ledger.jsonl) are.
+        #[arg(long, default_value = "reports", value_name = "DIR")]
+        report_dir: PathBuf,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Base URL of a deployment to check. Without it, the reference is started in-process.
+    /// The platform admin key comes from AUTHCONF_ADMIN_KEY and is never printed.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Routing base domain for subdomain scenarios (default: the one the target declares).
+    #[arg(long, value_name = "DOMAIN")]
+    base_domain: Option<String>,
+    /// Extra header for every request, `Name: value` (repeatable), e.g. access-proxy tokens.
+    #[arg(long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// Cucumber tag expression, e.g. '@isolation and not @rotation'.
+    #[arg(long, value_name = "EXPR")]
+    tags: Option<String>,
+    /// Regular expression on scenario names.
+    #[arg(long, value_name = "REGEX")]
+    name: Option<String>,
+    /// Stop at the first failing scenario.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Scenarios run at once (`@serial` scenarios always run alone).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    concurrency: usize,
+    /// Allow `@destructive` scenarios on a non-embedded target.
+    #[arg(long)]
+    allow_destructive: bool,
+    /// Known failures (TOML `[[failure]] scenario/reason`, or lines `name | reason`).
+    #[arg(long, value_name = "FILE")]
+    known_failures: Option<PathBuf>,
+    /// Latency gate per endpoint, e.g. 'p99<300ms' (repeatable).
+    #[arg(long, value_name = "GATE")]
+    slo: Vec<String>,
+    /// Where `<run id>/` and `latest` are written.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    report_dir: PathBuf,
+    /// Feature files (a directory or one file).
+    #[arg(long, value_name = "PATH")]
+    features: Option<PathBuf>,
+    /// No progress lines, only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn admin_key_from_env() -> Option<String> {
+    std::env::var("AUTHCONF_ADMIN_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+}
+
+fn run_options(a: RunArgs) -> Result<RunOptions, RunError> {
+    let headers = a
+        .headers
+        .iter()
+        .map(|h| options::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let slo = a
+        .slo
+        .iter()
+        .map(|s| Slo::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = match a.target {
+        Some(u) => Target::Url(u),
+        None => Target::Embedded,
+    };
+    let admin_key = match target {
+        Target::Url(_) => admin_key_from_env(),
+        Target::Embedded => None,
+    };
+    Ok(RunOptions {
+        target,
+        admin_key,
+        base_domain: a.base_domain,
+        headers,
+        features: a.features.unwrap_or_else(options::default_features_dir),
+        tags: a.tags,
+        name: a.name,
+        fail_fast: a.fail_fast,
+        concurrency: a.concurrency,
+        allow_destructive: a.allow_destructive,
+        known_failures: a.known_failures,
+        slo,
+        report_dir: a.report_dir,
+        progress: !a.quiet,
+        summary: true,
+    })
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(a) => {
+            let opts = match run_options(a) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("authconf: {e}");
+                    return Ok(e.exit_code());
+                }
+            };
+            match authconf::run_suite(opts).await {
+                Ok(o) => Ok(o.exit_code()),
+                Err(e) => {
+                    eprintln!("authconf: {e}");
+                    Ok(e.exit_code())
+                }
+            }
+        }
+        Command::Bench {
+            target,
+            concurrency,
+            seconds,
+            warmup,
+            runs,
+            memory_tenants,
+            memory_keys,
+            out,
+        } => {
+            std::fs::create_dir_all(&out)?;
+            let opts = authconf::bench::BenchOptions {
+                target,
+                admin_key: std::env::var("AUTHCONF_ADMIN_KEY").ok(),
+                concurrency,
+                duration: std::time::Duration::from_secs(seconds),
+                warmup: std::time::Duration::from_secs(warmup),
+                runs,
+            };
+            let report = authconf::bench::run(opts).await?;
+            for e in &report.endpoints {
+                println!(
+                    "{:<32} {:>10.0} req/s  p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.3}",
+                    e.name,
+                    e.requests_per_second,
+                    e.p50_ms,
+                    e.p95_ms,
+                    e.p99_ms,
+                    e.ratio_to_hyper.unwrap_or(0.0)
+                );
+            }
+            std::fs::write(
+                out.join("load.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            if let Some(tenants) = memory_tenants {
+                let m = authconf::bench::memory(tenants, memory_keys, concurrency.min(16)).await?;
+                println!(
+                    "memory: {:.0} MiB resident with {} tenants and {} keys (filled in {:.0} s)",
+                    m.rss_mib, m.tenants, m.keys, m.fill_seconds
+                );
+                std::fs::write(out.join("memory.json"), serde_json::to_string_pretty(&m)?)?;
+            }
+            Ok(0)
+        }
+        Command::List { features } => {
+            let path = features.unwrap_or_else(options::default_features_dir);
+            let listed = match authconf::list_features(&path) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("authconf: {e}");
+                    return Ok(e.exit_code());
+                }
+            };
+            let mut feature = String::new();
+            let mut tags = std::collections::BTreeMap::<String, usize>::new();
+            for l in &listed {
+                if l.feature != feature {
+                    println!("\nFeature: {}", l.feature);
+                    feature = l.feature.clone();
+                }
+                let t: Vec<String> = l.tags.iter().map(|t| format!("@{t}")).collect();
+                println!("  {}  [{}]", l.name, t.join(" "));
+                for t in &l.tags {
+                    *tags.entry(t.clone()).or_default() += 1;
+                }
+            }
+            println!("\n{} scenarios. Tags:", listed.len());
+            for (t, n) in tags {
+                println!("  @{t}: {n}");
+            }
+            Ok(0)
+        }
+        Command::Cleanup {
+            target,
+            headers,
+            report_dir,
+            dry_run,
+        } => {
+            let Some(key) = admin_key_from_env() else {
+                eprintln!("authconf: cleanup needs the platform admin key in AUTHCONF_ADMIN_KEY");
+                return Ok(2);
+            };
+            let headers = match headers
+                .iter()
+                .map(|h| options::parse_header(h))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("authconf: {e}");
+                    return Ok(e.exit_code());
+                }
+            };
+            match authconf::cleanup(&target, &key, &headers, &report_dir, dry_run).await {
+                Ok(o) => {
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    for id in &o.deleted {
+                        println!("{verb} {id}");
+                    }
+                    for e in &o.errors {
+                        eprintln!("failed: {e}");
+                    }
+                    println!(
+                        "{} tenants {verb}, {} failures",
+                        o.deleted.len(),
+                        o.errors.len()
+                    );
+                    Ok(if o.errors.is_empty() { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("authconf: {e}");
+                    Ok(e.exit_code())
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authconf: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(real_main(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("authconf: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The suite catches what it should: for each deliberately non-conformant target in
+//! [`faulty::Fault`] the suite fails, and it fails in the scenario meant to catch that defect.
+//! The same suite passes against the reference itself (the embedded run in `scripts/test`), so
+//! each failure here is the fault's doing.
+
+mod faulty;
+
+use authconf::{run_suite, RunOptions, Target, Verdict};
+use faulty::Fault;
+
+/// The area to run for a fault and a part of the name of the scenario that must fail.
+fn expectation(fault: Fault) -> (&'static str, &'static str) {
+    match fault {
+        Fault::SecretInList => ("@secrecy", "shows no secret"),
+        Fault::LaggingRevocation => ("@rotation", "Revoking a key refuses it at once"),
+        Fault::ForeignKeyListed => (
+            "@isolation",
+            "Another tenant's key list does not show this tenant's keys",
+        ),
+        Fault::No429 => (
+            "@rate-limit",
+            "A burst of 12 requests under a limit of 5 gets exactly 5 through",
+        ),
+        Fault::NoRetryAfter => (
+            "@rate-limit",
+            "Refusals over the limit are 429 problems with Retry-After",
+        ),
+        Fault::BadJson500 => ("@errors", "is invalid JSON"),
+        Fault::RotationKeepsOldKey => (
+            "@rotation",
+            "After rotation the new key works and the old key is refused at once",
+        ),
+        Fault::EventsToWrongTenant => (
+            "@durable-object",
+            "Another tenant's stream hears nothing of this tenant's actions",
+        ),
+        Fault::TenantKeyIsAdmin => ("@isolation", "key on"),
+        Fault::ObjectStateWithoutKey => ("@durable-object", "without a key is refused"),
+    }
+}
+
+fn admin_key() -> String {
+    use rand::Rng;
+    let r: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    format!("sk_live_{r}")
+}
+
+async fn catches(fault: Fault) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = admin_key();
+    let reference = auth_service::spawn(auth_service::Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: dir.path().to_owned(),
+        base_domain: Some("auth.test".into()),
+        admin_key: Some(key.clone()),
+        test_hooks: true,
+    })
+    .await
+    .expect("reference starts");
+    let proxy = faulty::start(fault, &reference.base_url(), &key).await;
+    let reports = tempfile::tempdir().expect("tempdir");
+    let (tags, scenario) = expectation(fault);
+    let outcome = run_suite(RunOptions {
+        target: Target::Url(proxy.url()),
+        admin_key: Some(key),
+        base_domain: Some("auth.test".into()),
+        tags: Some(tags.into()),
+        report_dir: reports.path().to_owned(),
+        allow_destructive: true,
+        progress: false,
+        summary: false,
+        ..RunOptions::default()
+    })
+    .await
+    .expect("the suite runs");
+    reference.shutdown().await;
+    let failed: Vec<&str> = outcome
+        .scenarios
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Failed))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(outcome.exit_code(), 1, "{fault:?}: the run must fail");
+    assert!(
+        failed.iter().any(|n| n.contains(scenario)),
+        "{fault:?}: expected a failure in a scenario named like {scenario:?}; failed: {failed:#?}"
+    );
+}
+
+macro_rules! catalogue {
+    ($($test:ident => $fault:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            catches(Fault::$fault).await;
+        }
+    )*};
+}
+
+catalogue! {
+    a_secret_in_key_lists_is_caught => SecretInList,
+    revocation_that_lags_is_caught => LaggingRevocation,
+    a_foreign_tenants_key_in_a_list_is_caught => ForeignKeyListed,
+    a_limiter_that_never_answers_429_is_caught => No429,
+    a_429_without_retry_after_is_caught => NoRetryAfter,
+    a_500_on_bad_json_is_caught => BadJson500,
+    rotation_that_keeps_the_old_key_alive_is_caught => RotationKeepsOldKey,
+    events_sent_to_the_wrong_tenant_are_caught => EventsToWrongTenant,
+    a_tenant_key_accepted_on_admin_routes_is_caught => TenantKeyIsAdmin,
+    object_state_open_without_a_key_is_caught => ObjectStateWithoutKey,
+}
+
+#[test]
+fn the_catalogue_holds_at_least_ten_faults() {
+    assert!(Fault::ALL.len() >= 10);
+}

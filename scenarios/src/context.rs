@@ -1,0 +1,354 @@
+//! The per-run context shared by every scenario of one run: where the target is, what it
+//! claims to offer, the secrets it has shown, the tenants created, and latency figures.
+//!
+//! Scenarios run concurrently, so everything mutable here sits behind a mutex; the context
+//! itself is handed to each new [`crate::AuthWorld`] through a task-local (see
+//! [`crate::with_context`]) because cucumber builds worlds with a zero-argument constructor.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::extract;
+
+/// What the target says it offers (`GET /.well-known/authconf`).
+///
+/// A target without the document is taken to offer only the basics (tenants and API keys),
+/// so scenarios that need more are skipped rather than failed on it.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// The document was served and parsed.
+    pub present: bool,
+    /// The raw document, for the `@contract` scenario that judges its shape.
+    pub raw: Option<Value>,
+    /// `routing.baseDomain`.
+    pub base_domain: Option<String>,
+    /// `routing.sources`.
+    pub sources: Vec<String>,
+    /// `features.*` flags.
+    pub features: BTreeMap<String, bool>,
+    /// `testControls.*` flags.
+    pub test_controls: BTreeMap<String, bool>,
+    /// `rateLimit.override`.
+    pub rate_limit_override: bool,
+    /// `revocation.consistency` is `eventual`.
+    pub eventual_revocation: bool,
+    /// `revocation.maxDelaySeconds`.
+    pub revocation_max_delay: f64,
+}
+
+impl Capabilities {
+    /// Parses the capabilities document; anything missing reads as "not offered".
+    pub fn from_document(doc: &Value) -> Self {
+        let flags = |v: Option<&Value>| -> BTreeMap<String, bool> {
+            v.and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_bool().unwrap_or(false)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let routing = doc.get("routing");
+        Capabilities {
+            present: true,
+            raw: Some(doc.clone()),
+            base_domain: routing
+                .and_then(|r| r.get("baseDomain"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            sources: routing
+                .and_then(|r| r.get("sources"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            features: flags(doc.get("features")),
+            test_controls: flags(doc.get("testControls")),
+            rate_limit_override: doc
+                .pointer("/rateLimit/override")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            eventual_revocation: doc
+                .pointer("/revocation/consistency")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c != "immediate"),
+            revocation_max_delay: doc
+                .pointer("/revocation/maxDelaySeconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// The basics every target is assumed to have.
+    pub fn basic() -> Self {
+        let mut features = BTreeMap::new();
+        features.insert("apiKeys".to_owned(), true);
+        Capabilities {
+            features,
+            ..Default::default()
+        }
+    }
+
+    /// Whether `features.<name>` is true.
+    pub fn feature(&self, name: &str) -> bool {
+        self.features.get(name).copied().unwrap_or(false)
+    }
+
+    /// Whether `testControls.<name>` is true.
+    pub fn test_control(&self, name: &str) -> bool {
+        self.test_controls.get(name).copied().unwrap_or(false)
+    }
+}
+
+/// One secret the target has shown, with the exchange that first showed it.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// The secret itself.
+    pub value: String,
+    /// A human label (`A:secret`, `admin`), used in place of the value in reports.
+    pub label: String,
+    /// The exchange allowed to contain it (the one that issued it); 0 for none.
+    pub first_exchange: u64,
+}
+
+/// Every secret of the run; a later response containing one is a leak.
+#[derive(Debug, Default)]
+pub struct SecretRegistry {
+    secrets: Mutex<Vec<Secret>>,
+}
+
+impl SecretRegistry {
+    /// Remembers a secret first shown by `exchange` (0: never legitimately shown, e.g. the
+    /// admin key that the operator supplied).
+    pub fn remember(&self, value: &str, label: &str, exchange: u64) {
+        // Short values cannot be told apart from ordinary text; real secrets are long.
+        if value.len() < 16 {
+            return;
+        }
+        let mut s = self.secrets.lock().expect("secret registry poisoned");
+        if s.iter().any(|x| x.value == value) {
+            return;
+        }
+        s.push(Secret {
+            value: value.to_owned(),
+            label: label.to_owned(),
+            first_exchange: exchange,
+        });
+    }
+
+    /// Gives a remembered secret a readable label (`A:ci`) for reports.
+    pub fn relabel(&self, value: &str, label: &str) {
+        let mut s = self.secrets.lock().expect("secret registry poisoned");
+        if let Some(x) = s.iter_mut().find(|x| x.value == value) {
+            x.label = label.to_owned();
+        }
+    }
+
+    /// The first remembered secret that `text` contains, other than those `exchange` issued.
+    pub fn leaked_in(&self, text: &str, exchange: u64) -> Option<Secret> {
+        let s = self.secrets.lock().expect("secret registry poisoned");
+        s.iter()
+            .find(|x| x.first_exchange != exchange && text.contains(&x.value))
+            .cloned()
+    }
+
+    /// Whether `value` is known.
+    pub fn knows(&self, value: &str) -> bool {
+        let s = self.secrets.lock().expect("secret registry poisoned");
+        s.iter().any(|x| x.value == value)
+    }
+
+    /// Replaces every remembered secret, and anything shaped like a key, in `text`.
+    pub fn redact(&self, text: &str) -> String {
+        let s = self.secrets.lock().expect("secret registry poisoned");
+        let mut out = text.to_owned();
+        // Longest first, so a secret that contains another is replaced whole.
+        let mut all: Vec<&Secret> = s.iter().collect();
+        all.sort_by_key(|x| std::cmp::Reverse(x.value.len()));
+        for x in all {
+            if out.contains(&x.value) {
+                out = out.replace(&x.value, &format!("‹secret {}›", x.label));
+            }
+        }
+        extract::key_pattern()
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                format!("‹key {}_{}_…›", &c[1], &c[2])
+            })
+            .into_owned()
+    }
+}
+
+/// The ledger: every tenant slug is written here before the create call, so that an
+/// interrupted run can be cleaned up (`authconf cleanup`).
+#[derive(Debug)]
+pub struct Ledger {
+    path: Option<PathBuf>,
+    lock: Mutex<()>,
+}
+
+impl Ledger {
+    /// A ledger appending to `path` (created on first write); `None` keeps nothing on disk.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        Ledger {
+            path,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Appends one line `{"slug","id","event"}`; errors are reported, because a tenant that
+    /// is not in the ledger could outlive an interrupted run.
+    pub fn append(&self, slug: &str, event: &str) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let _g = self.lock.lock().expect("ledger poisoned");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let line =
+            serde_json::json!({"slug": slug, "id": format!("tenant:{slug}"), "event": event});
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    }
+}
+
+/// A propagation delay measured by a polling step.
+#[derive(Debug, Clone)]
+pub struct Propagation {
+    /// What propagated (e.g. "revocation").
+    pub what: String,
+    /// How long it took until the target showed it.
+    pub delay: Duration,
+}
+
+/// Everything shared by the scenarios of one run.
+#[derive(Debug)]
+pub struct RunContext {
+    /// Base URL of the target, without a trailing slash.
+    pub base_url: String,
+    /// The platform admin key, if known.
+    pub admin_key: Option<String>,
+    /// The routing base domain used for subdomain scenarios (`--base-domain` or the
+    /// capabilities document).
+    pub base_domain: Option<String>,
+    /// Extra headers sent with every request (`--header`).
+    pub extra_headers: Vec<(String, String)>,
+    /// The run id, part of every slug.
+    pub run_id: String,
+    /// What the target offers.
+    pub caps: Capabilities,
+    /// Whether the target is the embedded reference (destructive scenarios allowed).
+    pub embedded: bool,
+    /// Shared HTTP client.
+    pub client: reqwest::Client,
+    /// Secrets seen so far.
+    pub secrets: SecretRegistry,
+    /// Tenant ledger.
+    pub ledger: Ledger,
+    /// Ids of tenants created by this run and not yet deleted.
+    pub tenants: Mutex<Vec<String>>,
+    /// Latency samples by endpoint (`GET /v1/api-keys/{id}`).
+    pub latencies: Mutex<BTreeMap<String, Vec<Duration>>>,
+    /// Propagation delays measured by polling steps.
+    pub propagation: Mutex<Vec<Propagation>>,
+    exchange_seq: AtomicU64,
+    slug_seq: AtomicU64,
+}
+
+impl RunContext {
+    /// Builds the context; `ledger` is the ledger file of this run.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base_url: String,
+        admin_key: Option<String>,
+        base_domain: Option<String>,
+        extra_headers: Vec<(String, String)>,
+        run_id: String,
+        caps: Capabilities,
+        embedded: bool,
+        client: reqwest::Client,
+        ledger: Option<PathBuf>,
+    ) -> Arc<Self> {
+        let secrets = SecretRegistry::default();
+        if let Some(k) = &admin_key {
+            // The admin key is never shown by the target: any response containing it leaks.
+            secrets.remember(k, "admin", 0);
+        }
+        Arc::new(RunContext {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            admin_key,
+            base_domain,
+            extra_headers,
+            run_id,
+            caps,
+            embedded,
+            client,
+            secrets,
+            ledger: Ledger::new(ledger),
+            tenants: Mutex::new(Vec::new()),
+            latencies: Mutex::new(BTreeMap::new()),
+            propagation: Mutex::new(Vec::new()),
+            exchange_seq: AtomicU64::new(1),
+            slug_seq: AtomicU64::new(0),
+        })
+    }
+
+    /// A fresh exchange number (never 0).
+    pub fn next_exchange(&self) -> u64 {
+        self.exchange_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh slug `authconf-<run id>-<n><random>` that no other scenario uses.
+    pub fn new_slug(&self) -> String {
+        use rand::Rng as _;
+        let n = self.slug_seq.fetch_add(1, Ordering::Relaxed);
+        let r: String = rand::thread_rng()
+            .sample_iter(rand::distributions::Alphanumeric)
+            .take(3)
+            .map(|c| (c as char).to_ascii_lowercase())
+            .collect();
+        format!("{}{}-{n}{r}", crate::SLUG_PREFIX, self.run_id)
+    }
+
+    /// Records a latency sample.
+    pub fn record_latency(&self, endpoint: &str, d: Duration) {
+        let mut l = self.latencies.lock().expect("latencies poisoned");
+        l.entry(endpoint.to_owned()).or_default().push(d);
+    }
+
+    /// Records a measured propagation delay.
+    pub fn record_propagation(&self, what: &str, delay: Duration) {
+        let mut p = self.propagation.lock().expect("propagation poisoned");
+        p.push(Propagation {
+            what: what.to_owned(),
+            delay,
+        });
+    }
+
+    /// Registers a tenant created by this run, for deletion at the end.
+    pub fn track_tenant(&self, id: &str) {
+        let mut t = self.tenants.lock().expect("tenants poisoned");
+        if !t.iter().any(|x| x == id) {
+            t.push(id.to_owned());
+        }
+    }
+
+    /// Takes the list of tenants to delete.
+    pub fn take_tenants(&self) -> Vec<String> {
+        std::mem::take(&mut *self.tenants.lock().expect("tenants poisoned"))
+    }
+}

@@ -1,0 +1,812 @@
+//! The cucumber World: one per scenario, holding the scenario's tenants, keys and the last
+//! exchanges, and the HTTP plumbing every step goes through (so that every response is
+//! checked for leaked secrets and timed, whichever step sent it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+use crate::context::RunContext;
+use crate::extract;
+
+/// Characters left as they are in a percent-encoded path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// A tenant created by the scenario.
+#[derive(Debug, Clone)]
+pub struct TenantRef {
+    /// `tenant:<slug>` (or whatever id the target gave).
+    pub id: String,
+    /// The slug.
+    pub slug: String,
+}
+
+/// A key known to the scenario (`A:secret`, `A:ci`).
+#[derive(Debug, Clone, Default)]
+pub struct KeyRef {
+    /// The key id, when known.
+    pub id: Option<String>,
+    /// The bearer token.
+    pub secret: Option<String>,
+    /// The tenant's name in the scenario.
+    pub tenant: String,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    /// No `Authorization` header.
+    None,
+    /// `Authorization: Bearer <value>`; the label appears in reports instead of the value.
+    Bearer {
+        /// Report label.
+        label: String,
+        /// The token.
+        value: String,
+    },
+    /// A literal `Authorization` header value.
+    Raw(String),
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    None,
+    /// A JSON text sent as `application/json`.
+    Json(String),
+    /// Bytes with an optional content type.
+    Raw {
+        /// `Content-Type`, if any.
+        content_type: Option<String>,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A request as a step describes it.
+#[derive(Debug, Clone)]
+pub struct Req {
+    /// HTTP method.
+    pub method: String,
+    /// Path template, placeholders expanded by [`AuthWorld::send`].
+    pub path: String,
+    /// Credential.
+    pub cred: Cred,
+    /// Extra headers (values expanded).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Body,
+    /// `Host` override (subdomain routing).
+    pub host: Option<String>,
+    /// The path before expansion (for endpoint names), set by [`AuthWorld::prepare`].
+    pub template: Option<String>,
+}
+
+impl Req {
+    /// A request without body or extra headers.
+    pub fn new(method: &str, path: &str, cred: Cred) -> Self {
+        Req {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            cred,
+            headers: Vec::new(),
+            body: Body::None,
+            host: None,
+            template: None,
+        }
+    }
+
+    /// Adds a JSON body.
+    pub fn json(mut self, body: &str) -> Self {
+        self.body = Body::Json(body.to_owned());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// One request and its response, as the target saw and answered it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Run-wide sequence number.
+    pub id: u64,
+    /// Method.
+    pub method: String,
+    /// Endpoint template (`GET /v1/api-keys/{id}`), for latency figures.
+    pub endpoint: String,
+    /// Path and query as sent.
+    pub path: String,
+    /// Request headers as sent, `Authorization` shown by label.
+    pub request_headers: Vec<(String, String)>,
+    /// Request body (first 2 KiB).
+    pub request_body: Option<String>,
+    /// Status code (0: no response).
+    pub status: u16,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Response body as text.
+    pub body: String,
+    /// Response body as JSON, if it is.
+    pub json: Option<Value>,
+    /// Time to the full response.
+    pub elapsed: Duration,
+}
+
+impl Exchange {
+    /// A response header, case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON body or `null`.
+    pub fn json(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.json.as_ref().unwrap_or(&NULL)
+    }
+
+    /// The exchange as text for a report (not yet redacted).
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "> {} {}", self.method, self.path);
+        for (k, v) in &self.request_headers {
+            let _ = writeln!(s, "> {k}: {v}");
+        }
+        if let Some(b) = &self.request_body {
+            let _ = writeln!(s, ">\n> {b}");
+        }
+        let _ = writeln!(s, "< {} ({} ms)", self.status, self.elapsed.as_millis());
+        for (k, v) in &self.headers {
+            let _ = writeln!(s, "< {k}: {v}");
+        }
+        let body: String = self.body.chars().take(2048).collect();
+        let _ = writeln!(s, "<\n< {body}");
+        s
+    }
+}
+
+/// Raised when a world is built outside [`crate::with_context`].
+#[derive(Debug, thiserror::Error)]
+#[error("authconf scenarios need a run context (run them through authconf::run_suite)")]
+pub struct ContextMissing;
+
+tokio::task_local! {
+    static CONTEXT: Arc<RunContext>;
+}
+
+/// Runs `fut` (the cucumber run) with `ctx` as the context of every world it builds.
+pub async fn with_context<F: std::future::Future>(ctx: Arc<RunContext>, fut: F) -> F::Output {
+    CONTEXT.scope(ctx, fut).await
+}
+
+/// The World of one scenario.
+#[derive(Debug, cucumber::World)]
+#[world(init = Self::new)]
+pub struct AuthWorld {
+    /// The run's shared context.
+    pub ctx: Arc<RunContext>,
+    /// Tenants by scenario name (`A`, `B`).
+    pub tenants: BTreeMap<String, TenantRef>,
+    /// Keys by reference (`A:secret`, `A:ci`).
+    pub keys: BTreeMap<String, KeyRef>,
+    /// Literal credentials built by steps (truncated keys and the like).
+    pub raw_creds: BTreeMap<String, String>,
+    /// Named values for placeholders (`{slug:x}`).
+    pub values: BTreeMap<String, String>,
+    /// The last exchange.
+    pub last: Option<Exchange>,
+    /// The last request, expanded (for re-sending it with a change).
+    pub last_req: Option<Req>,
+    /// Exchanges saved by name.
+    pub saved: BTreeMap<String, Exchange>,
+    /// Responses of the last batch of concurrent requests.
+    pub batch: Vec<Exchange>,
+    /// Secrets issued to this scenario, in order (for entropy checks).
+    pub issued: Vec<String>,
+    /// Open event streams by name.
+    pub streams: BTreeMap<String, crate::events::Stream>,
+}
+
+impl AuthWorld {
+    fn new() -> Result<Self, ContextMissing> {
+        let ctx = CONTEXT.try_with(Arc::clone).map_err(|_| ContextMissing)?;
+        Ok(AuthWorld {
+            ctx,
+            tenants: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            raw_creds: BTreeMap::new(),
+            values: BTreeMap::new(),
+            last: None,
+            last_req: None,
+            saved: BTreeMap::new(),
+            batch: Vec::new(),
+            issued: Vec::new(),
+            streams: BTreeMap::new(),
+        })
+    }
+
+    /// Text for a failure report: the last exchange, redacted.
+    pub fn failure_context(&self) -> Option<String> {
+        self.last
+            .as_ref()
+            .map(|e| self.ctx.secrets.redact(&e.describe()))
+    }
+
+    /// Panics with a redacted message (a failed step).
+    #[track_caller]
+    pub fn fail(&self, msg: impl AsRef<str>) -> ! {
+        panic!("{}", self.ctx.secrets.redact(msg.as_ref()))
+    }
+
+    /// The last exchange; a step that needs one before any request is a bug in the feature.
+    pub fn last(&self) -> &Exchange {
+        match &self.last {
+            Some(e) => e,
+            None => self.fail("no request has been sent yet in this scenario"),
+        }
+    }
+
+    /// A tenant of the scenario.
+    pub fn tenant(&self, name: &str) -> &TenantRef {
+        match self.tenants.get(name) {
+            Some(t) => t,
+            None => self.fail(format!("the scenario has no tenant {name:?}")),
+        }
+    }
+
+    /// Resolves a credential reference: `admin`, `none`, a literal built by a step, `A`
+    /// (tenant A's secret key) or `A:name`.
+    pub fn cred(&self, reference: &str) -> Cred {
+        match reference {
+            "none" | "nobody" => Cred::None,
+            "admin" => match &self.ctx.admin_key {
+                Some(k) => Cred::Bearer {
+                    label: "admin".into(),
+                    value: k.clone(),
+                },
+                None => self.fail("no platform admin key (set AUTHCONF_ADMIN_KEY)"),
+            },
+            r => {
+                if let Some(v) = self.raw_creds.get(r) {
+                    return Cred::Bearer {
+                        label: r.to_owned(),
+                        value: v.clone(),
+                    };
+                }
+                let full = if r.contains(':') {
+                    r.to_owned()
+                } else {
+                    format!("{r}:secret")
+                };
+                match self.keys.get(&full).and_then(|k| k.secret.clone()) {
+                    Some(value) => Cred::Bearer { label: full, value },
+                    None => self.fail(format!("the scenario has no key {full:?}")),
+                }
+            }
+        }
+    }
+
+    /// The bearer token of a key reference.
+    pub fn secret_of(&self, reference: &str) -> String {
+        match self.cred(reference) {
+            Cred::Bearer { value, .. } => value,
+            _ => self.fail(format!("{reference:?} has no secret")),
+        }
+    }
+
+    /// Expands `{...}` placeholders. In paths, values are percent-encoded as one segment
+    /// unless written `{raw:...}`.
+    ///
+    /// `{A.id}`, `{A.slug}`, `{A:k.id}`, `{A:k.secret}`, `{slug:x}` (a fresh slug, the same
+    /// for the same x within the scenario), `{value:x}`.
+    pub fn expand(&mut self, text: &str, in_path: bool) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start..].find('}') else {
+                break;
+            };
+            out.push_str(&rest[..start]);
+            let inner = &rest[start + 1..start + len];
+            // JSON bodies contain braces too: only expand what looks like a placeholder.
+            if inner.is_empty() || inner.contains(['"', ' ', '\n', '{']) {
+                out.push('{');
+                rest = &rest[start + 1..];
+                continue;
+            }
+            let (raw, name) = match inner.strip_prefix("raw:") {
+                Some(n) => (true, n),
+                None => (false, inner),
+            };
+            let value = self.placeholder(name);
+            if in_path && !raw {
+                out.extend(utf8_percent_encode(&value, SEGMENT));
+            } else {
+                out.push_str(&value);
+            }
+            rest = &rest[start + len + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn placeholder(&mut self, name: &str) -> String {
+        if let Some(x) = name.strip_prefix("slug:") {
+            let key = format!("slug:{x}");
+            if let Some(v) = self.values.get(&key) {
+                return v.clone();
+            }
+            let v = self.ctx.new_slug();
+            self.values.insert(key, v.clone());
+            return v;
+        }
+        for (prefix, len) in [("slug63:", 63), ("slug64:", 64)] {
+            if let Some(x) = name.strip_prefix(prefix) {
+                let key = format!("{prefix}{x}");
+                if let Some(v) = self.values.get(&key) {
+                    return v.clone();
+                }
+                // A fresh slug padded to an exact length (63 is the longest DNS label).
+                let mut v = self.ctx.new_slug();
+                v.push('-');
+                while v.len() < len {
+                    v.push('x');
+                }
+                v.truncate(len);
+                self.values.insert(key, v.clone());
+                return v;
+            }
+        }
+        if let Some(x) = name.strip_prefix("value:") {
+            return match self.values.get(x) {
+                Some(v) => v.clone(),
+                None => self.fail(format!("no saved value {x:?}")),
+            };
+        }
+        if name == "unknown-key-id" {
+            return "key:0000000000000000".into();
+        }
+        if name == "unknown-tenant-id" {
+            return format!("tenant:{}nobody", crate::SLUG_PREFIX);
+        }
+        let Some((obj, attr)) = name.rsplit_once('.') else {
+            self.fail(format!("unknown placeholder {{{name}}}"))
+        };
+        if obj.contains(':') {
+            match attr {
+                "id" => self.key_id(obj),
+                "secret" => self.secret_of(obj),
+                _ => self.fail(format!("unknown key attribute in {{{name}}}")),
+            }
+        } else {
+            let t = self.tenant(obj).clone();
+            match attr {
+                "id" => t.id,
+                "slug" => t.slug,
+                _ => self.fail(format!("unknown tenant attribute in {{{name}}}")),
+            }
+        }
+    }
+
+    /// The id of a key reference, looked up in the tenant's key list when the creating
+    /// response did not carry it (a tenant's initial keys).
+    pub fn key_id(&self, reference: &str) -> String {
+        let Some(k) = self.keys.get(reference) else {
+            self.fail(format!("the scenario has no key {reference:?}"))
+        };
+        match &k.id {
+            Some(id) => id.clone(),
+            None => self.fail(format!(
+                "the id of {reference:?} is unknown (look it up first with \"the key ids of tenant ... are known\")"
+            )),
+        }
+    }
+
+    /// Sends a request, records and checks the exchange, and makes it the last one.
+    pub async fn send(&mut self, req: Req) -> &Exchange {
+        let req = self.prepare(&req);
+        self.send_prepared(req).await
+    }
+
+    /// Sends an already expanded request (a re-send of an earlier one).
+    pub async fn send_prepared(&mut self, req: Req) -> &Exchange {
+        let ex = send_raw(&self.ctx, &req).await;
+        self.last_req = Some(req);
+        self.last = Some(ex.clone());
+        self.check_exchange(&ex);
+        self.last.as_ref().expect("just set")
+    }
+
+    /// Expands the placeholders of a request.
+    pub fn prepare(&mut self, req: &Req) -> Req {
+        let mut out = req.clone();
+        out.path = self.expand(&req.path, true);
+        out.headers = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), self.expand(v, false)))
+            .collect();
+        if let Body::Json(s) = &req.body {
+            out.body = Body::Json(self.expand(s, false));
+        }
+        out.host = req.host.as_ref().map(|h| self.expand(h, false));
+        out.template = Some(req.path.clone());
+        out
+    }
+
+    /// Sends prepared requests all at once, then checks each response; the last one becomes
+    /// the last exchange and all of them the batch.
+    pub async fn send_batch(&mut self, reqs: Vec<Req>) {
+        let ctx = self.ctx.clone();
+        let results: Vec<Exchange> =
+            futures::future::join_all(reqs.iter().map(|r| send_raw(&ctx, r))).await;
+        self.batch = results.clone();
+        self.last_req = reqs.last().cloned();
+        for ex in &results {
+            self.last = Some(ex.clone());
+            self.check_exchange(ex);
+        }
+    }
+
+    /// The key id (`key:<hex>`) in the last request's path, if any.
+    pub fn last_key_id_in_path(&self) -> Option<String> {
+        let path = self
+            .last_req
+            .as_ref()?
+            .path
+            .replace("%3A", ":")
+            .replace("%3a", ":");
+        let re = regex::Regex::new("key:[0-9A-Za-z_-]+").expect("static regex");
+        re.find(&path).map(|m| m.as_str().to_owned())
+    }
+
+    /// Fails the step if the response leaks a secret; remembers the secrets it issues.
+    fn check_exchange(&mut self, ex: &Exchange) {
+        if let Some(leak) = self.ctx.secrets.leaked_in(&ex_text(ex), ex.id) {
+            self.fail(format!(
+                "SECRET LEAK: the response to {} {} contains the secret {:?}, which the target had already shown once",
+                ex.method, ex.path, leak.label
+            ));
+        }
+        self.register_issued(ex);
+        if let Some(stray) = stray_key(&self.ctx, ex) {
+            self.fail(format!(
+                "SECRET LEAK: the response to {} {} contains a key-shaped value ({}…) that it did not issue",
+                ex.method,
+                ex.path,
+                &stray[..8.min(stray.len())]
+            ));
+        }
+    }
+
+    fn register_issued(&mut self, ex: &Exchange) {
+        if !(200..300).contains(&ex.status) {
+            return;
+        }
+        if let Some(j) = &ex.json {
+            for (s, label) in extract::issued_secrets(j) {
+                self.ctx
+                    .secrets
+                    .remember(&s, &format!("{label}#{}", ex.id), ex.id);
+                self.issued.push(s);
+            }
+        }
+    }
+
+    /// Creates a tenant through the admin API (slug `authconf-<run>-...`, written to the
+    /// ledger first) and remembers its keys as `<name>:secret` and `<name>:public`.
+    pub async fn create_tenant(&mut self, name: &str, plan: Option<&str>) {
+        let slug = self.ctx.new_slug();
+        let body = match plan {
+            Some(p) => {
+                serde_json::json!({"slug": slug, "name": format!("authconf {name}"), "plan": p})
+            }
+            None => serde_json::json!({"slug": slug, "name": format!("authconf {name}")}),
+        };
+        let req = Req::new("POST", "/admin/tenants", self.cred("admin")).json(&body.to_string());
+        let ex = self.send(req).await.clone();
+        if ex.status != 201 && ex.status != 200 {
+            self.fail(format!(
+                "creating tenant {name:?} failed with {}: {}",
+                ex.status, ex.body
+            ));
+        }
+        let j = ex.json();
+        let id = extract::tenant_id(j).unwrap_or_else(|| format!("tenant:{slug}"));
+        let (secret, public) = extract::tenant_credentials(j);
+        if secret.is_none() {
+            self.fail(format!(
+                "the tenant-creation response for {name:?} carries no secret key"
+            ));
+        }
+        self.tenants.insert(name.to_owned(), TenantRef { id, slug });
+        for (kind, s) in [("secret", secret), ("public", public)] {
+            if let Some(v) = &s {
+                self.relabel(v, &format!("{name}:{kind}"));
+            }
+            self.keys.insert(
+                format!("{name}:{kind}"),
+                KeyRef {
+                    id: None,
+                    secret: s,
+                    tenant: name.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// Creates a key for tenant `tenant` with the credential `as_cred`, stored as
+    /// `<tenant>:<key>`; the response must be 201.
+    /// With `as_cred` = `admin`, the platform admin mints it through
+    /// `POST /admin/tenants/{id}/keys`.
+    pub async fn create_key(&mut self, tenant: &str, key: &str, body: Value, as_cred: &str) {
+        let path = if as_cred == "admin" {
+            format!("/admin/tenants/{{{tenant}.id}}/keys")
+        } else {
+            "/v1/api-keys".to_owned()
+        };
+        let req = Req::new("POST", &path, self.cred(as_cred)).json(&body.to_string());
+        let ex = self.send(req).await.clone();
+        if ex.status != 201 {
+            self.fail(format!(
+                "creating key {key:?} for {tenant:?} failed with {}: {}",
+                ex.status, ex.body
+            ));
+        }
+        let id = extract::key_id(ex.json());
+        let secret = extract::key_secret(ex.json());
+        if id.is_none() || secret.is_none() {
+            self.fail("the key-creation response carries no key id or no secret");
+        }
+        if let Some(v) = &secret {
+            self.relabel(v, &format!("{tenant}:{key}"));
+        }
+        self.keys.insert(
+            format!("{tenant}:{key}"),
+            KeyRef {
+                id,
+                secret,
+                tenant: tenant.to_owned(),
+            },
+        );
+    }
+
+    /// Names a secret after its key reference in reports; for upstream `prefix:secret`
+    /// tokens the registry holds the secret part.
+    pub fn relabel(&self, bearer: &str, label: &str) {
+        self.ctx.secrets.relabel(bearer, label);
+        if let Some((_, secret)) = bearer.split_once(':') {
+            self.ctx.secrets.relabel(secret, label);
+        }
+    }
+
+    /// Learns the ids of a tenant's initial keys from its key list (by display prefix).
+    pub async fn learn_key_ids(&mut self, tenant: &str) {
+        let req = Req::new("GET", "/v1/api-keys", self.cred(tenant));
+        let ex = self.send(req).await.clone();
+        if ex.status != 200 {
+            self.fail(format!(
+                "listing keys of {tenant:?} failed with {}",
+                ex.status
+            ));
+        }
+        let list = extract::list(ex.json(), "apiKeys")
+            .cloned()
+            .unwrap_or_default();
+        let refs: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.tenant == tenant && k.id.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in refs {
+            let secret = self.keys[&r].secret.clone().unwrap_or_default();
+            let found = list.iter().find(|k| {
+                let p = k
+                    .get("displayPrefix")
+                    .or_else(|| k.get("keyPrefix"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                p.len() >= 8 && secret.starts_with(p)
+            });
+            if let Some(id) = found.and_then(|k| k.get("id")).and_then(Value::as_str) {
+                if let Some(k) = self.keys.get_mut(&r) {
+                    k.id = Some(id.to_owned());
+                }
+            }
+        }
+    }
+}
+
+fn ex_text(ex: &Exchange) -> String {
+    let mut t = ex.body.clone();
+    for (k, v) in &ex.headers {
+        t.push('\n');
+        t.push_str(k);
+        t.push_str(": ");
+        t.push_str(v);
+    }
+    t
+}
+
+/// A key-shaped value in a response that the response did not issue (a leak even when the
+/// harness never saw that key, e.g. another tenant's).
+fn stray_key(ctx: &RunContext, ex: &Exchange) -> Option<String> {
+    let text = ex_text(ex);
+    let issued: Vec<String> = ex
+        .json
+        .as_ref()
+        .filter(|_| (200..300).contains(&ex.status))
+        .map(|j| {
+            extract::issued_secrets(j)
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        })
+        .unwrap_or_default();
+    extract::key_pattern()
+        .find_iter(&text)
+        .map(|m| m.as_str().to_owned())
+        // A known secret is handled by the registry check (with its first-exchange rule).
+        .find(|k| !issued.iter().any(|i| i.contains(k.as_str())) && !ctx.secrets.knows(k))
+}
+
+fn endpoint_of(method: &str, template: &str) -> String {
+    let path = template.split('?').next().unwrap_or("");
+    let mut out = String::new();
+    let mut in_ph = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_ph = true;
+                out.push_str("{id}");
+            }
+            '}' => in_ph = false,
+            c if !in_ph => out.push(c),
+            _ => {}
+        }
+    }
+    format!("{method} {out}")
+}
+
+async fn send_raw(ctx: &RunContext, req: &Req) -> Exchange {
+    let path = req.path.as_str();
+    let headers = &req.headers;
+    let body = &req.body;
+    let host = req.host.as_deref();
+    let template = req.template.as_deref().unwrap_or(&req.path);
+    let id = ctx.next_exchange();
+    let url = format!("{}{}", ctx.base_url, path);
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut rb = ctx.client.request(method, &url);
+    let mut shown: Vec<(String, String)> = Vec::new();
+    for (k, v) in &ctx.extra_headers {
+        rb = rb.header(k, v);
+        shown.push((k.clone(), "‹from --header›".into()));
+    }
+    match &req.cred {
+        Cred::None => {}
+        Cred::Bearer { label, value } => {
+            rb = rb.header("Authorization", format!("Bearer {value}"));
+            shown.push(("Authorization".into(), format!("Bearer ‹{label}›")));
+        }
+        Cred::Raw(v) => {
+            rb = rb.header("Authorization", v);
+            shown.push(("Authorization".into(), v.clone()));
+        }
+    }
+    if let Some(h) = host {
+        rb = rb.header("Host", h);
+        shown.push(("Host".into(), h.to_owned()));
+    }
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+        shown.push((k.clone(), v.clone()));
+    }
+    let mut request_body = None;
+    match body {
+        Body::None => {}
+        Body::Json(s) => {
+            if req.method == "POST" && template == "/admin/tenants" {
+                ledger_before_create(ctx, s);
+            }
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(s.clone());
+            shown.push(("Content-Type".into(), "application/json".into()));
+            request_body = Some(s.chars().take(2048).collect());
+        }
+        Body::Raw {
+            content_type,
+            bytes,
+        } => {
+            if let Some(ct) = content_type {
+                rb = rb.header("Content-Type", ct);
+                shown.push(("Content-Type".into(), ct.clone()));
+            }
+            request_body = Some(format!(
+                "{}{}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(256)]),
+                if bytes.len() > 256 {
+                    format!("… ({} bytes)", bytes.len())
+                } else {
+                    String::new()
+                }
+            ));
+            rb = rb.body(bytes.clone());
+        }
+    }
+    let start = Instant::now();
+    let endpoint = endpoint_of(&req.method, template);
+    let result = rb.send().await;
+    let mut ex = Exchange {
+        id,
+        method: req.method.clone(),
+        endpoint: endpoint.clone(),
+        path: path.to_owned(),
+        request_headers: shown,
+        request_body,
+        status: 0,
+        headers: Vec::new(),
+        body: String::new(),
+        json: None,
+        elapsed: Duration::ZERO,
+    };
+    match result {
+        Ok(resp) => {
+            ex.status = resp.status().as_u16();
+            ex.headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            ex.elapsed = start.elapsed();
+            ex.body = String::from_utf8_lossy(&bytes).into_owned();
+            ex.json = serde_json::from_slice(&bytes).ok();
+            ctx.record_latency(&endpoint, ex.elapsed);
+            if req.method == "POST"
+                && template == "/admin/tenants"
+                && (200..300).contains(&ex.status)
+            {
+                if let Some(tid) = ex.json.as_ref().and_then(extract::tenant_id) {
+                    ctx.track_tenant(&tid);
+                }
+            }
+        }
+        Err(e) => {
+            ex.elapsed = start.elapsed();
+            ex.body = format!("(no response: {e})");
+        }
+    }
+    ex
+}
+
+/// Writes a tenant to the ledger before it is created; a slug outside the run's prefix is not
+/// ours to clean up.
+fn ledger_before_create(ctx: &RunContext, body: &str) {
+    let slug = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("slug").and_then(Value::as_str).map(str::to_owned));
+    if let Some(slug) = slug {
+        if slug.starts_with(crate::SLUG_PREFIX) {
+            if let Err(e) = ctx.ledger.append(&slug, "create") {
+                panic!("cannot write the tenant ledger: {e}");
+            }
+            // Tracked now as well, so the tenant is deleted at the end even if the create
+            // response is lost.
+            ctx.track_tenant(&format!("tenant:{slug}"));
+        }
+    }
+}
