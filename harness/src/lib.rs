@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod collect;
 pub mod known;
+pub mod mail;
 pub mod options;
 pub mod report;
 
@@ -194,9 +195,14 @@ pub fn skip_reason(
             "needs-user-auth" if !caps.feature("userAuth") => {
                 Some("the target declares no end-user auth (features.userAuth)".into())
             }
-            "needs-mail" if !caps.feature("mailCapture") => {
-                Some("the target offers no mail capture (features.mailCapture)".into())
-            }
+            "needs-mail" if !caps.feature("mailCapture") => Some(
+                "the target offers no mail capture that authconf can read (features.mailCapture; the embedded reference gets a wiremock mail API)"
+                    .into(),
+            ),
+            "needs-jwt-secret" if !caps.feature("jwtSecretKnown") => Some(
+                "the harness does not know the target's JWT_SECRET (set AUTHCONF_JWT_SECRET)"
+                    .into(),
+            ),
             "needs-subdomain" if base_domain.is_none() => {
                 Some("no routing base domain (the target declares none; pass --base-domain)".into())
             }
@@ -218,6 +224,21 @@ struct Prepared {
     admin_key: Option<String>,
     embedded: Option<auth_service::RunningService>,
     _data_dir: Option<tempfile::TempDir>,
+    /// The mail API the embedded reference sends to.
+    mail: Option<mail::WiremockMail>,
+    /// The JWT signing secret, when the harness knows it.
+    jwt_secret: Option<String>,
+    /// The mail API's key: never to appear in a response or in a mail body.
+    mail_key: Option<String>,
+}
+
+fn random_alnum(n: usize) -> String {
+    use rand::Rng as _;
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
@@ -244,14 +265,29 @@ async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
                 admin_key: Some(key),
                 test_hooks: true,
             };
-            let svc = auth_service::spawn(config).await.map_err(|e| {
-                RunError::Unreachable(format!("the embedded reference did not start: {e:#}"))
-            })?;
+            // A mail API that captures every mail, and secrets the harness chose: the steps
+            // read tokens from the mail and can sign JWTs independently.
+            let mail = mail::WiremockMail::start().await;
+            let jwt_secret = random_alnum(48);
+            let mail_key = format!("mailkey_{}", random_alnum(32));
+            let extras = auth_service::Extras {
+                jwt_secret: jwt_secret.clone(),
+                jwt_secret_previous: None,
+                mail: Some(auth_service::MailConfig::new(mail.url(), mail_key.clone())),
+            };
+            let svc = auth_service::spawn_with(config, extras)
+                .await
+                .map_err(|e| {
+                    RunError::Unreachable(format!("the embedded reference did not start: {e:#}"))
+                })?;
             Ok(Prepared {
                 base_url: svc.base_url(),
                 admin_key: Some(svc.admin_key.clone()),
                 embedded: Some(svc),
                 _data_dir: Some(dir),
+                mail: Some(mail),
+                jwt_secret: Some(jwt_secret),
+                mail_key: Some(mail_key),
             })
         }
         Target::Url(u) => {
@@ -272,6 +308,9 @@ async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
                 admin_key: opts.admin_key.clone(),
                 embedded: None,
                 _data_dir: None,
+                mail: None,
+                jwt_secret: opts.jwt_secret.clone(),
+                mail_key: None,
             })
         }
     }
@@ -343,6 +382,38 @@ async fn capabilities(
             _ => Capabilities::basic(),
         },
         _ => Capabilities::basic(),
+    }
+}
+
+/// What the harness itself adds to, or must correct in, the target's capabilities document.
+///
+/// - `features.mailCapture` means "authconf can read the target's mail": true exactly when
+///   the harness installed a capture (the embedded reference's wiremock mail API). A URL
+///   target that declares it is not believed yet: this harness has no reader for a
+///   deployment's capture (the hook is [`authconf_scenarios::MailCapture`]).
+/// - `features.userAuth`: the document's word; for the embedded reference only, which the
+///   harness started with a JWT secret and therefore end-user auth, a document that does not
+///   (yet) declare it is checked by one probe: `GET /v1/auth/me` without a token must answer
+///   401 (a target without end-user auth answers 404). The probe is not trusted for URL
+///   targets, where a 401 could come from a gateway.
+/// - `features.jwtSecretKnown` (harness-only): the harness knows `JWT_SECRET`.
+async fn adjust_capabilities(
+    caps: &mut Capabilities,
+    prepared: &Prepared,
+    http: &reqwest::Client,
+    headers: &[(String, String)],
+) {
+    caps.features
+        .insert("mailCapture".into(), prepared.mail.is_some());
+    caps.features
+        .insert("jwtSecretKnown".into(), prepared.jwt_secret.is_some());
+    if prepared.embedded.is_some() && !caps.feature("userAuth") {
+        let rb = with_headers(
+            http.get(format!("{}/v1/auth/me", prepared.base_url)),
+            headers,
+        );
+        let answers_401 = matches!(rb.send().await, Ok(r) if r.status().as_u16() == 401);
+        caps.features.insert("userAuth".into(), answers_401);
     }
 }
 
@@ -487,8 +558,9 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let http = client(&opts.headers)?;
     check_reachable(&http, &prepared.base_url, &opts.headers).await?;
     check_admin_key(&http, &prepared, &opts.headers).await?;
-    let caps = capabilities(&http, &prepared.base_url, &opts.headers).await;
+    let mut caps = capabilities(&http, &prepared.base_url, &opts.headers).await;
     let embedded = prepared.embedded.is_some();
+    adjust_capabilities(&mut caps, &prepared, &http, &opts.headers).await;
     let base_domain = opts
         .base_domain
         .clone()
@@ -523,6 +595,17 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
         http.clone(),
         Some(run_dir.join("ledger.jsonl")),
     );
+    if let Some(m) = &prepared.mail {
+        let _ = ctx.mail.set(Arc::new(m.clone()));
+    }
+    if let Some(j) = &prepared.jwt_secret {
+        let _ = ctx.jwt_secret.set(j.clone());
+        // Never shown by the target: any response containing it leaks.
+        ctx.secrets.remember(j, "JWT_SECRET", 0);
+    }
+    if let Some(k) = &prepared.mail_key {
+        ctx.secrets.remember(k, "MAIL_API_KEY", 0);
+    }
     if opts.progress {
         println!(
             "authconf run {run_id}: {total_hint} scenarios against {target_label} (concurrency {})",
@@ -918,5 +1001,21 @@ mod tests {
         assert!(skip_reason(&t("destructive"), &caps, true, false, None).is_none());
         assert!(skip_reason(&t("needs-subdomain"), &caps, true, false, Some("a.test")).is_none());
         assert!(skip_reason(&t("isolation"), &caps, false, false, None).is_none());
+        for tag in ["needs-user-auth", "needs-mail", "needs-jwt-secret"] {
+            assert!(
+                skip_reason(&t(tag), &caps, true, false, None).is_some(),
+                "{tag}"
+            );
+        }
+        let mut caps = Capabilities::basic();
+        for f in ["userAuth", "mailCapture", "jwtSecretKnown"] {
+            caps.features.insert(f.into(), true);
+        }
+        for tag in ["needs-user-auth", "needs-mail", "needs-jwt-secret"] {
+            assert!(
+                skip_reason(&t(tag), &caps, false, false, None).is_none(),
+                "{tag}"
+            );
+        }
     }
 }

@@ -81,7 +81,8 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Base URL of a deployment to check. Without it, the reference is started in-process.
-    /// The platform admin key comes from AUTHCONF_ADMIN_KEY and is never printed.
+    /// The platform admin key comes from AUTHCONF_ADMIN_KEY and is never printed; the
+    /// deployment's JWT_SECRET, optional, from AUTHCONF_JWT_SECRET (@needs-jwt-secret).
     #[arg(long, value_name = "URL")]
     target: Option<String>,
     /// Routing base domain for subdomain scenarios (default: the one the target declares).
@@ -148,9 +149,17 @@ fn run_options(a: RunArgs) -> Result<RunOptions, RunError> {
         Target::Url(_) => admin_key_from_env(),
         Target::Embedded => None,
     };
+    let jwt_secret = match target {
+        Target::Url(_) => std::env::var("AUTHCONF_JWT_SECRET")
+            .ok()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty()),
+        Target::Embedded => None,
+    };
     Ok(RunOptions {
         target,
         admin_key,
+        jwt_secret,
         base_domain: a.base_domain,
         headers,
         features: a.features.unwrap_or_else(options::default_features_dir),

@@ -96,6 +96,9 @@ pub struct RunOptions {
     /// Platform admin key of a URL target (`AUTHCONF_ADMIN_KEY`); the embedded reference
     /// gets a fresh one.
     pub admin_key: Option<String>,
+    /// The `JWT_SECRET` of a URL target (`AUTHCONF_JWT_SECRET`), for scenarios that sign
+    /// tokens independently (`@needs-jwt-secret`); the embedded reference gets a fresh one.
+    pub jwt_secret: Option<String>,
     /// Routing base domain for subdomain scenarios; defaults to the one the target declares.
     pub base_domain: Option<String>,
     /// Extra headers for every request.
@@ -142,6 +145,7 @@ impl Default for RunOptions {
         RunOptions {
             target: Target::Embedded,
             admin_key: None,
+            jwt_secret: None,
             base_domain: None,
             headers: Vec::new(),
             features: default_features_dir(),

@@ -23,6 +23,9 @@ pub const AREAS: &[&str] = &[
     "rate-limit",
     "durable-object",
     "user-auth",
+    "email",
+    "onboarding",
+    "jwt-rotation",
 ];
 
 /// Latency percentiles of one endpoint.

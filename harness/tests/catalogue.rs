@@ -36,6 +36,10 @@ fn expectation(fault: Fault) -> (&'static str, &'static str) {
         ),
         Fault::TenantKeyIsAdmin => ("@isolation", "key on"),
         Fault::ObjectStateWithoutKey => ("@durable-object", "without a key is refused"),
+        Fault::LogoutKeepsToken => (
+            "@user-auth",
+            "Logout refuses the token on the very next request",
+        ),
     }
 }
 
@@ -111,6 +115,7 @@ catalogue! {
     events_sent_to_the_wrong_tenant_are_caught => EventsToWrongTenant,
     a_tenant_key_accepted_on_admin_routes_is_caught => TenantKeyIsAdmin,
     object_state_open_without_a_key_is_caught => ObjectStateWithoutKey,
+    a_logout_that_keeps_the_token_alive_is_caught => LogoutKeepsToken,
 }
 
 #[test]

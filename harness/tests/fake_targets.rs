@@ -319,6 +319,35 @@ async fn missing_capabilities_are_reported_as_skipped() {
     assert!(junit.contains("<skipped message="));
 }
 
+#[tokio::test]
+async fn mail_scenarios_are_skipped_on_a_url_target_without_a_readable_capture() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // A target that even claims mail capture: this harness has no reader for a deployment's
+    // capture, so @needs-mail scenarios are skipped (with the reason), never run or passed.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/authconf"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "service": "auth-service",
+            "features": {"apiKeys": true, "userAuth": true, "mailCapture": true}
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(server.uri(), dir.path());
+    o.tags = Some("@needs-mail".into());
+    let out = authconf::run_suite(o).await.unwrap();
+    assert!(out.scenarios.len() >= 10, "{}", out.scenarios.len());
+    for r in &out.scenarios {
+        match &r.verdict {
+            Verdict::Skipped(why) => assert!(why.contains("mail capture"), "{why}"),
+            v => panic!("{} should be skipped, is {v:?}", r.name),
+        }
+    }
+    assert_eq!(out.exit_code(), 0);
+}
+
 /// Runs one scenario of the real features against the leaky fake and returns its verdict.
 async fn verdict_of(scenario: &str) -> (Verdict, String) {
     let server = leaky_target().await;

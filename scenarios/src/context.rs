@@ -110,6 +110,32 @@ impl Capabilities {
     }
 }
 
+/// One mail request the target sent to its mail API, as a capture saw it.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedMail {
+    /// `to`, lowercased.
+    pub to: String,
+    /// `subject`.
+    pub subject: String,
+    /// `text`.
+    pub text: String,
+    /// `template` (`verify_email`, `reset_password`, `welcome`).
+    pub template: String,
+    /// `tenantId`.
+    pub tenant_id: Option<String>,
+    /// Everything a leak check must read: the body and every header but `Authorization`
+    /// (which carries the mail API's own key).
+    pub raw: String,
+}
+
+/// Reads the mail a target sent. The harness installs one where it can see the target's
+/// mail (a `wiremock` mail API for the embedded reference); a deployment could offer one
+/// through its capabilities document later. Without one, `@needs-mail` scenarios are skipped.
+pub trait MailCapture: Send + Sync + std::fmt::Debug {
+    /// Every mail received so far, oldest first.
+    fn messages(&self) -> futures::future::BoxFuture<'_, Vec<CapturedMail>>;
+}
+
 /// One secret the target has shown, with the exchange that first showed it.
 #[derive(Debug, Clone)]
 pub struct Secret {
@@ -160,6 +186,24 @@ impl SecretRegistry {
         s.iter()
             .find(|x| x.first_exchange != exchange && text.contains(&x.value))
             .cloned()
+    }
+
+    /// The first remembered secret that `text` contains, ignoring `allowed` values.
+    pub fn any_in(&self, text: &str, allowed: &[&str]) -> Option<Secret> {
+        let s = self.secrets.lock().expect("secret registry poisoned");
+        s.iter()
+            .find(|x| !allowed.contains(&x.value.as_str()) && text.contains(&x.value))
+            .cloned()
+    }
+
+    /// How many secrets are remembered.
+    pub fn len(&self) -> usize {
+        self.secrets.lock().expect("secret registry poisoned").len()
+    }
+
+    /// Whether no secret is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether `value` is known.
@@ -265,6 +309,11 @@ pub struct RunContext {
     pub latencies: Mutex<BTreeMap<String, Vec<Duration>>>,
     /// Propagation delays measured by polling steps.
     pub propagation: Mutex<Vec<Propagation>>,
+    /// Where the target's outgoing mail can be read, if anywhere (set once by the harness).
+    pub mail: std::sync::OnceLock<Arc<dyn MailCapture>>,
+    /// The target's `JWT_SECRET`, when the harness knows it (it chose it for the embedded
+    /// reference; `AUTHCONF_JWT_SECRET` for a URL): lets steps sign tokens independently.
+    pub jwt_secret: std::sync::OnceLock<String>,
     exchange_seq: AtomicU64,
     slug_seq: AtomicU64,
 }
@@ -302,6 +351,8 @@ impl RunContext {
             tenants: Mutex::new(Vec::new()),
             latencies: Mutex::new(BTreeMap::new()),
             propagation: Mutex::new(Vec::new()),
+            mail: std::sync::OnceLock::new(),
+            jwt_secret: std::sync::OnceLock::new(),
             exchange_seq: AtomicU64::new(1),
             slug_seq: AtomicU64::new(0),
         })

@@ -154,6 +154,8 @@ pub fn issued_secrets(v: &Value) -> Vec<(String, String)> {
         "credentials",
         "secret",
         "keySecret",
+        "accessToken",
+        "refreshToken",
     ] {
         if let Some(c) = field(v, p) {
             if c.is_object() && p == "credentials" {

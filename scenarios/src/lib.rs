@@ -15,9 +15,13 @@ pub mod events;
 pub mod extract;
 pub mod shapes;
 mod steps;
+pub mod users;
 pub mod world;
 
-pub use context::{Capabilities, Ledger, Propagation, RunContext, Secret, SecretRegistry};
+pub use context::{
+    Capabilities, CapturedMail, Ledger, MailCapture, Propagation, RunContext, Secret,
+    SecretRegistry,
+};
 pub use world::{with_context, AuthWorld, Exchange};
 
 /// Every tenant the suite creates has a slug starting with this, then the run id.

@@ -32,7 +32,7 @@ fn request_ids(ex: &Exchange) -> Vec<String> {
 
 /// A body with the exchange's own request id and the given ids replaced, for comparing two
 /// answers that must be identical.
-fn normalized(ex: &Exchange, ids: &[&str]) -> String {
+pub(crate) fn normalized(ex: &Exchange, ids: &[&str]) -> String {
     let mut b = ex.body.clone();
     for r in request_ids(ex) {
         b = b.replace(&r, "<request-id>");
@@ -944,7 +944,7 @@ async fn shape(w: &mut AuthWorld, name: String) {
     }
 }
 
-async fn all_tenants(w: &mut AuthWorld, query: &str) -> Vec<Value> {
+pub(crate) async fn all_tenants(w: &mut AuthWorld, query: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for page in 1..=200 {
         let path = format!("/admin/tenants?{query}page={page}&limit=100");

@@ -216,6 +216,8 @@ pub struct AuthWorld {
     pub issued: Vec<String>,
     /// Open event streams by name.
     pub streams: BTreeMap<String, crate::events::Stream>,
+    /// End users, their tokens and their mail.
+    pub users: crate::users::Users,
 }
 
 impl AuthWorld {
@@ -233,6 +235,7 @@ impl AuthWorld {
             batch: Vec::new(),
             issued: Vec::new(),
             streams: BTreeMap::new(),
+            users: crate::users::Users::default(),
         })
     }
 
@@ -372,6 +375,13 @@ impl AuthWorld {
             return match self.values.get(x) {
                 Some(v) => v.clone(),
                 None => self.fail(format!("no saved value {x:?}")),
+            };
+        }
+        if let Some(x) = name.strip_prefix("user:") {
+            // `{user:ann.email}`: the address of a user name.
+            return match x.strip_suffix(".email") {
+                Some(u) => self.email_of(u),
+                None => self.fail(format!("unknown user placeholder {{{name}}}")),
             };
         }
         if name == "unknown-key-id" {

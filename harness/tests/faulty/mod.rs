@@ -45,10 +45,13 @@ pub enum Fault {
     TenantKeyIsAdmin,
     /// Durable Object state routes answer without a key (the public deployment's D2).
     ObjectStateWithoutKey,
+    /// Logout answers success but the access token keeps working (the seed's §14 defect:
+    /// tokens that survive logout).
+    LogoutKeepsToken,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::SecretInList,
         Fault::LaggingRevocation,
         Fault::ForeignKeyListed,
@@ -59,6 +62,7 @@ impl Fault {
         Fault::EventsToWrongTenant,
         Fault::TenantKeyIsAdmin,
         Fault::ObjectStateWithoutKey,
+        Fault::LogoutKeepsToken,
     ];
 }
 
@@ -185,6 +189,14 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             );
         }
         Fault::ObjectStateWithoutKey => inject_key_if_missing(&p, &mut headers, parts.uri.query()),
+        Fault::LogoutKeepsToken if path == "/v1/auth/logout" => {
+            return (
+                http::StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                r#"{"success":true,"message":"Logged out successfully"}"#,
+            )
+                .into_response();
+        }
         Fault::RotationKeepsOldKey if path.ends_with("/rotate") => {
             body = br#"{"expiresInSeconds":3600}"#.to_vec();
             headers.insert(

@@ -1,0 +1,223 @@
+@user-auth @needs-user-auth
+Feature: End-user sign-up, login and access tokens
+  The users of each tenant sign up and log in through /v1/auth and hold short-lived access
+  tokens. Every way a login or a token can be wrong gets one and the same 401, so that an
+  attacker learns nothing from it; logout, password changes and refresh-token reuse take
+  effect on the very next request; and the users of one tenant do not exist for another.
+
+  Background:
+    Given a tenant "A"
+    And a tenant "B"
+
+  Scenario: Signing up answers 201 with the user, an access token and a session
+    When "ann" signs up in tenant "A"
+    Then the status is 201
+    And the answer is a session of "ann" in tenant "A"
+    And the field "user.emailVerified" is false
+
+  Scenario: Logging in answers 200 with a new session, whatever the case of the address
+    Given "ann" has signed up in tenant "A"
+    When "ann" logs in to tenant "A" with her address in upper case
+    Then the status is 200
+    And the answer is a session of "ann" in tenant "A"
+
+  Scenario: The access token shows who the user is, on me and on validate
+    Given "ann" has signed up in tenant "A"
+    When "ann" sends GET "/v1/auth/me" with her access token
+    Then the status is 200
+    And the field "user.email" is "{user:ann.email}"
+    And the field "user.tenantId" is "{A.id}"
+    When "ann" sends GET "/v1/auth/validate" with her access token
+    Then the status is 200
+    And the field "valid" is true
+    And the field "user.email" is "{user:ann.email}"
+    And the field "session.id" is present
+
+  Scenario: An address can sign up only once per tenant
+    Given "ann" has signed up in tenant "A"
+    When "ann" signs up in tenant "A"
+    Then the response is a problem 409 "conflict"
+
+  Scenario: An unknown user and a wrong password get byte-identical 401 answers
+    Given "ann" has signed up in tenant "A"
+    When "ann" logs in to tenant "A" with a wrong password
+    Then the answer is the uniform 401
+    And I remember the response as "wrong password"
+    When "nobody" logs in to tenant "A"
+    Then the answer is the uniform 401
+    And the response is identical to the response "wrong password"
+
+  Scenario Outline: An access token <how> is refused with the uniform 401
+    Given "ann" has signed up in tenant "A"
+    And a token "forged" made from "ann"'s access token by <how>
+    When I send GET "/v1/auth/me" with the access token "forged"
+    Then the answer is the uniform 401
+    When I send GET "/v1/auth/validate" with the access token "forged"
+    Then the answer is the uniform 401
+    And "ann"'s access token works
+
+    Examples:
+      | how                                             |
+      | setting alg to none                             |
+      | setting alg to none and dropping the signature  |
+      | re-signing it with HS512 and a made-up secret   |
+      | re-signing it with a made-up secret             |
+      | changing the user in the payload                |
+      | changing one character of the signature         |
+
+  @needs-jwt-secret
+  Scenario: A token re-signed independently with the target's own secret is accepted
+    Given "ann" has signed up in tenant "A"
+    And a token "copy" made from "ann"'s access token by re-signing it unchanged with the target's secret
+    Then the access token "copy" works
+
+  @needs-jwt-secret
+  Scenario Outline: A token signed with the right secret but <what> is refused with the uniform 401
+    Given "ann" has signed up in tenant "A"
+    And a token "forged" made from "ann"'s access token by <how>
+    When I send GET "/v1/auth/me" with the access token "forged"
+    Then the answer is the uniform 401
+
+    Examples:
+      | what                      | how                                                                                  |
+      | the algorithm HS512       | re-signing it with HS512 and the target's secret                                     |
+      | no key id                 | removing its key id and re-signing it with the target's secret                       |
+      | a wrong audience          | setting the claim "aud" to "{B.id}" and re-signing it with the target's secret       |
+      | a wrong issuer            | setting the claim "iss" to "someone-else" and re-signing it with the target's secret |
+      | another token type        | setting the claim "type" to "refresh" and re-signing it with the target's secret     |
+      | another tenant            | setting the claim "tenantId" to "{B.id}" and re-signing it with the target's secret  |
+      | an expiry in the past     | setting the claim "exp" to 1 seconds ago and re-signing it with the target's secret  |
+      | a start in the future     | setting the claim "nbf" to 600 seconds from now and re-signing it with the target's secret |
+
+  @needs-clock @serial
+  Scenario: An access token expires after its lifetime on the service clock
+    Given "ann" has signed up in tenant "A"
+    When I send POST "/_test/clock" as "admin" with body '{"advanceMs": 960000}'
+    Then the status is 200
+    And "ann"'s access token is refused
+
+  Scenario: A token of tenant A named together with tenant B is refused
+    Given "ann" has signed up in tenant "A"
+    When "ann" sends GET "/v1/auth/me" with her access token and the tenant header of "B"
+    Then the answer is the uniform 401
+
+  Scenario: Logout refuses the token on the very next request
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s access token as "before"
+    When "ann" logs out
+    Then the status is 200
+    And the field "success" is true
+    And the access token "before" is refused
+
+  Scenario: Logout ends only its own session
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s access token as "first"
+    When "ann" logs in to tenant "A"
+    And "ann" logs out
+    Then "ann"'s access token is refused
+    And the access token "first" works
+
+  Scenario: A password change refuses every earlier token and the old password
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s access token as "first"
+    When "ann" logs in to tenant "A"
+    And "ann" changes her password
+    Then the status is 200
+    And "ann"'s access token is refused
+    And the access token "first" is refused
+    When "ann" logs in to tenant "A" with her old password
+    Then the answer is the uniform 401
+    When "ann" logs in to tenant "A"
+    Then the status is 200
+
+  Scenario: A wrong current password changes nothing
+    Given "ann" has signed up in tenant "A"
+    When "ann" sends POST "/v1/auth/change-password" with her access token
+      """
+      {"currentPassword": "Not-her-password-1", "newPassword": "Another-strong-pass-2"}
+      """
+    Then the response is a problem 400 "invalid_field"
+    And the problem names the field "currentPassword"
+    And "ann"'s access token works
+
+  Scenario: Refreshing rotates the refresh token and keeps the session
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s refresh token as "first"
+    When "ann" refreshes her session
+    Then the status is 200
+    And the answer is a session of "ann" in tenant "A"
+    And "ann"'s access token works
+
+  Scenario: Presenting a used refresh token again revokes the whole family
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s refresh token as "first"
+    When "ann" refreshes her session
+    And "ann" refreshes her session
+    Then the status is 200
+    When "ann" refreshes her session with the refresh token "first"
+    Then the answer is the uniform 401
+    And every access token "ann" was given is refused
+    When "ann" refreshes her session
+    Then the answer is the uniform 401
+
+  Scenario: Signing up in a tenant that does not exist is refused and creates nothing
+    When "ann" signs up in tenant "Nowhere"
+    Then the response is a problem 401 "unauthorized"
+    And no tenant with the slug of "Nowhere" exists
+
+  Scenario: Signing up in a suspended tenant is refused
+    Given tenant "B" is suspended
+    When "ann" signs up in tenant "B"
+    Then the response is a problem 403 "tenant_suspended"
+
+  Scenario: Signing up in a deleted tenant is refused and does not bring it back
+    Given "bob" has signed up in tenant "B"
+    And tenant "B" is deleted
+    When "ann" signs up in tenant "B"
+    Then the response is a problem 401 "unauthorized"
+    And "bob"'s access token is refused
+    And tenant "B" has status "deleted"
+
+  Scenario Outline: A weak password (<why>) is refused on sign-up
+    When "ann" signs up in tenant "A" with the password "<password>"
+    Then the response is a problem 400 "invalid_field"
+    And the problem names the field "password"
+    When "ann" logs in to tenant "A" with the password "<password>"
+    Then the answer is the uniform 401
+
+    Examples:
+      | why                 | password      |
+      | too short           | Short1a       |
+      | no uppercase letter | alllowercase1 |
+      | no lowercase letter | ALLUPPERCASE1 |
+      | no digit            | NoDigitsAtAll |
+      | empty               |               |
+
+  Scenario: A weak new password is refused on a password change
+    Given "ann" has signed up in tenant "A"
+    When "ann" changes her password to "alllowercase1"
+    Then the response is a problem 400 "invalid_field"
+    And the problem names the field "newPassword"
+    And "ann"'s access token works
+
+  Scenario: The same address in two tenants is two accounts that never see each other
+    Given "ann" has signed up in tenant "A"
+    And "ann" has signed up in tenant "B" with another password
+    When "ann" logs in to tenant "B" with the password she uses in tenant "A"
+    Then the answer is the uniform 401
+    When "ann" logs in to tenant "A"
+    Then the status is 200
+    And the field "user.tenantId" is "{A.id}"
+
+  Scenario: A user of tenant A does not exist in tenant B
+    Given "carol" has signed up in tenant "A"
+    When "carol" logs in to tenant "B" with the password she uses in tenant "A"
+    Then the answer is the uniform 401
+
+  @needs-rate-limit @needs-rate-limit-override
+  Scenario: End-user auth requests count against the tenant's rate limit
+    Given tenant "A" has a rate limit of 3 requests per 3600 seconds
+    When "nobody" tries to log in to tenant "A" 4 times one after another
+    Then exactly 1 of the responses has status 429 and the others 401
+    And the response is a problem 429 "rate_limited"
+    And the response has the header "Retry-After"
