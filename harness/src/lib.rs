@@ -192,6 +192,10 @@ pub fn skip_reason(
             "needs-graph" if !caps.feature("graph") => {
                 Some("the target declares no graph (features.graph)".into())
             }
+            "needs-admin-dashboard" if !caps.feature("adminDashboard") => Some(
+                "the target declares no admin dashboard and usage metrics (features.adminDashboard)"
+                    .into(),
+            ),
             "needs-user-auth" if !caps.feature("userAuth") => {
                 Some("the target declares no end-user auth (features.userAuth)".into())
             }

@@ -137,6 +137,35 @@ impl Authenticator {
         }
     }
 
+    /// Admin routes with platform admins: the root key (`PLATFORM_ADMIN_KEY`) is the unlimited
+    /// superadmin; an active admin key from `platform_admins` is that admin, with its role and
+    /// tenant limit; a revoked admin key or anything unknown is 401; a tenant's key is 403.
+    pub fn platform_admin(
+        &self,
+        ports: &Ports,
+        req: &Request,
+    ) -> Result<crate::handlers::platform::AdminCaller, ApiError> {
+        let token = bearer(req).ok_or(ApiError::Unauthorized)?;
+        if self.is_admin_token(token) {
+            return Ok(crate::handlers::platform::AdminCaller::root());
+        }
+        if token.starts_with("sk_live_") && token.len() <= 200 {
+            let hash = self.hasher.hash(token);
+            if let Some(found) = crate::handlers::platform::find_admin_by_key(ports.db, &hash)? {
+                return match found {
+                    Some(caller) => Ok(caller),
+                    None => Err(ApiError::Unauthorized),
+                };
+            }
+        }
+        match self.lookup_key(ports, token)? {
+            Some(_) => Err(ApiError::Forbidden(
+                "Tenant keys cannot use the platform admin API.",
+            )),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+
     /// First step of a tenant route, outside any object: which tenant owns the key a request
     /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
     /// decided by that tenant's object, which holds the authoritative, cached state.

@@ -22,6 +22,7 @@ pub mod graph;
 pub mod handlers;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod migrations;
 pub mod model;
 pub mod objects;
@@ -34,7 +35,7 @@ pub mod users;
 use ::http::{header, HeaderValue, Method};
 
 use crate::auth::Authenticator;
-use crate::handlers::{admin, meta};
+use crate::handlers::{admin, meta, platform};
 pub use crate::http::{ApiError, Request, Response};
 use crate::keys::KeyHasher;
 pub use crate::ports::Ports;
@@ -87,7 +88,16 @@ pub enum Front {
         key_hash: String,
         request: Request,
     },
+    /// An admin metrics route, authorised: the host flushes the usage counts every tenant
+    /// object holds ([`TenantState::flush_metrics`], for each object with an alarm set), then
+    /// passes `request` to [`Service::front`] again; it carries [`MetricsFlushed`] now, so the
+    /// second pass answers.
+    FlushMetrics { request: Request },
 }
+
+/// Marks a request whose usage counts the host has flushed (see [`Front::FlushMetrics`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsFlushed;
 
 /// The service: configuration plus the request entry points.
 pub struct Service {
@@ -114,6 +124,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/tenants/{id}"),
     ("GET", "/admin/tenants/{id}/keys"),
     ("POST", "/admin/tenants/{id}/keys"),
+    ("GET", "/admin/tenants/{id}/metrics"),
+    ("GET", "/admin/dashboard"),
+    ("GET", "/admin/metrics"),
+    ("GET", "/admin/api-keys"),
+    ("GET", "/admin/admins"),
+    ("POST", "/admin/admins"),
+    ("DELETE", "/admin/admins/{id}"),
     ("GET", "/admin/jwt"),
     ("POST", "/admin/jwt/rotate"),
     ("POST", "/admin/jwt/retire-previous"),
@@ -226,6 +243,7 @@ impl Service {
                 key_hash,
                 request,
             },
+            Ok(Routed::Flush(request)) => Front::FlushMetrics { request },
             Err(e) => Front::Respond {
                 response: finish(e.into_response(), &request_id, head),
                 notices: Vec::new(),
@@ -261,7 +279,9 @@ impl Service {
             }
             ["admin", rest @ ..] => {
                 let allowed: (&[Method], &'static str) = match rest {
-                    ["tenants"] | ["tenants", _, "keys"] => (GET_POST, "GET, HEAD, POST"),
+                    ["tenants"] | ["tenants", _, "keys"] | ["admins"] => {
+                        (GET_POST, "GET, HEAD, POST")
+                    }
                     ["tenants", _] => (
                         &[
                             Method::GET,
@@ -272,14 +292,35 @@ impl Service {
                         ],
                         "GET, HEAD, PUT, PATCH, DELETE",
                     ),
-                    ["jwt"] => (GET, "GET, HEAD"),
+                    ["tenants", _, "metrics"]
+                    | ["dashboard"]
+                    | ["metrics"]
+                    | ["api-keys"]
+                    | ["jwt"] => (GET, "GET, HEAD"),
+                    ["admins", _] => (&[Method::DELETE], "DELETE"),
                     ["jwt", "rotate"] | ["jwt", "retire-previous"] => (POST, "POST"),
                     _ => return Err(ApiError::NotFound),
                 };
                 http::allow(&method, allowed.0, allowed.1)?;
                 auth::refuse_keys_in_query(&query)?;
-                auth.admin(ports, &req)?;
+                let caller = auth.platform_admin(ports, &req)?;
                 let read = method == Method::GET || method == Method::HEAD;
+                if !read {
+                    caller.require_write()?;
+                }
+                // A tenant outside the admin's limit is exactly an unknown tenant.
+                if let ["tenants", id, ..] = rest {
+                    if !caller.sees(id) {
+                        return Err(ApiError::NotFound);
+                    }
+                }
+                if matches!(
+                    rest,
+                    ["dashboard"] | ["metrics"] | ["tenants", _, "metrics"]
+                ) && req.extensions().get::<MetricsFlushed>().is_none()
+                {
+                    return Ok(Routed::Flush(req));
+                }
                 let notice =
                     |tenant_id: &str, action: &str, detail: serde_json::Value, end: bool| {
                         (
@@ -295,11 +336,18 @@ impl Service {
                         )
                     };
                 if let ["jwt", action @ ..] = rest {
+                    caller.require_unlimited()?;
+                    if !read {
+                        caller.require_global_superadmin()?;
+                    }
                     return respond(admin::jwt_keyring(ports, self.jwt.as_ref(), action, &req)?);
                 }
                 match (rest, read) {
-                    (["tenants"], true) => respond(admin::list_tenants(ports, &query)?),
+                    (["tenants"], true) => {
+                        respond(admin::list_tenants(ports, &query, caller.only())?)
+                    }
                     (["tenants"], false) => {
+                        caller.require_global_superadmin()?;
                         let (resp, tenant) = admin::create_tenant(ports, hasher, &req)?;
                         let n = notice(&tenant.id, "tenant.created", serde_json::json!({}), false);
                         Ok(Routed::Respond(resp, vec![n]))
@@ -323,6 +371,24 @@ impl Service {
                         let mut n = notice(&tenant_id, changed.action, changed.detail, false);
                         n.1.target = changed.target;
                         Ok(Routed::Respond(changed.response, vec![n]))
+                    }
+                    (["tenants", id, "metrics"], true) => {
+                        respond(platform::tenant_metrics(ports, id, &query)?)
+                    }
+                    (["dashboard"], true) => respond(platform::dashboard(ports, &caller)?),
+                    (["metrics"], true) => respond(platform::all_metrics(ports, &caller, &query)?),
+                    (["api-keys"], true) => respond(platform::list_keys(ports, &caller, &query)?),
+                    (["admins"], true) => {
+                        caller.require_global_superadmin()?;
+                        respond(platform::list_admins(ports)?)
+                    }
+                    (["admins"], false) => {
+                        caller.require_root()?;
+                        respond(platform::create_admin(ports, hasher, &req)?)
+                    }
+                    (["admins", id], false) => {
+                        caller.require_root()?;
+                        respond(platform::revoke_admin(ports, id)?)
                     }
                     _ => Err(ApiError::NotFound),
                 }
@@ -354,6 +420,7 @@ impl Service {
 enum Routed {
     Respond(Response, Vec<(String, Notice)>),
     Tenant(String, String, Request),
+    Flush(Request),
 }
 
 /// Adds the headers every answer carries, and empties HEAD answers.

@@ -11,4 +11,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_end_users.sql",
         include_str!("../../migrations/0002_end_users.sql"),
     ),
+    (
+        "0003_admin_metrics.sql",
+        include_str!("../../migrations/0003_admin_metrics.sql"),
+    ),
 ];

@@ -150,6 +150,92 @@ pub fn update_tenant(db: &dyn Sql, t: &TenantRecord) -> Result<(), StorageError>
 pub struct TenantFilter {
     pub status: Option<TenantStatus>,
     pub plan: Option<Plan>,
+    /// Only these tenants (a platform admin limited to some tenants); `None` is every tenant.
+    pub only: Option<Vec<String>>,
+}
+
+/// `AND column IN (?, ...)` restricting rows to `only` (no restriction for `None`, nothing at
+/// all for an empty list), with its parameters.
+pub fn only_tenants_sql(column: &str, only: Option<&[String]>) -> (String, Vec<SqlValue>) {
+    match only {
+        None => (String::new(), Vec::new()),
+        Some([]) => (" AND 0".to_owned(), Vec::new()),
+        Some(ids) => (
+            format!(" AND {column} IN ({})", vec!["?"; ids.len()].join(", ")),
+            ids.iter().map(|i| SqlValue::from(i.as_str())).collect(),
+        ),
+    }
+}
+
+/// Filters of the cross-tenant key list (`GET /admin/api-keys`).
+#[derive(Debug, Default)]
+pub struct KeyFilter {
+    pub only: Option<Vec<String>>,
+    pub tenant_id: Option<String>,
+    pub key_type: Option<String>,
+    /// `active`, `revoked` or `expired`, judged at `now`.
+    pub status: Option<String>,
+    pub now: i64,
+}
+
+/// One page of keys across tenants, oldest first, plus the total matching the filter. The
+/// platform admin's view only: every other key read goes through [`TenantScope`].
+pub fn list_keys_across_tenants(
+    db: &dyn Sql,
+    filter: &KeyFilter,
+    offset: u64,
+    limit: u32,
+) -> Result<(Vec<KeyRecord>, u64), StorageError> {
+    let (mut where_sql, mut params) = only_tenants_sql("tenant_id", filter.only.as_deref());
+    if let Some(t) = &filter.tenant_id {
+        where_sql.push_str(" AND tenant_id = ?");
+        params.push(t.as_str().into());
+    }
+    if let Some(t) = &filter.key_type {
+        where_sql.push_str(" AND type = ?");
+        params.push(t.as_str().into());
+    }
+    match filter.status.as_deref() {
+        Some("active") => {
+            where_sql.push_str(
+                " AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)",
+            );
+            params.push(filter.now.into());
+            params.push(filter.now.into());
+        }
+        Some("revoked") => {
+            where_sql.push_str(" AND revoked_at IS NOT NULL AND revoked_at <= ?");
+            params.push(filter.now.into());
+        }
+        Some("expired") => {
+            where_sql.push_str(
+                " AND (revoked_at IS NULL OR revoked_at > ?) AND expires_at IS NOT NULL AND expires_at <= ?",
+            );
+            params.push(filter.now.into());
+            params.push(filter.now.into());
+        }
+        _ => {}
+    }
+    let total = db
+        .query(
+            &format!("SELECT COUNT(*) FROM api_keys WHERE 1{where_sql}"),
+            &params,
+        )?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_i64)
+        .unwrap_or(0) as u64;
+    params.push(i64::from(limit).into());
+    params.push((offset as i64).into());
+    let rows = db.query(
+        &format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE 1{where_sql} \
+             ORDER BY created_at, rowid LIMIT ? OFFSET ?"
+        ),
+        &params,
+    )?;
+    let keys = rows.iter().map(key_from_row).collect::<Result<_, _>>()?;
+    Ok((keys, total))
 }
 
 /// One page of tenants, oldest first, plus the total that matches the filter.
@@ -169,11 +255,15 @@ pub fn list_tenants(
         clauses.push("plan = ?");
         params.push(p.as_str().into());
     }
-    let where_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", clauses.join(" AND "))
-    };
+    let (only_sql, only_params) = only_tenants_sql("id", filter.only.as_deref());
+    params.extend(only_params);
+    let where_sql = format!(
+        " WHERE 1{}{only_sql}",
+        clauses
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect::<String>()
+    );
     let total = db
         .query(&format!("SELECT COUNT(*) FROM tenants{where_sql}"), &params)?
         .first()

@@ -8,7 +8,10 @@
 //! - it runs the rate limiter ([`crate::ratelimit`]) with no interleaving, so the limit is exact;
 //! - it appends the audit log (ordered by a sequence number) and pushes each record to the
 //!   tenant's WebSockets as it is written;
-//! - its alarm ends rotated keys' grace periods on time.
+//! - it counts every request it answers, per endpoint and hour, in its own storage
+//!   ([`crate::metrics`]), and its alarm moves the counts to `usage_metrics` every few seconds;
+//! - its alarm ends rotated keys' grace periods on time. One alarm serves both: it is always
+//!   set to the earliest of the next grace end and the next metrics flush.
 
 use std::collections::HashMap;
 
@@ -114,6 +117,7 @@ impl DurableObject for TenantState {
                window_ms INTEGER NOT NULL, count INTEGER NOT NULL)",
             &[],
         )?;
+        crate::metrics::ensure_pending_table(sql)?;
         let window = sql
             .query(
                 "SELECT window_start_ms, window_ms, count FROM rate_window WHERE id = 1",
@@ -135,6 +139,7 @@ impl DurableObject for TenantState {
     }
 
     fn alarm(&mut self, env: &ObjectEnv) -> Result<(), StorageError> {
+        self.flush_metrics(env)?;
         let scope = TenantScope::new(&self.tenant_id);
         let now = env.clock.now_ms();
         let ended = scope.end_expired_grace_periods(env.db, now)?;
@@ -303,8 +308,23 @@ impl TenantState {
     }
 
     /// Runs one tenant request that carries a key with hash `key_hash` (empty for end-user
-    /// auth routes routed by `X-Tenant-ID` or an access token).
+    /// auth routes routed by `X-Tenant-ID` or an access token), and counts it.
     pub fn fetch(
+        &mut self,
+        env: &ObjectEnv,
+        service: &Service,
+        req: &Request,
+        key_hash: &str,
+    ) -> TenantOutcome {
+        let outcome = self.fetch_uncounted(env, service, req, key_hash);
+        let limited = matches!(&outcome, TenantOutcome::Respond(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
+        let endpoint = crate::metrics::endpoint_template(req.method(), req.uri().path());
+        // Counting must never fail a request: a lost count is the lesser harm.
+        let _ = self.count_usage(env, &endpoint, limited);
+        outcome
+    }
+
+    fn fetch_uncounted(
         &mut self,
         env: &ObjectEnv,
         service: &Service,
@@ -327,6 +347,34 @@ impl TenantState {
                 TenantOutcome::Respond(with_headers(e.into_response(), &headers))
             }
         }
+    }
+
+    /// Counts a request in the object's storage and makes sure the alarm flushes it within
+    /// [`crate::metrics::FLUSH_INTERVAL_MS`] (an earlier alarm, a grace end, is kept).
+    fn count_usage(
+        &mut self,
+        env: &ObjectEnv,
+        endpoint: &str,
+        limited: bool,
+    ) -> Result<(), StorageError> {
+        let now = env.clock.now_ms();
+        crate::metrics::record(env.storage.sql(), now, endpoint, limited)?;
+        let flush_at = now + crate::metrics::FLUSH_INTERVAL_MS;
+        if env.storage.alarm().is_none_or(|a| a > flush_at) {
+            env.storage.set_alarm(Some(flush_at));
+        }
+        Ok(())
+    }
+
+    /// Moves the counted requests to the shared `usage_metrics` table now (the alarm does it
+    /// every few seconds; admin metric routes ask for it before they read).
+    pub fn flush_metrics(&mut self, env: &ObjectEnv) -> Result<usize, StorageError> {
+        crate::metrics::flush(
+            env.storage.sql(),
+            env.db,
+            &self.tenant_id,
+            env.clock.now_ms(),
+        )
     }
 
     fn try_fetch(

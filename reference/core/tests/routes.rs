@@ -63,6 +63,7 @@ fn send(method: &str, path: &str) -> Response {
     match service().front(&ports, req) {
         Front::Respond { response, .. } => response,
         Front::Tenant { .. } => panic!("{method} {path} reached a tenant object without a key"),
+        Front::FlushMetrics { .. } => panic!("{method} {path} asked for a flush without a key"),
     }
 }
 

@@ -451,6 +451,17 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         fired
     }
 
+    /// The objects that have an alarm scheduled.
+    pub fn scheduled_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.schedule)
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Fires every scheduled alarm now, whatever its time (a test control).
     pub async fn fire_all_now(self: &Arc<Self>, only: Option<&str>) -> usize {
         let due: Vec<(i64, String)> = lock(&self.schedule)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::http::MAX_BODY_BYTES;
 use auth_core::objects::DurableObject;
-use auth_core::{ApiError, Front, Notice, Ports, TenantOutcome, TenantState};
+use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports, TenantOutcome, TenantState};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
@@ -148,11 +148,22 @@ async fn dispatch(
     upgrade: Option<WebSocketUpgrade>,
 ) -> (Response, u16) {
     let head = req.method() == Method::HEAD;
-    let decided = match front(state, req).await {
-        Ok(f) => f,
-        Err(e) => return (problem(e), 500),
+    let mut req = req;
+    let decided = loop {
+        match front(state, req).await {
+            Ok(Front::FlushMetrics { mut request })
+                if request.extensions().get::<MetricsFlushed>().is_none() =>
+            {
+                flush_metrics(state).await;
+                request.extensions_mut().insert(MetricsFlushed);
+                req = request;
+            }
+            Ok(f) => break f,
+            Err(e) => return (problem(e), 500),
+        }
     };
     match decided {
+        Front::FlushMetrics { .. } => (problem(ApiError::Internal), 500),
         Front::Respond { response, notices } => {
             // Tell each tenant's object before the client hears back, so the very next request
             // sees the change.
@@ -235,6 +246,22 @@ async fn dispatch(
             let response = auth_core::finish(response, &request_id, head);
             let status = response.status().as_u16();
             (to_axum(response), status)
+        }
+    }
+}
+
+/// Moves the usage counts every tenant object holds to `usage_metrics` before an admin reads
+/// metrics. Objects with counts always have an alarm set, so only those are called.
+async fn flush_metrics(state: &Arc<AppState>) {
+    for name in state.tenants.scheduled_names() {
+        let r = state
+            .tenants
+            .call(&name, false, |o: &mut TenantState, env| {
+                o.flush_metrics(env)
+            })
+            .await;
+        if !matches!(r, Ok((Ok(_), _))) {
+            tracing::warn!(tenant = %name, "could not flush usage counts; the alarm will");
         }
     }
 }

@@ -45,7 +45,10 @@ async fn meta_routes_answer_without_auth() {
         json!({"consistency":"immediate","maxDelaySeconds":0})
     );
     assert_eq!(caps["features"]["apiKeys"], true);
-    assert_eq!(caps["features"]["userAuth"], false);
+    assert_eq!(caps["features"]["userAuth"], true);
+    for f in ["adminDashboard", "platformAdmins", "usageMetrics"] {
+        assert_eq!(caps["features"][f], true, "{f}");
+    }
     assert_eq!(caps["features"]["mailCapture"], false);
     assert_eq!(caps["testControls"]["enabled"], false, "no --test-hooks");
     for f in ["rateLimit", "auditLog", "events", "graph"] {
@@ -2158,7 +2161,16 @@ async fn the_openapi_document_and_the_router_agree_both_ways() {
         let (k, _) = h
             .create_key(&t.sk, json!({"name":"k","type":"secret"}))
             .await;
-        let id = if template.starts_with("/admin/") {
+        let id = if *template == "/admin/admins/{id}" {
+            let r = h
+                .admin(
+                    "POST",
+                    "/admin/admins",
+                    Some(json!({"email": format!("route{n}@example.com")})),
+                )
+                .await;
+            r.ok(201)["admin"]["id"].as_str().unwrap().to_owned()
+        } else if template.starts_with("/admin/") {
             enc(&t.id)
         } else {
             enc(k["id"].as_str().unwrap())
@@ -2173,6 +2185,7 @@ async fn the_openapi_document_and_the_router_agree_both_ways() {
         };
         let body = match (*method, *template) {
             ("POST", "/admin/tenants") => Some(json!({"slug": format!("new{n}"), "name":"N"})),
+            ("POST", "/admin/admins") => Some(json!({"email": format!("new{n}@example.com")})),
             ("PUT" | "PATCH", _) => Some(json!({"name":"Renamed"})),
             ("POST", "/admin/tenants/{id}/keys" | "/v1/api-keys") => {
                 Some(json!({"name":"n","type":"restricted","permissions":["read:api_keys"]}))

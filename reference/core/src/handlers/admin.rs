@@ -194,8 +194,16 @@ fn page_param(
     }
 }
 
-pub fn list_tenants(ports: &Ports, query: &[(String, String)]) -> ApiResult {
-    let mut filter = TenantFilter::default();
+/// `GET /admin/tenants`, limited to `only` for an admin limited to some tenants.
+pub fn list_tenants(
+    ports: &Ports,
+    query: &[(String, String)],
+    only: Option<&[String]>,
+) -> ApiResult {
+    let mut filter = TenantFilter {
+        only: only.map(<[String]>::to_vec),
+        ..TenantFilter::default()
+    };
     for (k, v) in query {
         match k.as_str() {
             "status" => {

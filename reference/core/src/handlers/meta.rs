@@ -63,7 +63,10 @@ pub fn capabilities(service: &Service) -> Response {
                 "auditLog": true,
                 "events": true,
                 "graph": true,
-                "userAuth": false,
+                "userAuth": true,
+                "adminDashboard": true,
+                "platformAdmins": true,
+                "usageMetrics": true,
                 "mailCapture": false,
             },
             "testControls": {

@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod api_keys;
 pub mod meta;
+pub mod platform;

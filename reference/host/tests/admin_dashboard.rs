@@ -1,0 +1,804 @@
+//! The admin dashboard, usage metrics and platform admins over real HTTP: counts per endpoint
+//! and day (429s included) written in batches, the dashboard's figures, the cross-tenant key
+//! list, and admins limited by role and tenant.
+
+use auth_service::{Config, RunningService};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const ROOT: &str = "sk_live_AdminDashboardTestRootKey0123456789abcdef";
+
+struct Svc {
+    service: Option<RunningService>,
+    dir: TempDir,
+    client: Client,
+    base: String,
+}
+
+struct R {
+    status: u16,
+    body: Value,
+    text: String,
+}
+
+impl R {
+    #[track_caller]
+    fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        &self.body
+    }
+}
+
+struct Tenant {
+    id: String,
+    sk: String,
+}
+
+impl Svc {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let service = auth_service::spawn(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            base_domain: Some("auth.test".into()),
+            admin_key: Some(ROOT.into()),
+            test_hooks: true,
+        })
+        .await
+        .expect("service starts");
+        let base = service.base_url();
+        Self {
+            service: Some(service),
+            dir,
+            client: Client::builder().no_proxy().build().unwrap(),
+            base,
+        }
+    }
+
+    async fn call(&self, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> R {
+        let mut rb = self.client.request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{}", self.base, path),
+        );
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("request goes through");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert_ne!(status, 500, "{method} {path}: {text}");
+        R {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    async fn root(&self, method: &str, path: &str, body: Option<Value>) -> R {
+        self.call(Some(ROOT), method, path, body).await
+    }
+
+    async fn tenant(&self, slug: &str, plan: &str, requests: u32) -> Tenant {
+        let r = self
+            .root(
+                "POST",
+                "/admin/tenants",
+                Some(json!({"slug": slug, "name": slug, "plan": plan,
+                            "rateLimit": {"requests": requests, "windowSeconds": 60}})),
+            )
+            .await;
+        let b = r.ok(201);
+        Tenant {
+            id: b["tenant"]["id"].as_str().unwrap().into(),
+            sk: b["credentials"]["secretKey"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Creates a platform admin with the root key: `(admin, adminKey)`.
+    async fn admin(&self, email: &str, role: &str, tenants: Option<Vec<&str>>) -> (Value, String) {
+        let mut body = json!({"email": email, "name": "Ops", "role": role});
+        if let Some(t) = tenants {
+            body["tenants"] = json!(t);
+        }
+        let r = self.root("POST", "/admin/admins", Some(body)).await;
+        let b = r.ok(201).clone();
+        let key = b["credentials"]["adminKey"].as_str().unwrap().to_owned();
+        (b["admin"].clone(), key)
+    }
+
+    /// Rows of the shared usage_metrics table, read straight from the database file.
+    fn usage_rows(&self) -> Vec<(String, String, String, i64, i64)> {
+        let conn = rusqlite::Connection::open(self.dir.path().join("auth.sqlite3")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT tenant_id, day, endpoint, count, rate_limited FROM usage_metrics \
+                 ORDER BY tenant_id, day, endpoint",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows
+    }
+
+    async fn fire_alarms(&self) {
+        self.root("POST", "/_test/alarms/fire", Some(json!({})))
+            .await
+            .ok(200);
+    }
+
+    async fn advance(&self, ms: i64) {
+        self.root("POST", "/_test/clock", Some(json!({"advanceMs": ms})))
+            .await
+            .ok(200);
+    }
+}
+
+impl Drop for Svc {
+    fn drop(&mut self) {
+        drop(self.service.take());
+    }
+}
+
+fn endpoint<'a>(day: &'a Value, name: &str) -> Option<&'a Value> {
+    day["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
+    let svc = Svc::start().await;
+    let t = svc.tenant("metered", "pro", 4).await;
+    let other = svc.tenant("other", "free", 100).await;
+    let started = std::time::Instant::now();
+    // 4 allowed, then 2 refused with 429, on two endpoints.
+    for _ in 0..3 {
+        svc.call(Some(&t.sk), "GET", "/v1/api-keys", None)
+            .await
+            .ok(200);
+    }
+    svc.call(Some(&t.sk), "GET", "/v1/tenant", None)
+        .await
+        .ok(200);
+    for _ in 0..2 {
+        let r = svc.call(Some(&t.sk), "GET", "/v1/api-keys", None).await;
+        assert_eq!(r.status, 429, "{}", r.text);
+    }
+    svc.call(Some(&other.sk), "GET", "/v1/rate-limit", None)
+        .await
+        .ok(200);
+
+    // Batched: nothing reached the shared table yet (the alarm flushes 5 s after the first
+    // counted request; on a machine too loaded to send 8 requests in 4 s this is not checked).
+    if started.elapsed() < std::time::Duration::from_secs(4) {
+        assert!(svc.usage_rows().is_empty(), "{:?}", svc.usage_rows());
+    }
+    // The alarm flushes.
+    svc.fire_alarms().await;
+    let rows = svc.usage_rows();
+    let row = |tenant: &str, ep: &str| {
+        rows.iter()
+            .find(|r| r.0 == tenant && r.2 == ep)
+            .map(|r| (r.3, r.4))
+    };
+    assert_eq!(row(&t.id, "GET /v1/api-keys"), Some((5, 2)), "{rows:?}");
+    assert_eq!(row(&t.id, "GET /v1/tenant"), Some((1, 0)), "{rows:?}");
+    assert_eq!(
+        row(&other.id, "GET /v1/rate-limit"),
+        Some((1, 0)),
+        "{rows:?}"
+    );
+    // Flushed counts are not counted twice.
+    svc.fire_alarms().await;
+    assert_eq!(svc.usage_rows(), rows);
+
+    // The next day: the rate window is over too.
+    svc.advance(86_400_000).await;
+    svc.call(Some(&t.sk), "GET", "/v1/api-keys", None)
+        .await
+        .ok(200);
+    svc.call(Some(&t.sk), "DELETE", "/v1/api-keys/key_unknown", None)
+        .await;
+    // Reading metrics flushes first: no wait for the alarm.
+    let r = svc
+        .root(
+            "GET",
+            &format!("/admin/tenants/{}/metrics?days=2", t.id),
+            None,
+        )
+        .await;
+    let b = r.ok(200);
+    assert_eq!(b["tenantId"], t.id);
+    let daily = b["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 2, "{b}");
+    assert_eq!(daily[0]["requests"], 6);
+    assert_eq!(daily[0]["rateLimited"], 2);
+    assert_eq!(
+        endpoint(&daily[0], "GET /v1/api-keys").unwrap()["requests"],
+        5
+    );
+    assert_eq!(
+        endpoint(&daily[0], "GET /v1/api-keys").unwrap()["rateLimited"],
+        2
+    );
+    assert_eq!(
+        endpoint(&daily[0], "GET /v1/tenant").unwrap()["requests"],
+        1
+    );
+    assert_eq!(daily[1]["requests"], 2);
+    assert_eq!(
+        endpoint(&daily[1], "GET /v1/api-keys").unwrap()["requests"],
+        1
+    );
+    assert_eq!(
+        endpoint(&daily[1], "DELETE /v1/api-keys/{id}").unwrap()["requests"],
+        1
+    );
+    assert_ne!(daily[0]["date"], daily[1]["date"]);
+    assert_eq!(b["totals"]["requests"], 8);
+    assert_eq!(svc.usage_rows().len(), 5, "{:?}", svc.usage_rows());
+
+    // Across tenants, per day.
+    let b = svc.root("GET", "/admin/metrics?days=3", None).await;
+    let b = b.ok(200);
+    let daily = b["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 3);
+    assert_eq!(daily[0]["requests"], 0);
+    assert_eq!(daily[1]["requests"], 7);
+    assert_eq!(daily[1]["rateLimited"], 2);
+    assert_eq!(daily[1]["tenants"], 2);
+    assert_eq!(daily[2]["requests"], 2);
+    assert_eq!(b["totals"]["requests"], 9);
+
+    // Unknown tenant 404; bad days 400.
+    svc.root("GET", "/admin/tenants/tenant:nope/metrics", None)
+        .await
+        .ok(404);
+    svc.root("GET", "/admin/metrics?days=0", None).await.ok(400);
+    svc.root("GET", "/admin/metrics?days=91", None)
+        .await
+        .ok(400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_counts_tenants_keys_and_requests() {
+    let svc = Svc::start().await;
+    let a = svc.tenant("dash-a", "pro", 2).await;
+    let b = svc.tenant("dash-b", "free", 100).await;
+    let c = svc.tenant("dash-c", "enterprise", 100).await;
+    svc.root(
+        "PATCH",
+        &format!("/admin/tenants/{}", b.id),
+        Some(json!({"status": "suspended"})),
+    )
+    .await
+    .ok(200);
+    svc.root("DELETE", &format!("/admin/tenants/{}", c.id), None)
+        .await
+        .ok(200);
+    // One more key for a (3 keys; b and c have 2 each), then a's quota of 2 runs out.
+    let r = svc
+        .call(
+            Some(&a.sk),
+            "POST",
+            "/v1/api-keys",
+            Some(json!({"name": "x", "type": "secret"})),
+        )
+        .await;
+    let id = r.ok(201)["apiKey"]["id"].as_str().unwrap().to_owned();
+    svc.call(Some(&a.sk), "GET", "/v1/tenant", None)
+        .await
+        .ok(200);
+    assert_eq!(
+        svc.call(Some(&a.sk), "GET", "/v1/tenant", None)
+            .await
+            .status,
+        429
+    );
+    // Admin requests are not tenant usage.
+    svc.root("GET", "/admin/tenants", None).await.ok(200);
+
+    let r = svc.root("GET", "/admin/dashboard", None).await;
+    let d = r.ok(200);
+    assert_eq!(d["tenants"]["total"], 3, "{d}");
+    assert_eq!(
+        d["tenants"]["byStatus"],
+        json!({"active": 1, "suspended": 1, "deleted": 1})
+    );
+    assert_eq!(
+        d["tenants"]["byPlan"],
+        json!({"free": 1, "pro": 1, "enterprise": 1})
+    );
+    assert!(d["generatedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(d["requests"]["last24h"], 3, "{d}");
+    assert_eq!(d["requests"]["rateLimitedLast24h"], 1, "{d}");
+    assert_eq!(d["apiKeys"]["active"], 7, "{d}");
+    assert_eq!(d["apiKeys"]["revoked"], 0, "{d}");
+
+    // Revoke the new key once a's window is over.
+    svc.advance(61_000).await;
+    svc.call(Some(&a.sk), "DELETE", &format!("/v1/api-keys/{id}"), None)
+        .await
+        .ok(200);
+    let d = svc.root("GET", "/admin/dashboard", None).await;
+    let d = d.ok(200);
+    assert_eq!(d["apiKeys"]["active"], 6, "{d}");
+    assert_eq!(d["apiKeys"]["revoked"], 1, "{d}");
+    assert_eq!(d["requests"]["last24h"], 4, "{d}");
+    // A day later the requests are out of the 24-hour window.
+    svc.advance(25 * 3_600_000).await;
+    let d = svc.root("GET", "/admin/dashboard", None).await;
+    assert_eq!(d.ok(200)["requests"]["last24h"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_keys_filter_and_paginate_and_never_show_a_secret() {
+    let svc = Svc::start().await;
+    let a = svc.tenant("keys-a", "pro", 1000).await;
+    let b = svc.tenant("keys-b", "pro", 1000).await;
+    let mut secrets = vec![a.sk.clone(), b.sk.clone()];
+    let mut revoked = String::new();
+    for i in 0..3 {
+        let r = svc
+            .call(
+                Some(&a.sk),
+                "POST",
+                "/v1/api-keys",
+                Some(json!({"name": format!("r{i}"), "type": "restricted", "permissions": ["read:api_keys"]})),
+            )
+            .await;
+        let body = r.ok(201);
+        secrets.push(
+            body["credentials"]["keySecret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        revoked = body["apiKey"]["id"].as_str().unwrap().to_owned();
+    }
+    svc.call(
+        Some(&a.sk),
+        "DELETE",
+        &format!("/v1/api-keys/{revoked}"),
+        None,
+    )
+    .await
+    .ok(200);
+
+    let sv = &svc;
+    let list = |q: &str| {
+        let path = format!("/admin/api-keys{q}");
+        async move { sv.root("GET", &path, None).await }
+    };
+    let r = list("").await;
+    let all = r.ok(200);
+    assert_eq!(
+        all["pagination"],
+        json!({"page": 1, "limit": 20, "total": 7, "pages": 1})
+    );
+    for k in all["apiKeys"].as_array().unwrap() {
+        assert!(k["tenantId"] == a.id || k["tenantId"] == b.id, "{k}");
+        assert!(k["id"].is_string() && k["displayPrefix"].is_string());
+        assert!(k.get("keyHash").is_none() && k.get("secret").is_none());
+    }
+    let r = list(&format!("?tenantId={}", b.id)).await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 2);
+    let r = list("?type=restricted").await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 3);
+    let r = list("?type=restricted&status=active").await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 2);
+    let r = list("?status=revoked").await;
+    let body = r.ok(200);
+    assert_eq!(body["pagination"]["total"], 1);
+    assert_eq!(body["apiKeys"][0]["id"], revoked);
+    assert!(body["apiKeys"][0]["revokedAt"].is_string());
+    let r = list("?status=expired").await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 0);
+    // Pages.
+    let p1 = list("?limit=3&page=1").await;
+    let p3 = list("?limit=3&page=3").await;
+    assert_eq!(
+        p1.ok(200)["pagination"],
+        json!({"page": 1, "limit": 3, "total": 7, "pages": 3})
+    );
+    assert_eq!(p1.body["apiKeys"].as_array().unwrap().len(), 3);
+    assert_eq!(p3.ok(200)["apiKeys"].as_array().unwrap().len(), 1);
+    assert_ne!(p1.body["apiKeys"][0]["id"], p3.body["apiKeys"][0]["id"]);
+    // Bad filters are 400.
+    for q in [
+        "?status=gone",
+        "?type=admin",
+        "?limit=0",
+        "?limit=101",
+        "?page=0",
+        "?secret=1",
+    ] {
+        assert_eq!(list(q).await.status, 400, "{q}");
+    }
+    // No secret anywhere in any answer.
+    for q in ["", "?limit=100", "?status=revoked", "?type=secret"] {
+        let r = list(q).await;
+        for s in &secrets {
+            assert!(
+                !r.text.contains(s.as_str()) && !r.text.contains(&s[12..]),
+                "{}",
+                r.text
+            );
+        }
+    }
+    // Tenant keys on admin routes stay 403; unknown keys 401.
+    assert_eq!(
+        svc.call(Some(&a.sk), "GET", "/admin/api-keys", None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        svc.call(
+            Some("sk_live_nobodyknowsthiskey000000000000000"),
+            "GET",
+            "/admin/api-keys",
+            None
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        svc.call(None, "GET", "/admin/dashboard", None).await.status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_admins_see_and_change_only_their_tenants() {
+    let svc = Svc::start().await;
+    let mine = svc.tenant("mine", "pro", 1000).await;
+    let theirs = svc.tenant("theirs", "free", 1000).await;
+    svc.call(Some(&mine.sk), "GET", "/v1/tenant", None)
+        .await
+        .ok(200);
+    svc.call(Some(&theirs.sk), "GET", "/v1/tenant", None)
+        .await
+        .ok(200);
+    svc.call(Some(&theirs.sk), "GET", "/v1/tenant", None)
+        .await
+        .ok(200);
+    let (admin, key) = svc
+        .admin("support@example.com", "support", Some(vec![&mine.id]))
+        .await;
+    assert_eq!(admin["tenants"], json!([mine.id]));
+    assert_eq!(admin["role"], "support");
+    assert_eq!(admin["status"], "active");
+    let k = Some(key.as_str());
+
+    // Its own tenant: readable and changeable.
+    svc.call(k, "GET", &format!("/admin/tenants/{}", mine.id), None)
+        .await
+        .ok(200);
+    svc.call(
+        k,
+        "PATCH",
+        &format!("/admin/tenants/{}", mine.id),
+        Some(json!({"name": "Mine"})),
+    )
+    .await
+    .ok(200);
+    svc.call(k, "GET", &format!("/admin/tenants/{}/keys", mine.id), None)
+        .await
+        .ok(200);
+    svc.call(
+        k,
+        "GET",
+        &format!("/admin/tenants/{}/metrics", mine.id),
+        None,
+    )
+    .await
+    .ok(200);
+
+    // Another tenant: exactly an unknown one.
+    let unknown = svc
+        .call(k, "GET", "/admin/tenants/tenant:nobody", None)
+        .await;
+    assert_eq!(unknown.status, 404);
+    for (m, p, body) in [
+        ("GET", format!("/admin/tenants/{}", theirs.id), None),
+        (
+            "PUT",
+            format!("/admin/tenants/{}", theirs.id),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            "PATCH",
+            format!("/admin/tenants/{}", theirs.id),
+            Some(json!({"name": "x"})),
+        ),
+        ("DELETE", format!("/admin/tenants/{}", theirs.id), None),
+        ("GET", format!("/admin/tenants/{}/keys", theirs.id), None),
+        (
+            "POST",
+            format!("/admin/tenants/{}/keys", theirs.id),
+            Some(json!({"name": "x", "type": "secret"})),
+        ),
+        ("GET", format!("/admin/tenants/{}/metrics", theirs.id), None),
+        (
+            "GET",
+            format!("/admin/tenants/{}", theirs.id.replace(':', "%3A")),
+            None,
+        ),
+    ] {
+        let r = svc.call(k, m, &p, body).await;
+        assert_eq!(r.status, 404, "{m} {p}: {}", r.text);
+        assert_eq!(r.body["code"], unknown.body["code"]);
+    }
+    let r = svc
+        .root("GET", &format!("/admin/tenants/{}", theirs.id), None)
+        .await;
+    assert_eq!(r.ok(200)["tenant"]["name"], "theirs", "unchanged");
+
+    // Lists and figures only cover its tenant.
+    let r = svc.call(k, "GET", "/admin/tenants", None).await;
+    let b = r.ok(200);
+    assert_eq!(b["pagination"]["total"], 1);
+    assert_eq!(b["tenants"][0]["id"], mine.id);
+    let r = svc.call(k, "GET", "/admin/api-keys", None).await;
+    let b = r.ok(200);
+    assert_eq!(b["pagination"]["total"], 2);
+    assert!(b["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["tenantId"] == mine.id));
+    let r = svc
+        .call(
+            k,
+            "GET",
+            &format!("/admin/api-keys?tenantId={}", theirs.id),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 0);
+    let r = svc.call(k, "GET", "/admin/dashboard", None).await;
+    let d = r.ok(200);
+    assert_eq!(d["tenants"]["total"], 1);
+    assert_eq!(d["apiKeys"]["active"], 2);
+    assert_eq!(d["requests"]["last24h"], 1);
+    let r = svc.call(k, "GET", "/admin/metrics?days=1", None).await;
+    assert_eq!(r.ok(200)["totals"]["requests"], 1);
+    let r = svc.root("GET", "/admin/metrics?days=1", None).await;
+    assert_eq!(r.ok(200)["totals"]["requests"], 3);
+
+    // No creating tenants or admins, no reading admins, no keyring.
+    assert_eq!(
+        svc.call(
+            k,
+            "POST",
+            "/admin/tenants",
+            Some(json!({"slug": "new", "name": "n"}))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        svc.call(
+            k,
+            "POST",
+            "/admin/admins",
+            Some(json!({"email": "x@example.com"}))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(svc.call(k, "GET", "/admin/admins", None).await.status, 403);
+    assert_eq!(svc.call(k, "GET", "/admin/jwt", None).await.status, 403);
+    // Its key is no tenant key.
+    assert_eq!(svc.call(k, "GET", "/v1/tenant", None).await.status, 401);
+    // Unknown tenants in the list are refused at creation.
+    let r = svc
+        .root(
+            "POST",
+            "/admin/admins",
+            Some(json!({"email": "y@example.com", "tenants": ["tenant:ghost"]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
+    let svc = Svc::start().await;
+    let t = svc.tenant("ro", "free", 1000).await;
+    let (ro, ro_key) = svc.admin("ro@example.com", "readonly", None).await;
+    assert!(ro["tenants"].is_null());
+    let (sup, sup_key) = svc.admin("super@example.com", "superadmin", None).await;
+    let k = Some(ro_key.as_str());
+    for p in [
+        "/admin/tenants",
+        "/admin/dashboard",
+        "/admin/metrics",
+        "/admin/api-keys",
+    ] {
+        svc.call(k, "GET", p, None).await.ok(200);
+    }
+    svc.call(k, "GET", &format!("/admin/tenants/{}", t.id), None)
+        .await
+        .ok(200);
+    for (m, p, body) in [
+        (
+            "POST",
+            "/admin/tenants".to_owned(),
+            Some(json!({"slug": "x", "name": "x"})),
+        ),
+        (
+            "PATCH",
+            format!("/admin/tenants/{}", t.id),
+            Some(json!({"name": "x"})),
+        ),
+        ("DELETE", format!("/admin/tenants/{}", t.id), None),
+        (
+            "POST",
+            format!("/admin/tenants/{}/keys", t.id),
+            Some(json!({"name": "x", "type": "secret"})),
+        ),
+        ("POST", "/admin/jwt/rotate".to_owned(), Some(json!({}))),
+    ] {
+        let r = svc.call(k, m, &p, body).await;
+        assert_eq!(r.status, 403, "{m} {p}: {}", r.text);
+    }
+
+    // An unlimited superadmin creates tenants and lists admins, but only the root key
+    // creates or revokes admins.
+    let s = Some(sup_key.as_str());
+    svc.call(
+        s,
+        "POST",
+        "/admin/tenants",
+        Some(json!({"slug": "by-super", "name": "s"})),
+    )
+    .await
+    .ok(201);
+    let r = svc.call(s, "GET", "/admin/admins", None).await;
+    let listed = r.ok(200).clone();
+    assert_eq!(listed["admins"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        svc.call(
+            s,
+            "POST",
+            "/admin/admins",
+            Some(json!({"email": "z@example.com"}))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        svc.call(
+            s,
+            "DELETE",
+            &format!("/admin/admins/{}", ro["id"].as_str().unwrap()),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+    // Duplicate email 409; bad role 400.
+    assert_eq!(
+        svc.root(
+            "POST",
+            "/admin/admins",
+            Some(json!({"email": "RO@example.com"}))
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(
+        svc.root(
+            "POST",
+            "/admin/admins",
+            Some(json!({"email": "q@example.com", "role": "root"}))
+        )
+        .await
+        .status,
+        400
+    );
+
+    // Revoke: the key is refused with 401 at once; revoking again is the same answer.
+    let path = format!("/admin/admins/{}", ro["id"].as_str().unwrap());
+    let r = svc.root("DELETE", &path, None).await;
+    assert_eq!(r.ok(200)["admin"]["status"], "revoked");
+    assert!(r.body["admin"]["revokedAt"].is_string());
+    let r = svc.call(k, "GET", "/admin/tenants", None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    svc.root("DELETE", &path, None).await.ok(200);
+    svc.root("DELETE", "/admin/admins/admin_nobody", None)
+        .await
+        .ok(404);
+
+    // Admin keys never appear in any list or figure.
+    let mut texts = Vec::new();
+    for p in [
+        "/admin/admins",
+        "/admin/tenants",
+        "/admin/api-keys",
+        "/admin/dashboard",
+        "/admin/metrics",
+    ] {
+        texts.push(svc.root("GET", p, None).await.text);
+    }
+    texts.push(svc.call(s, "GET", "/admin/admins", None).await.text);
+    for text in &texts {
+        for key in [&ro_key, &sup_key] {
+            assert!(
+                !text.contains(key.as_str()) && !text.contains(&key[8..]),
+                "{text}"
+            );
+        }
+        assert!(
+            !text.contains("keyHash") && !text.contains("key_hash"),
+            "{text}"
+        );
+    }
+    let admins = svc.root("GET", "/admin/admins", None).await;
+    let ids: Vec<&Value> = admins.body["admins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["id"])
+        .collect();
+    assert!(ids.contains(&&sup["id"]));
+    // The stored form is a keyed hash, not the key.
+    let conn = rusqlite::Connection::open(svc.dir.path().join("auth.sqlite3")).unwrap();
+    let hashes: Vec<String> = conn
+        .prepare("SELECT key_hash FROM platform_admins")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(hashes.len(), 2);
+    for h in &hashes {
+        assert!(!h.contains(&ro_key[8..]) && !h.contains(&sup_key[8..]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_reach_the_shared_table_by_the_alarm_alone() {
+    // Real time: the object's alarm flushes within 5 s of the first counted request, with no
+    // metrics read and no test control.
+    let svc = Svc::start().await;
+    let t = svc.tenant("by-alarm", "free", 100).await;
+    for _ in 0..3 {
+        svc.call(Some(&t.sk), "GET", "/v1/rate-limit", None)
+            .await
+            .ok(200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let rows = svc.usage_rows();
+        if !rows.is_empty() {
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(
+                (rows[0].2.as_str(), rows[0].3, rows[0].4),
+                ("GET /v1/rate-limit", 3, 0)
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no flush within 15 s");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
