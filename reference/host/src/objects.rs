@@ -267,12 +267,27 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         accept: bool,
         work: impl FnOnce(&mut O, &ObjectEnv) -> R + Send + 'static,
     ) -> Result<(R, Option<Accepted>), StorageError> {
+        self.call_inner(name, accept, None, work)
+            .await
+            .map(|(r, accepted, _)| (r, accepted))
+    }
+
+    /// [`Self::call`], or, with `firing: Some(at)`, the call of the alarm scheduled at `at`:
+    /// the handler then sees no alarm set (as on the platform), metadata is left alone, and the
+    /// alarm the handler set comes back for [`Self::fire`] to record once it succeeded.
+    async fn call_inner<R: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        accept: bool,
+        firing: Option<i64>,
+        work: impl FnOnce(&mut O, &ObjectEnv) -> R + Send + 'static,
+    ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         let slot = self.slot(name);
         let mut live = Arc::clone(&slot.gate).lock_owned().await;
         let this = Arc::clone(self);
         let slot2 = Arc::clone(&slot);
         let joined = tokio::task::spawn_blocking(move || {
-            let r = this.run_locked(&slot2, &mut live, accept, work);
+            let r = this.run_locked(&slot2, &mut live, accept, firing, work);
             drop(live);
             r
         })
@@ -291,8 +306,9 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         slot: &Slot<O>,
         live: &mut Live<O>,
         accept: bool,
+        firing: Option<i64>,
         work: impl FnOnce(&mut O, &ObjectEnv) -> R,
-    ) -> Result<(R, Option<Accepted>), StorageError> {
+    ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         if live.conn.is_none() {
             self.live.fetch_add(1, Ordering::Relaxed);
             live.conn = Some(
@@ -301,7 +317,10 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             );
         }
         let conn = live.conn.as_ref().expect("opened above");
-        let alarm_before = self.stored_alarm(&slot.name);
+        let alarm_before = match firing {
+            Some(_) => None,
+            None => self.stored_alarm(&slot.name),
+        };
         let storage = CallStorage {
             sql: SqliteSql(conn),
             alarm: Mutex::new(alarm_before),
@@ -334,11 +353,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             .map_err(|e| StorageError::Other(e.to_string()))?;
         drop(shared);
         let alarm_after = storage.alarm();
-        if alarm_after != alarm_before {
+        if firing.is_none() && alarm_after != alarm_before {
             self.store_alarm(&slot.name, alarm_before, alarm_after)?;
         }
         let accepted = pending.into_inner().unwrap_or_else(|p| p.into_inner());
-        Ok((result, accepted))
+        Ok((result, accepted, alarm_after))
     }
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
@@ -421,13 +440,23 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
 
     /// Fires the alarm scheduled at `at` for `name`. Answers false when the handler failed.
     async fn fire(self: &Arc<Self>, name: &str, at: i64) -> bool {
-        // The alarm is cleared before the handler runs, as on the platform; the handler may set
-        // a new one, which `run_locked` then records.
-        let _ = self.store_alarm(name, Some(at), None);
-        match self.call(name, false, |o: &mut O, env| o.alarm(env)).await {
-            Ok((Ok(()), _)) => true,
-            Ok((Err(e), _)) | Err(e) => {
+        // Off the in-memory schedule so it is not picked twice, but kept in metadata until the
+        // handler has succeeded: a crash before then fires it again after a restart (at least
+        // once). On success the alarm the handler set (or none) replaces it in one write.
+        lock(&self.schedule).remove(&(at, name.to_owned()));
+        match self
+            .call_inner(name, false, Some(at), |o: &mut O, env| o.alarm(env))
+            .await
+        {
+            Ok((Ok(()), _, next)) => {
+                if let Err(e) = self.store_alarm(name, Some(at), next) {
+                    tracing::warn!(object = %name, error = %e, "could not record the next alarm");
+                }
+                true
+            }
+            Ok((Err(e), _, _)) | Err(e) => {
                 tracing::warn!(object = %name, error = %e, "alarm failed; will retry");
+                lock(&self.schedule).insert((at, name.to_owned()));
                 false
             }
         }

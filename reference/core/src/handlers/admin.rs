@@ -176,7 +176,8 @@ pub fn create_tenant(
     Ok((response, tenant))
 }
 
-fn page_param(
+/// A whole-number query parameter in `1..=max`, or `default` when absent.
+pub(crate) fn page_param(
     query: &[(String, String)],
     name: &str,
     default: u32,

@@ -14,6 +14,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::handlers::admin::page_param;
 use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request};
 use crate::keys::{self, KeyHasher, KeyType};
 use crate::metrics::{self, DAY_MS, HOUR_MS};
@@ -579,24 +580,6 @@ pub fn tenant_metrics(ports: &Ports, id: &str, query: &[(String, String)]) -> Ap
             "generatedAt": rfc3339(now),
         }),
     ))
-}
-
-fn page_param(
-    query: &[(String, String)],
-    name: &str,
-    default: u32,
-    max: u32,
-) -> Result<u32, ApiError> {
-    match query.iter().find(|(k, _)| k == name) {
-        None => Ok(default),
-        Some((_, v)) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::query(name, format!("must be a whole number from 1 to {max}"))
-            }),
-    }
 }
 
 /// `GET /admin/api-keys`: every key of the caller's tenants, filtered by `tenantId`, `type`
