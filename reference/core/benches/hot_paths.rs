@@ -1,10 +1,13 @@
 //! Criterion benchmarks of the core's hot paths. Each group carries its own baseline, measured
 //! in the same run, so a report can state a ratio: raw HMAC-SHA256 for key verification, the
-//! `governor` crate for the rate-limit decision.
+//! `governor` crate for the rate-limit decision, bare `jsonwebtoken` for access tokens.
+//! Paths that need real SQL (blacklist, cold key lookup, audit append, the object runtime) are
+//! measured in the host crate, which owns the storage: `reference/host/benches/storage_paths.rs`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::auth::Authenticator;
 use auth_core::graph::csv::{self, EdgeSpec};
@@ -13,9 +16,11 @@ use auth_core::keys::{self, Environment, KeyHasher, KeyType};
 use auth_core::model::Plan;
 use auth_core::ports::{Entropy, Row, Sql, SqlValue, StorageError};
 use auth_core::ratelimit::{FixedWindow, Quota};
+use auth_core::users::jwt::{self, AccessClaims, JwtSecrets};
 use auth_core::Ports;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sha2::Sha256;
 
 struct OsEntropy;
@@ -249,5 +254,171 @@ fn graph(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, key_paths, routing, rate_limit, graph);
+/// The signing keyring answered from memory: `current` signs, `previous` verifies. The keyring
+/// query is the only SQL `jwt::sign`/`jwt::verify` run, so this group times the core's token
+/// work; the host's bench times the same calls against the real SQLite keyring. An SQL text
+/// this does not know gets no rows, which makes verification fail and the bench panic, so a
+/// changed query cannot go unnoticed.
+struct Keyring {
+    current: String,
+    previous: String,
+}
+impl Sql for Keyring {
+    fn execute(&self, _: &str, _: &[SqlValue]) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
+        let text = |s: &str| vec![vec![SqlValue::Text(s.to_owned())]];
+        if !sql.contains("jwt_keys") {
+            return Ok(Vec::new());
+        }
+        if sql.contains("status = 'current'") {
+            return Ok(text(&self.current));
+        }
+        match params.first().and_then(SqlValue::as_str) {
+            Some(kid) if kid == self.current => Ok(text("current")),
+            Some(kid) if kid == self.previous => Ok(text("previous")),
+            Some(_) => Ok(Vec::new()),
+            None => Ok(text("1")),
+        }
+    }
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        work(self)
+    }
+}
+
+fn access_tokens(c: &mut Criterion) {
+    let current = b"the current secret, at least 32 characters";
+    let previous = b"the previous secret, at least 32 characters";
+    let secrets = JwtSecrets::new(current, Some(previous));
+    let previous_kid = secrets.previous_kid().expect("previous secret set");
+    let keyring = Keyring {
+        current: secrets.base_kid(),
+        previous: previous_kid.clone(),
+    };
+    // Tokens are issued at the real time so the baseline's own `exp` check (SystemTime) and
+    // ours (the Clock port, given the same instant) accept them alike.
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("clock after 1970");
+    let now = now_ms / 1000;
+    let tenant = "tenant:acme";
+    let claims = AccessClaims {
+        sub: "user:7b0c6f3e9a2d4c1b".into(),
+        tenant_id: tenant.into(),
+        jti: "5f0e8d7c6b5a49382716059483726150".into(),
+        iat: now,
+        exp: now + jwt::ACCESS_TTL_SECONDS,
+        nbf: Some(now),
+        iss: jwt::ISSUER.into(),
+        aud: tenant.into(),
+        token_type: jwt::ACCESS_TYPE.into(),
+        sid: "session:0a1b2c3d4e5f6a7b".into(),
+    };
+    let token_current = jwt::sign(&keyring, &secrets, &claims).expect("sign");
+    // A token from before a rotation: signed while the previous secret's key was current.
+    let rotated_away = Keyring {
+        current: previous_kid.clone(),
+        previous: String::new(),
+    };
+    let token_previous = jwt::sign(&rotated_away, &secrets, &claims).expect("sign");
+    for t in [&token_current, &token_previous] {
+        assert_eq!(
+            jwt::verify(&keyring, &secrets, t, tenant, now_ms).as_ref(),
+            Ok(&claims)
+        );
+    }
+
+    // The same checks `jwt::verify` makes, left to the library: HS256 only, iss, aud, the
+    // required claims, and exp/nbf against the system clock.
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.set_audience(&[tenant]);
+    validation.set_issuer(&[jwt::ISSUER]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(keyring.current.clone());
+    let encoding = EncodingKey::from_secret(current);
+    let decoding_current = DecodingKey::from_secret(current);
+    let decoding_previous = DecodingKey::from_secret(previous);
+
+    let mut g = c.benchmark_group("jwt_hs256");
+    // Short runs: the whole new set has to fit in a few minutes on a shared 2-core machine.
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(2));
+    g.bench_function("sign", |b| {
+        b.iter(|| jwt::sign(&keyring, &secrets, black_box(&claims)).expect("sign"))
+    });
+    g.bench_function("baseline_jsonwebtoken_encode", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), &encoding).expect("encode"))
+    });
+    g.bench_function("verify_current_key", |b| {
+        b.iter(|| {
+            jwt::verify(
+                &keyring,
+                &secrets,
+                black_box(&token_current),
+                tenant,
+                now_ms,
+            )
+        })
+    });
+    g.bench_function("baseline_jsonwebtoken_decode_current", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<AccessClaims>(
+                black_box(&token_current),
+                &decoding_current,
+                &validation,
+            )
+            .expect("valid")
+        })
+    });
+    g.bench_function("verify_previous_key", |b| {
+        b.iter(|| {
+            jwt::verify(
+                &keyring,
+                &secrets,
+                black_box(&token_previous),
+                tenant,
+                now_ms,
+            )
+        })
+    });
+    g.bench_function("baseline_jsonwebtoken_decode_previous", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<AccessClaims>(
+                black_box(&token_previous),
+                &decoding_previous,
+                &validation,
+            )
+            .expect("valid")
+        })
+    });
+    // Parts of `verify` that the baseline does not do, so the report can say where the
+    // difference goes: reading the header for its kid, and deriving the kid's secret.
+    g.bench_function("part_decode_header", |b| {
+        b.iter(|| jsonwebtoken::decode_header(black_box(&token_current)).expect("header"))
+    });
+    g.bench_function("part_resolve_current_kid", |b| {
+        b.iter(|| secrets.resolve(black_box(&keyring.current)))
+    });
+    g.bench_function("part_resolve_previous_kid", |b| {
+        b.iter(|| secrets.resolve(black_box(&previous_kid)))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    key_paths,
+    routing,
+    rate_limit,
+    graph,
+    access_tokens
+);
 criterion_main!(benches);

@@ -30,6 +30,14 @@ pub use mail::MailConfig;
 pub use objects::MAX_LIVE_OBJECTS;
 pub use sqlite::Database;
 
+/// Internals the host's criterion benches (`benches/storage_paths.rs`) measure directly, so
+/// they time the code the service runs rather than a copy of it. Not part of the host's API.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::objects::Runtime;
+    pub use crate::sqlite::{open_connection, SqliteSql};
+}
+
 /// Settings of end-user auth and mail, beside [`Config`].
 #[derive(Clone)]
 pub struct Extras {

@@ -1,0 +1,243 @@
+//! `GraphStateCSV`: one Durable Object per tenant holding the tenant's authorization graph in
+//! its own SQLite storage, with the CSV source in R2 (`TENANT_DATA`). The platform object calls
+//! it after the tenant's `TenantState` has admitted and counted the request.
+
+use std::cell::RefCell;
+
+use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
+use auth_core::objects::{
+    DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
+};
+use auth_core::ports::Sql;
+use auth_core::ApiError;
+use http::{Method, StatusCode};
+use serde_json::json;
+use worker::{durable_object, Env, Request, RequestInit, Response, State};
+
+use crate::convert::{to_core, to_worker};
+use crate::storage::{DoSql, NoSharedDb, WorkerClock, WorkerEntropy};
+
+const ACTOR_HEADER: &str = "x-authconf-actor";
+const TENANT_HEADER: &str = "x-authconf-tenant";
+const NOW_HEADER: &str = "x-authconf-now-ms";
+const EVICT_PATH: &str = "/_internal/evict";
+
+fn graph_blob_key(tenant_id: &str) -> String {
+    format!("tenants/{tenant_id}/graph.csv")
+}
+
+fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
+    env.durable_object("GRAPH_STATE_CSV")?
+        .id_from_name(tenant_id)?
+        .get_stub()
+}
+
+/// Sends a graph request to the tenant's object, with the caller and the platform's clock.
+pub async fn call(
+    env: &Env,
+    tenant_id: &str,
+    actor: &str,
+    now_ms: i64,
+    req: &auth_core::Request,
+) -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    for (name, value) in req.headers() {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    headers.set(ACTOR_HEADER, actor)?;
+    headers.set(TENANT_HEADER, tenant_id)?;
+    headers.set(NOW_HEADER, &now_ms.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::from(req.method().to_string()))
+        .with_headers(headers);
+    if !req.body().is_empty() && req.method() != Method::GET && req.method() != Method::HEAD {
+        init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
+    }
+    let url = format!(
+        "https://graph.internal{}",
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let request = Request::new_with_init(&url, &init)?;
+    stub(env, tenant_id)?.fetch_with_request(request).await
+}
+
+/// Asks the tenant's graph object to drop its in-memory graph (the test control `evict`).
+pub async fn evict(env: &Env, tenant_id: &str) -> worker::Result<bool> {
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post);
+    let request = Request::new_with_init(&format!("https://graph.internal{EVICT_PATH}"), &init)?;
+    let resp = stub(env, tenant_id)?.fetch_with_request(request).await?;
+    Ok(resp.status_code() == 200)
+}
+
+#[durable_object]
+#[allow(clippy::upper_case_acronyms)]
+pub struct GraphStateCSV {
+    state: State,
+    env: Env,
+    graph: RefCell<Option<GraphState>>,
+}
+
+struct Storage<'a>(&'a DoSql);
+
+impl ObjectStorage for Storage<'_> {
+    fn sql(&self) -> &dyn Sql {
+        self.0
+    }
+    // The graph object schedules nothing.
+    fn set_alarm(&self, _: Option<i64>) {}
+    fn alarm(&self) -> Option<i64> {
+        None
+    }
+}
+
+struct NoSockets;
+
+impl SocketHub for NoSockets {
+    fn accept(&self, _: &str) -> Option<SocketId> {
+        None
+    }
+    fn sockets(&self) -> Vec<(SocketId, String)> {
+        Vec::new()
+    }
+    fn send(&self, _: SocketId, _: &str) -> bool {
+        false
+    }
+    fn close(&self, _: SocketId, _: u16, _: &str) {}
+}
+
+impl GraphStateCSV {
+    async fn handle(&self, mut req: Request) -> Result<auth_core::Response, ApiError> {
+        let core = to_core(&mut req).await.map_err(|_| ApiError::Internal)?;
+        let header = |name: &str| {
+            core.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let tenant = header(TENANT_HEADER).ok_or(ApiError::Internal)?;
+        let actor = header(ACTOR_HEADER).unwrap_or_default();
+        let now_ms = header(NOW_HEADER)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| worker::Date::now().as_millis() as i64);
+        let bucket = self
+            .env
+            .bucket("TENANT_DATA")
+            .map_err(|_| ApiError::Internal)?;
+        let leaf = core
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let read = core.method() == Method::GET || core.method() == Method::HEAD;
+        let route = match (leaf.as_str(), read) {
+            ("csv", _) => {
+                if core.body().len() > MAX_CSV_BYTES {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                if !crate::platform::is_csv(&core) {
+                    return Err(ApiError::UnsupportedMediaType);
+                }
+                let edges = auth_core::graph::validate_csv_upload(core.body())?;
+                let key = graph_blob_key(&tenant);
+                bucket
+                    .put(&key, core.body().clone())
+                    .execute()
+                    .await
+                    .map_err(|_| ApiError::Internal)?;
+                return Ok(auth_core::http::json(
+                    StatusCode::OK,
+                    &json!({"stored": true, "key": key, "edgeCount": edges, "bytes": core.body().len()}),
+                ));
+            }
+            ("reload", _) => {
+                let object = bucket
+                    .get(graph_blob_key(&tenant))
+                    .execute()
+                    .await
+                    .map_err(|_| ApiError::Internal)?;
+                let Some(body) = object.as_ref().and_then(|o| o.body()) else {
+                    return Err(ApiError::field(
+                        "csv",
+                        "no graph.csv has been uploaded for this tenant",
+                    ));
+                };
+                let csv = body.bytes().await.map_err(|_| ApiError::Internal)?;
+                GraphRoute::Reload { csv }
+            }
+            ("state", _) => GraphRoute::State,
+            ("validate", _) => GraphRoute::Validate,
+            ("check", _) => GraphRoute::Check,
+            ("mutations", true) => GraphRoute::Mutations,
+            ("mutations", false) => GraphRoute::Mutate,
+            _ => return Err(ApiError::NotFound),
+        };
+        // From here on nothing awaits: the call is one transaction, alone in the object.
+        let db = DoSql::new(&self.state.storage());
+        let storage = Storage(&db);
+        let clock = WorkerClock {
+            offset_ms: now_ms - worker::Date::now().as_millis() as i64,
+        };
+        let env = ObjectEnv {
+            name: &tenant,
+            storage: &storage,
+            db: &NoSharedDb,
+            clock: &clock,
+            entropy: &WorkerEntropy,
+            sockets: &NoSockets,
+        };
+        let mut graph = self.graph.borrow_mut();
+        let mut route = Some(route);
+        let mut out = None;
+        let r = db.transaction(&mut |_| {
+            if graph.is_none() {
+                *graph = Some(GraphState::load(&env)?);
+            }
+            if let (Some(g), Some(route)) = (graph.as_mut(), route.take()) {
+                out = Some(g.handle(&env, route, &core, &actor));
+            }
+            Ok(())
+        });
+        match (r, out) {
+            (Ok(()), Some(result)) => result,
+            _ => {
+                // Memory may be ahead of the rolled-back storage: rebuild next time.
+                *graph = None;
+                Err(ApiError::Internal)
+            }
+        }
+    }
+}
+
+impl worker::DurableObject for GraphStateCSV {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            graph: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if req.path() == EVICT_PATH {
+            let was_live = self.graph.borrow_mut().take().is_some();
+            return if was_live {
+                Response::ok("evicted")
+            } else {
+                Ok(Response::ok("idle")?.with_status(204))
+            };
+        }
+        let resp = match self.handle(req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        to_worker(resp)
+    }
+}
