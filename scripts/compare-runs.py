@@ -21,6 +21,37 @@ def outcomes(path):
     return out
 
 
+def self_test():
+    """The comparison must fail on a changed outcome and pass on a capability skip."""
+    import os
+    import subprocess
+    import tempfile
+
+    case = '<testcase classname="F" name="{n}"{body}'
+    def junit(cases):
+        return "<testsuites><testsuite name='F'>" + "".join(cases) + "</testsuite></testsuites>"
+    passed = lambda n: case.format(n=n, body="/>")
+    failed = lambda n: case.format(n=n, body='><failure message="boom">x</failure></testcase>')
+    skipped = lambda n: case.format(n=n, body='><skipped message="no capability"/></testcase>')
+    with tempfile.TemporaryDirectory() as d:
+        def run(left, right):
+            lp, rp = os.path.join(d, "l.xml"), os.path.join(d, "r.xml")
+            open(lp, "w").write(junit(left))
+            open(rp, "w").write(junit(right))
+            return subprocess.run([sys.executable, __file__, lp, rp], capture_output=True).returncode
+        assert run([passed("a"), passed("b")], [passed("a"), passed("b")]) == 0
+        assert run([passed("a"), passed("b")], [passed("a"), failed("b")]) == 1
+        assert run([passed("a"), failed("b")], [passed("a"), passed("b")]) == 1
+        assert run([passed("a"), passed("b")], [passed("a")]) == 1
+        assert run([passed("a"), passed("b")], [passed("a"), skipped("b")]) == 0
+        assert run([passed("a"), skipped("b")], [passed("a"), passed("b")]) == 1
+    print("compare-runs self-test: ok")
+
+
+if sys.argv[1:] == ["--self-test"]:
+    self_test()
+    sys.exit(0)
+
 p = argparse.ArgumentParser()
 p.add_argument("left")
 p.add_argument("right")

@@ -19,7 +19,7 @@ def text(name):
 
 
 texts = [text(n) for n in ("PLATFORM_ADMIN_KEY", "JWT_SECRET", "KEY_PEPPER")]
-for optional in ("JWT_SECRET_PREVIOUS", "BASE_DOMAIN", "TEST_HOOKS"):
+for optional in ("JWT_SECRET_PREVIOUS", "BASE_DOMAIN", "TEST_HOOKS", "MAIL_API_URL", "MAIL_API_KEY"):
     if os.environ.get(optional):
         texts.append(text(optional))
 
@@ -38,6 +38,8 @@ const config :Workerd.Config = (
     (name = "main", worker = .authWorker),
     (name = "do-disk", disk = (path = {json.dumps(a.data + "/do")}, writable = true)),
     {external("r2-tenant-data", "r2:TENANT_DATA")},
+    # Outbound fetches (the mail API) may reach loopback: the local run's mail API is there.
+    (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
   sockets = [ (name = "http", address = "127.0.0.1:{a.port}", http = (), service = "main") ],
 );
@@ -48,6 +50,7 @@ const authWorker :Workerd.Worker = (
     (name = "index_bg.wasm", wasm = embed "worker/index_bg.wasm"),
   ],
   compatibilityDate = "2025-09-01",
+  globalOutbound = "internet",
   bindings = [
     (name = "AUTH_PLATFORM", durableObjectNamespace = "AuthPlatform"),
     (name = "GRAPH_STATE_CSV", durableObjectNamespace = "GraphStateCSV"),

@@ -307,14 +307,23 @@ async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
                     "a URL target needs the platform admin key in AUTHCONF_ADMIN_KEY".into(),
                 ));
             }
+            let (mail, mail_key) = match &opts.mail_capture {
+                Some((addr, key)) => {
+                    let mail = mail::WiremockMail::start_on(*addr).await.map_err(|e| {
+                        RunError::Usage(format!("--mail-capture {addr}: cannot listen: {e}"))
+                    })?;
+                    (Some(mail), key.clone())
+                }
+                None => (None, None),
+            };
             Ok(Prepared {
                 base_url: u.trim_end_matches('/').to_owned(),
                 admin_key: opts.admin_key.clone(),
                 embedded: None,
                 _data_dir: None,
-                mail: None,
+                mail,
                 jwt_secret: opts.jwt_secret.clone(),
-                mail_key: None,
+                mail_key,
             })
         }
     }
@@ -392,9 +401,10 @@ async fn capabilities(
 /// What the harness itself adds to, or must correct in, the target's capabilities document.
 ///
 /// - `features.mailCapture` means "authconf can read the target's mail": true exactly when
-///   the harness installed a capture (the embedded reference's wiremock mail API). A URL
-///   target that declares it is not believed yet: this harness has no reader for a
-///   deployment's capture (the hook is [`authconf_scenarios::MailCapture`]).
+///   the harness installed a capture: the embedded reference's wiremock mail API, or the one
+///   `--mail-capture ADDR` starts for a URL target configured to send to it. A target that
+///   declares it otherwise is not believed: this harness has no reader for a deployment's
+///   own capture (the hook is [`authconf_scenarios::MailCapture`]).
 /// - `features.userAuth`: the document's word; for the embedded reference only, which the
 ///   harness started with a JWT secret and therefore end-user auth, a document that does not
 ///   (yet) declare it is checked by one probe: `GET /v1/auth/me` without a token must answer

@@ -19,9 +19,18 @@ pub struct WiremockMail {
 }
 
 impl WiremockMail {
-    /// Starts a mail API answering 202 to every POST.
+    /// Starts a mail API answering 202 to every POST, on a port of its choosing.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::serve(MockServer::start().await).await
+    }
+
+    /// Starts it on `addr`, for a target started beforehand with that address as its mail API.
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        Ok(Self::serve(MockServer::builder().listener(listener).start().await).await)
+    }
+
+    async fn serve(server: MockServer) -> Self {
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(202))
             .mount(&server)

@@ -88,6 +88,12 @@ struct RunArgs {
     /// Routing base domain for subdomain scenarios (default: the one the target declares).
     #[arg(long, value_name = "DOMAIN")]
     base_domain: Option<String>,
+    /// Act as the URL target's mail API on ADDR (e.g. 127.0.0.1:9025), capturing every mail so
+    /// that @needs-mail scenarios run; start the target with MAIL_API_URL=http://ADDR/send.
+    /// The key the target sends, if given in AUTHCONF_MAIL_KEY, must never appear in a mail
+    /// or a response.
+    #[arg(long, value_name = "ADDR", requires = "target")]
+    mail_capture: Option<std::net::SocketAddr>,
     /// Extra header for every request, `Name: value` (repeatable), e.g. access-proxy tokens.
     #[arg(long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -156,10 +162,18 @@ fn run_options(a: RunArgs) -> Result<RunOptions, RunError> {
             .filter(|k| !k.is_empty()),
         Target::Embedded => None,
     };
+    let mail_capture = a.mail_capture.map(|addr| {
+        let key = std::env::var("AUTHCONF_MAIL_KEY")
+            .ok()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty());
+        (addr, key)
+    });
     Ok(RunOptions {
         target,
         admin_key,
         jwt_secret,
+        mail_capture,
         base_domain: a.base_domain,
         headers,
         features: a.features.unwrap_or_else(options::default_features_dir),

@@ -101,6 +101,10 @@ pub struct RunOptions {
     pub jwt_secret: Option<String>,
     /// Routing base domain for subdomain scenarios; defaults to the one the target declares.
     pub base_domain: Option<String>,
+    /// For a URL target: where authconf listens as the target's mail API (`--mail-capture`),
+    /// with the key the target sends (`AUTHCONF_MAIL_KEY`, optional), so `@needs-mail`
+    /// scenarios run. The target must be configured to send to `http://ADDR/send`.
+    pub mail_capture: Option<(std::net::SocketAddr, Option<String>)>,
     /// Extra headers for every request.
     pub headers: Vec<(String, String)>,
     /// The feature files (a directory or one file).
@@ -147,6 +151,7 @@ impl Default for RunOptions {
             admin_key: None,
             jwt_secret: None,
             base_domain: None,
+            mail_capture: None,
             headers: Vec::new(),
             features: default_features_dir(),
             tags: None,

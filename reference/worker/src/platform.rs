@@ -20,6 +20,7 @@ use auth_core::objects::{
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
 use auth_core::users::jwt::JwtSecrets;
+use auth_core::users::mail;
 use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports, TenantOutcome, TenantState};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -55,8 +56,16 @@ struct Platform {
     tenants: RefCell<HashMap<String, TenantState>>,
     sql_cache: SqlCache,
     test_hooks: bool,
+    /// The mail API (`MAIL_API_URL`, `MAIL_API_KEY`); without it mail stays in the outbox.
+    mail: Option<MailApi>,
     /// The platform alarm as last set, in platform time (ms), to skip needless writes.
     alarm_set: RefCell<Option<i64>>,
+}
+
+/// Where mail goes. The key is never logged.
+struct MailApi {
+    url: String,
+    key: String,
 }
 
 /// Where a socket belongs, kept with the socket across hibernation.
@@ -221,6 +230,11 @@ impl Platform {
         let previous = secret("JWT_SECRET_PREVIOUS");
         let base_domain = secret("BASE_DOMAIN");
         let test_hooks = secret("TEST_HOOKS").as_deref() == Some("1");
+        let mail = match (secret("MAIL_API_URL"), secret("MAIL_API_KEY")) {
+            (Some(url), Some(key)) => Some(MailApi { url, key }),
+            (Some(_), None) => return Err("MAIL_API_URL is set but MAIL_API_KEY is not".into()),
+            _ => None,
+        };
 
         let db = DoSql::new(&state.storage());
         apply_migrations(&db).map_err(|e| format!("migrations: {e}"))?;
@@ -254,6 +268,7 @@ impl Platform {
             tenants: RefCell::new(HashMap::new()),
             sql_cache: RefCell::new(HashMap::new()),
             test_hooks,
+            mail,
             alarm_set: RefCell::new(None),
         })
     }
@@ -388,14 +403,18 @@ impl Platform {
         fired
     }
 
-    /// The earliest tenant alarm, in platform time.
+    /// The earliest tenant alarm or mail delivery due, in platform time.
     fn next_alarm(&self) -> Option<i64> {
-        self.db
-            .query("SELECT MIN(at_ms) FROM _object_alarms", &[])
-            .ok()?
-            .first()?
-            .first()?
-            .as_i64()
+        let min =
+            |sql: &str| -> Option<i64> { self.db.query(sql, &[]).ok()?.first()?.first()?.as_i64() };
+        let objects = min("SELECT MIN(at_ms) FROM _object_alarms");
+        let mail = self.mail.as_ref().and_then(|_| {
+            min("SELECT MIN(next_attempt_at) FROM mail_outbox WHERE sent_at IS NULL")
+        });
+        match (objects, mail) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn flush_metrics(&self, state: &State) {
@@ -416,6 +435,29 @@ impl Platform {
                 }
             }
         }
+    }
+}
+
+/// POSTs one mail to the mail API: `{to, subject, text, template, tenantId}`.
+async fn post_mail(url: &str, key: &str, m: &mail::OutboxMail) -> Result<(), String> {
+    let send = async {
+        let headers = worker::Headers::new();
+        headers.set("authorization", &format!("Bearer {key}"))?;
+        headers.set("content-type", "application/json")?;
+        headers.set("idempotency-key", &m.id)?;
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Post)
+            .with_headers(headers)
+            .with_body(Some(wasm_bindgen::JsValue::from_str(
+                &m.to_json().to_string(),
+            )));
+        let request = Request::new_with_init(url, &init)?;
+        worker::Fetch::Request(request).send().await
+    };
+    match send.await {
+        Ok(r) if (200..300).contains(&r.status_code()) => Ok(()),
+        Ok(r) => Err(format!("status {}", r.status_code())),
+        Err(_) => Err("connection failed".to_owned()),
     }
 }
 
@@ -517,6 +559,40 @@ impl AuthPlatform {
             console_error!("could not set the platform alarm: {e}");
             if let Some(p) = self.platform.borrow().as_ref() {
                 *p.alarm_set.borrow_mut() = None;
+            }
+        }
+    }
+
+    /// Sends the mail due now, one at a time and in order, as the native host does: a 2xx
+    /// marks it sent; anything else schedules a retry with backoff. `Idempotency-Key` is the
+    /// outbox id, so a resend after a crash between answer and mark can be dropped by the API.
+    async fn deliver_mail(&self) {
+        let (due, url, key) = {
+            let guard = self.platform.borrow();
+            let Some(p) = guard.as_ref() else { return };
+            let Some(api) = &p.mail else { return };
+            match mail::due(&p.db, p.now_ms(), 20) {
+                Ok(d) => (d, api.url.clone(), api.key.clone()),
+                Err(e) => {
+                    console_error!("reading the mail outbox failed: {e}");
+                    return;
+                }
+            }
+        };
+        for m in due {
+            let outcome = post_mail(&url, &key, &m).await;
+            let guard = self.platform.borrow();
+            let Some(p) = guard.as_ref() else { return };
+            let now = p.now_ms();
+            let written = match &outcome {
+                Ok(()) => mail::mark_sent(&p.db, &m.id, now),
+                Err(why) => {
+                    console_error!("mail delivery failed ({why}); will retry");
+                    mail::mark_failed(&p.db, &m.id, now, why)
+                }
+            };
+            if let Err(e) = written {
+                console_error!("recording a mail delivery failed: {e}");
             }
         }
     }
@@ -818,6 +894,7 @@ impl worker::DurableObject for AuthPlatform {
                 p.fire_alarms(&self.state, None);
                 *p.alarm_set.borrow_mut() = None;
             }
+            self.deliver_mail().await;
             self.sync_alarm().await;
         }
         Response::ok("")

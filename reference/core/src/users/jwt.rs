@@ -47,11 +47,28 @@ fn fingerprint(secret: &[u8]) -> String {
     keys::hex(&hmac(secret, b"auth-service/jwt-kid"))[..12].to_owned()
 }
 
+/// One configured secret with its fingerprint, computed once: every key id lookup compares
+/// fingerprints, and recomputing the HMAC per verification was most of `verify`'s overhead.
+#[derive(Clone)]
+struct Base {
+    secret: Vec<u8>,
+    fingerprint: String,
+}
+
+impl Base {
+    fn new(secret: &[u8]) -> Self {
+        Self {
+            secret: secret.to_vec(),
+            fingerprint: fingerprint(secret),
+        }
+    }
+}
+
 /// The signing secrets a host configures (`JWT_SECRET`, `JWT_SECRET_PREVIOUS`). Never printed.
 #[derive(Clone)]
 pub struct JwtSecrets {
-    current: Vec<u8>,
-    previous: Option<Vec<u8>>,
+    current: Base,
+    previous: Option<Base>,
 }
 
 impl std::fmt::Debug for JwtSecrets {
@@ -63,54 +80,62 @@ impl std::fmt::Debug for JwtSecrets {
 impl JwtSecrets {
     pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
         Self {
-            current: current.to_vec(),
-            previous: previous.filter(|p| !p.is_empty()).map(<[u8]>::to_vec),
+            current: Base::new(current),
+            previous: previous.filter(|p| !p.is_empty()).map(Base::new),
         }
     }
 
     /// Key id of `JWT_SECRET` itself.
     pub fn base_kid(&self) -> String {
-        format!("e-{}", fingerprint(&self.current))
+        format!("e-{}", self.current.fingerprint)
     }
 
     /// Key id of `JWT_SECRET_PREVIOUS`, if set.
     pub fn previous_kid(&self) -> Option<String> {
         self.previous
             .as_ref()
-            .map(|p| format!("e-{}", fingerprint(p)))
+            .map(|p| format!("e-{}", p.fingerprint))
+    }
+
+    fn base_named(&self, fp: &str) -> Option<&Base> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find(|b| b.fingerprint == fp)
     }
 
     /// The secret behind a key id, if these secrets can derive it.
     pub fn resolve(&self, kid: &str) -> Option<Vec<u8>> {
-        let bases = std::iter::once(&self.current).chain(self.previous.iter());
         if let Some(fp) = kid.strip_prefix("e-") {
-            return bases.into_iter().find(|b| fingerprint(b) == fp).cloned();
+            return self.base_named(fp).map(|b| b.secret.clone());
         }
         let rest = kid.strip_prefix("r-")?;
         let (fp, random) = rest.split_once('-')?;
         if random.len() != 8 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        bases
-            .into_iter()
-            .find(|b| fingerprint(b) == fp)
-            .map(|b| hmac(b, kid.as_bytes()).to_vec())
+        self.base_named(fp)
+            .map(|b| hmac(&b.secret, kid.as_bytes()).to_vec())
     }
 
     /// Whether `kid` is `JWT_SECRET`'s own key or derived from it (not from the previous one).
     pub fn derives_from_current(&self, kid: &str) -> bool {
-        let fp = fingerprint(&self.current);
-        kid.strip_prefix("e-") == Some(fp.as_str())
+        let fp = self.current.fingerprint.as_str();
+        kid.strip_prefix("e-") == Some(fp)
             || kid
                 .strip_prefix("r-")
                 .and_then(|r| r.split_once('-'))
                 .is_some_and(|(f, _)| f == fp)
     }
 
+    /// Whether `kid` is `JWT_SECRET`'s own key id, without formatting it.
+    fn is_base_kid(&self, kid: &str) -> bool {
+        kid.strip_prefix("e-") == Some(self.current.fingerprint.as_str())
+    }
+
     fn new_rotated_kid(&self, entropy: &dyn Entropy) -> String {
         format!(
             "r-{}-{}",
-            fingerprint(&self.current),
+            self.current.fingerprint,
             keys::random_hex(4, entropy)
         )
     }
@@ -238,7 +263,7 @@ pub fn signing_key(db: &dyn Sql, secrets: &JwtSecrets) -> Result<(String, Vec<u8
     let kid = stored.unwrap_or_else(|| secrets.base_kid());
     match secrets.resolve(&kid) {
         Some(secret) => Ok((kid, secret)),
-        None => Ok((secrets.base_kid(), secrets.current.clone())),
+        None => Ok((secrets.base_kid(), secrets.current.secret.clone())),
     }
 }
 
@@ -257,7 +282,7 @@ fn verification_key(
         Some(status) => status == "current" || status == "previous",
         // An empty keyring (never reconciled) trusts JWT_SECRET's own key only.
         None => {
-            kid == secrets.base_kid() && db.query("SELECT 1 FROM jwt_keys LIMIT 1", &[])?.is_empty()
+            secrets.is_base_kid(kid) && db.query("SELECT 1 FROM jwt_keys LIMIT 1", &[])?.is_empty()
         }
     };
     Ok(if usable { secrets.resolve(kid) } else { None })
@@ -303,6 +328,24 @@ pub fn unverified_tenant(token: &str) -> Option<String> {
     v.get("tenantId")?.as_str().map(str::to_owned)
 }
 
+/// The header fields `verify` needs to pick a key. `jsonwebtoken::decode` parses and checks
+/// the whole header again anyway; this narrower read skips the full `Header`'s flattened
+/// extras map (its costliest part) and accepts every header that one accepts, so nothing the
+/// library would take is refused here.
+#[derive(Deserialize)]
+struct KeyHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+/// Splits like `jsonwebtoken::decode_header`: the header is what precedes the last two dots.
+fn key_header(token: &str) -> Option<KeyHeader> {
+    let (message, _signature) = token.rsplit_once('.')?;
+    let (header, _payload) = message.rsplit_once('.')?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Verifies an access token for `tenant_id` at `now_ms`. Every failure is the one uniform
 /// [`ApiError::UserUnauthorized`].
 pub fn verify(
@@ -313,7 +356,7 @@ pub fn verify(
     now_ms: i64,
 ) -> Result<AccessClaims, ApiError> {
     let unauth = |_| ApiError::UserUnauthorized;
-    let header = jsonwebtoken::decode_header(token).map_err(unauth)?;
+    let header = key_header(token).ok_or(ApiError::UserUnauthorized)?;
     if header.alg != Algorithm::HS256 {
         return Err(ApiError::UserUnauthorized);
     }
@@ -476,6 +519,35 @@ mod tests {
             "tampered"
         );
         assert!(refused("", "tenant:a", now_ms));
+    }
+
+    #[test]
+    fn key_header_reads_what_the_library_header_reads() {
+        let s = JwtSecrets::new(b"a-secret-of-at-least-32-characters!!", None);
+        let token = sign(&EmptyKeyring, &s, &claims(1_795_690_327)).unwrap();
+        let full = jsonwebtoken::decode_header(&token).unwrap();
+        let ours = key_header(&token).unwrap();
+        assert_eq!((ours.alg, ours.kid), (full.alg, full.kid));
+        let rest = token.split_once('.').unwrap().1;
+        for head in [
+            r#"{"alg":"HS256"}"#,
+            r#"{"alg":"HS256","kid":null,"typ":"JWT","x":"y"}"#,
+            r#"{"alg":"RS256","kid":"k"}"#,
+        ] {
+            let t = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(head));
+            let full = jsonwebtoken::decode_header(&t).unwrap();
+            let ours = key_header(&t).unwrap();
+            assert_eq!((ours.alg, ours.kid), (full.alg, full.kid), "{head}");
+        }
+        for bad in ["", "a.b", "!!.b.c", r#"{"kid":"k"}"#, r#"{"alg":"none"}"#] {
+            let t = if bad.starts_with('{') {
+                format!("{}.{rest}", URL_SAFE_NO_PAD.encode(bad))
+            } else {
+                bad.to_owned()
+            };
+            assert!(key_header(&t).is_none(), "{bad}");
+            assert!(jsonwebtoken::decode_header(&t).is_err(), "{bad}");
+        }
     }
 
     #[test]
