@@ -446,7 +446,12 @@ pub struct MemoryReport {
 }
 
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_mib_of("self")
+}
+
+/// VmRSS of a process (`self` or a pid) in MiB; 0 where /proc is not there.
+fn rss_mib_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -457,10 +462,111 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Fills an embedded reference with `tenants` tenants and `keys` keys in all (two per tenant
-/// come with it, the rest are minted through the admin API), then touches every tenant once
-/// so its object is loaded, and reports the process's resident memory. The process holds the
-/// load generator too, so the figure is an upper bound for the service alone.
+/// The reference whose memory is measured: the `auth-service` binary as a process of its own
+/// when it sits beside this one (then the figure is the service's alone), else in-process.
+/// A child process is killed however the measurement ends.
+struct MeasuredService {
+    child: Option<std::process::Child>,
+    in_process: Option<auth_service::RunningService>,
+}
+
+impl Drop for MeasuredService {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl MeasuredService {
+    async fn start(dir: &std::path::Path, admin_key: &str) -> anyhow::Result<(Self, String)> {
+        let beside = std::env::current_exe()?.with_file_name("auth-service");
+        if beside.exists() {
+            use std::io::BufRead;
+            let mut child = std::process::Command::new(&beside)
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir)
+                .env("PLATFORM_ADMIN_KEY", admin_key)
+                .env("JWT_SECRET", format!("bench-{admin_key}"))
+                .env_remove("MAIL_API_URL")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let stdout = child.stdout.take();
+            let service = Self {
+                child: Some(child),
+                in_process: None,
+            };
+            let stdout = stdout.context("auth-service stdout")?;
+            // Its log shares stdout: find the address line, then keep draining so the
+            // service never writes into a full pipe.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr.trim().to_owned());
+                        }
+                    }
+                }
+            });
+            let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+                .await
+                .context("auth-service did not start within 30 s")?
+                .context("auth-service did not report its address")?;
+            return Ok((service, format!("http://{addr}")));
+        }
+        let running = auth_service::spawn(auth_service::Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.to_owned(),
+            base_domain: None,
+            admin_key: Some(admin_key.to_owned()),
+            test_hooks: false,
+        })
+        .await?;
+        let base = running.base_url();
+        Ok((
+            Self {
+                child: None,
+                in_process: Some(running),
+            },
+            base,
+        ))
+    }
+
+    fn rss_mib(&self) -> f64 {
+        match &self.child {
+            Some(child) => rss_mib_of(&child.id().to_string()),
+            None => rss_mib(),
+        }
+    }
+
+    fn note(&self) -> String {
+        let scope = if self.child.is_some() {
+            "the auth-service process alone"
+        } else {
+            "whole process (service plus load generator: no auth-service binary beside authconf)"
+        };
+        format!(
+            "{scope}; at most {} objects stay in memory",
+            auth_service::MAX_LIVE_OBJECTS
+        )
+    }
+
+    async fn stop(mut self) {
+        if let Some(running) = self.in_process.take() {
+            running.shutdown().await;
+        }
+        // A child is killed by Drop.
+    }
+}
+
+/// Fills a reference with `tenants` tenants and `keys` keys in all (two per tenant come with
+/// it, the rest are minted through the admin API), then touches every tenant once so its
+/// object is loaded, and reports the service's resident memory (see [`MeasuredService`]).
 pub async fn memory(
     tenants: usize,
     keys: usize,
@@ -468,16 +574,8 @@ pub async fn memory(
 ) -> anyhow::Result<MemoryReport> {
     let dir = tempfile::tempdir()?;
     let admin_key = admin_key_for_bench();
-    let service = auth_service::spawn(auth_service::Config {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().to_owned(),
-        base_domain: None,
-        admin_key: Some(admin_key.clone()),
-        test_hooks: false,
-    })
-    .await?;
-    let base = service.base_url();
-    let before = rss_mib();
+    let (service, base) = MeasuredService::start(dir.path(), &admin_key).await?;
+    let before = service.rss_mib();
     let started = Instant::now();
     let http = reqwest::Client::new();
     let id = crate::new_run_id();
@@ -536,17 +634,15 @@ pub async fn memory(
         w.await??;
     }
     let fill_seconds = started.elapsed().as_secs_f64();
-    let rss = rss_mib();
-    service.shutdown().await;
+    let rss = service.rss_mib();
+    let note = service.note();
+    service.stop().await;
     Ok(MemoryReport {
         tenants,
         keys: tenants * (2 + extra_per_tenant),
         rss_mib: rss,
         rss_before_mib: before,
         fill_seconds,
-        note: format!(
-            "whole process (service plus load generator); at most {} objects stay in memory",
-            auth_service::MAX_LIVE_OBJECTS
-        ),
+        note,
     })
 }
