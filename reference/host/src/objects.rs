@@ -14,16 +14,17 @@
 //!   them, so they survive eviction the way hibernatable sockets do. Each socket has a bounded
 //!   outgoing queue; a consumer too slow to drain it is closed instead of buffered forever.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cell::OnceCell;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use auth_core::objects::{DurableObject, ObjectEnv, ObjectStorage, SocketHub, SocketId};
 use auth_core::ports::{Clock, Sql, StorageError};
 use rusqlite::Connection;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::sqlite::{open_connection, SqliteSql};
 use crate::{Database, HostClock, OsEntropy};
@@ -88,10 +89,24 @@ pub struct Accepted {
     pub close: Arc<CloseSignal>,
 }
 
+/// One call waiting for its turn on an object. It answers how to hand its result to the caller,
+/// so the runner can free the gate first when it was the last call queued.
+type Job<O> = Box<dyn FnOnce(&Runtime<O>, &Slot<O>, &mut Live<O>) -> Option<Deliver> + Send>;
+type Deliver = Box<dyn FnOnce() + Send>;
+
+/// The calls waiting for one object. A single runner at a time takes the gate and drains them
+/// in order on one blocking thread, so the calls of a busy object follow each other without a
+/// task wake-up and a blocking-pool hand-off between every two of them.
+struct Queue<O> {
+    jobs: VecDeque<Job<O>>,
+    running: bool,
+}
+
 /// The parts of an object that outlive its instance.
 struct Slot<O> {
     name: String,
     gate: Arc<tokio::sync::Mutex<Live<O>>>,
+    queue: Mutex<Queue<O>>,
     sockets: Mutex<HashMap<SocketId, SocketEntry>>,
     last_used_ms: AtomicI64,
 }
@@ -133,6 +148,53 @@ impl ObjectStorage for CallStorage<'_> {
     }
     fn alarm(&self) -> Option<i64> {
         *self.alarm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The shared database as one call sees it: locked on first use and then held until the call
+/// has committed, exactly as if it had been locked for the whole call. Until then the call has
+/// touched only its own object's storage (behind the object's gate), so the order of events
+/// is the same as with the lock taken up front; calls that never read it (the rate-limit hot
+/// path, answered from the object's cache) leave the connection to the front and to other
+/// objects meanwhile instead of serialising the whole host behind one object's commit.
+struct SharedOnDemand<'a> {
+    db: &'a Database,
+    conn: OnceCell<MutexGuard<'a, Connection>>,
+}
+
+impl<'a> SharedOnDemand<'a> {
+    fn new(db: &'a Database) -> Self {
+        Self {
+            db,
+            conn: OnceCell::new(),
+        }
+    }
+
+    fn sql(&self) -> SqliteSql<'_> {
+        SqliteSql(self.conn.get_or_init(|| self.db.lock()))
+    }
+}
+
+impl Sql for SharedOnDemand<'_> {
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[auth_core::ports::SqlValue],
+    ) -> Result<usize, StorageError> {
+        self.sql().execute(sql, params)
+    }
+    fn query(
+        &self,
+        sql: &str,
+        params: &[auth_core::ports::SqlValue],
+    ) -> Result<Vec<auth_core::ports::Row>, StorageError> {
+        self.sql().query(sql, params)
+    }
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.sql().transaction(work)
     }
 }
 
@@ -197,6 +259,35 @@ impl<O> SocketHub for CallHub<'_, O> {
     }
 }
 
+/// Resets an object's queue if its runner is dropped before draining it (the tokio runtime
+/// shutting down): the waiting callers then get an error instead of waiting forever, and the
+/// next call starts a new runner.
+struct Runner<O> {
+    slot: Arc<Slot<O>>,
+    finished: bool,
+}
+
+impl<O> Runner<O> {
+    /// The queue was drained: a later runner owns whatever is queued from now on.
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl<O> Drop for Runner<O> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let abandoned = {
+            let mut queue = lock(&self.slot.queue);
+            queue.running = false;
+            std::mem::take(&mut queue.jobs)
+        };
+        drop(abandoned);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -253,6 +344,10 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
                     instance: None,
                     conn: None,
                 })),
+                queue: Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    running: false,
+                }),
                 sockets: Mutex::new(HashMap::new()),
                 last_used_ms: AtomicI64::new(0),
             })
@@ -283,22 +378,100 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         work: impl FnOnce(&mut O, &ObjectEnv) -> R + Send + 'static,
     ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         let slot = self.slot(name);
-        let mut live = Arc::clone(&slot.gate).lock_owned().await;
-        let this = Arc::clone(self);
-        let slot2 = Arc::clone(&slot);
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = this.run_locked(&slot2, &mut live, accept, firing, work);
-            drop(live);
-            r
-        })
-        .await
-        .map_err(|_| StorageError::Other("object handler panicked".into()))?;
+        let (done, result) = oneshot::channel();
+        let job: Job<O> = Box::new(move |this, slot, live| {
+            // A caller that went away before its turn (its client hung up) is not run, as it
+            // was not when it was dropped while waiting for the gate.
+            if done.is_closed() {
+                return None;
+            }
+            let result = this.run_locked(slot, live, accept, firing, work);
+            Some(Box::new(move || {
+                let _ = done.send(result);
+            }) as Deliver)
+        });
+        let start_runner = {
+            let mut queue = lock(&slot.queue);
+            queue.jobs.push_back(job);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start_runner {
+            self.start_runner(Arc::clone(&slot));
+        }
+        // The job's sender is dropped unsent only when the handler panicked (or the runtime is
+        // shutting down).
+        let joined = result
+            .await
+            .map_err(|_| StorageError::Other("object handler panicked".into()))?;
         slot.last_used_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
         if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS {
             self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10);
         }
         joined
+    }
+
+    /// Starts the runner of an object whose queue was idle. Nothing here awaits, so the runner
+    /// cannot be cancelled with this caller while other callers' jobs wait in the queue.
+    fn start_runner(self: &Arc<Self>, slot: Arc<Slot<O>>) {
+        let runner = Runner {
+            slot,
+            finished: false,
+        };
+        match Arc::clone(&runner.slot.gate).try_lock_owned() {
+            // The usual case: straight to a blocking thread, no task in between.
+            Ok(live) => {
+                let this = Arc::clone(self);
+                tokio::task::spawn_blocking(move || this.drain(runner, live));
+            }
+            // The previous runner is still letting go of the gate, or an eviction holds it.
+            Err(_) => {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let live = Arc::clone(&runner.slot.gate).lock_owned().await;
+                    tokio::task::spawn_blocking(move || this.drain(runner, live));
+                });
+            }
+        }
+    }
+
+    /// The runner of one object: holding the gate, runs queued calls one by one until the
+    /// queue is empty.
+    fn drain(&self, mut runner: Runner<O>, mut live: tokio::sync::OwnedMutexGuard<Live<O>>) {
+        let slot = Arc::clone(&runner.slot);
+        let mut next = lock(&slot.queue).jobs.pop_front();
+        while let Some(job) = next {
+            // A panicking handler fails its own call (its sender is dropped), not the calls
+            // queued behind it; its transaction was rolled back while unwinding.
+            let deliver = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job(self, &slot, &mut live)
+            }))
+            .ok()
+            .flatten();
+            let mut queue = lock(&slot.queue);
+            next = queue.jobs.pop_front();
+            if next.is_none() {
+                queue.running = false;
+                drop(queue);
+                runner.finish();
+                // The gate is free before the caller hears back, as it was when each call
+                // took the gate itself: an object is idle (evictable) once its last call
+                // has answered.
+                drop(live);
+                if let Some(deliver) = deliver {
+                    deliver();
+                }
+                return;
+            }
+            drop(queue);
+            if let Some(deliver) = deliver {
+                deliver();
+            }
+        }
+        // Unreachable: whoever starts a runner queues a job first, and only the runner
+        // takes jobs out.
+        lock(&slot.queue).running = false;
+        runner.finish();
     }
 
     fn run_locked<R>(
@@ -331,12 +504,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             next_socket: &self.next_socket,
             pending: accept.then_some(&pending),
         };
-        let shared = self.db.lock();
-        let db = SqliteSql(&shared);
+        let shared = SharedOnDemand::new(&self.db);
         let env = ObjectEnv {
             name: &slot.name,
             storage: &storage,
-            db: &db,
+            db: &shared,
             clock: &*self.clock,
             entropy: &OsEntropy,
             sockets: &hub,
@@ -361,11 +533,12 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
     }
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
-        lock(&self.metadata)
-            .query_row("SELECT at_ms FROM alarms WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .ok()
+        // Runs on every call: a cached statement spares the SQL parse each time.
+        let meta = lock(&self.metadata);
+        let mut stmt = meta
+            .prepare_cached("SELECT at_ms FROM alarms WHERE name = ?1")
+            .ok()?;
+        stmt.query_row([name], |r| r.get(0)).ok()
     }
 
     fn store_alarm(
@@ -382,13 +555,15 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         let res = match after {
             Some(at) => {
                 schedule.insert((at, name.to_owned()));
-                meta.execute(
+                meta.prepare_cached(
                     "INSERT INTO alarms (name, at_ms) VALUES (?1, ?2) \
                      ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms",
-                    rusqlite::params![name, at],
                 )
+                .and_then(|mut stmt| stmt.execute(rusqlite::params![name, at]))
             }
-            None => meta.execute("DELETE FROM alarms WHERE name = ?1", [name]),
+            None => meta
+                .prepare_cached("DELETE FROM alarms WHERE name = ?1")
+                .and_then(|mut stmt| stmt.execute([name])),
         };
         drop(schedule);
         self.wake.notify_one();
