@@ -26,7 +26,7 @@ use auth_core::ports::{Clock, Sql, StorageError};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::sqlite::{open_connection, SqliteSql};
+use crate::sqlite::{open_connection, open_object_connection, SqliteSql};
 use crate::{Database, HostClock, OsEntropy};
 
 /// Most object instances held in memory at once. Each holds a SQLite connection (three file
@@ -485,7 +485,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         if live.conn.is_none() {
             self.live.fetch_add(1, Ordering::Relaxed);
             live.conn = Some(
-                open_connection(&object_file(&self.dir, &slot.name))
+                open_object_connection(&object_file(&self.dir, &slot.name))
                     .map_err(|e| StorageError::Other(e.to_string()))?,
             );
         }

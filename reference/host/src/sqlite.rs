@@ -33,7 +33,37 @@ impl Database {
 
 /// Opens a SQLite file with the settings every database of the host uses.
 pub fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    configure(Connection::open(path)?)
+}
+
+/// Opens one Durable Object's database. Up to a thousand are open at once and each is small,
+/// so SQLite's per-connection defaults, sized for one big database, dominate the host's memory:
+/// the lookaside allocator reserves 1,200 slots of 128 bytes (150 KiB) per connection up front,
+/// and the page cache may grow to 2 MiB. An object's statements are short and its database a
+/// few pages, so 32 slots and a 128 KiB cache lose nothing measurable.
+pub fn open_object_connection(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path)?;
+    // rusqlite exposes only the boolean `sqlite3_db_config` options, hence the direct call.
+    // SAFETY: the handle is valid for the life of `conn`; right after open no lookaside memory
+    // is in use, which this option requires; a null buffer makes SQLite allocate its own.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            128 as std::ffi::c_int,
+            32 as std::ffi::c_int,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        // Only memory is at stake: keep the defaults.
+        tracing::debug!(rc, "could not shrink the lookaside allocator");
+    }
+    conn.pragma_update(None, "cache_size", -128)?;
+    configure(conn)
+}
+
+fn configure(conn: Connection) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL is durable across process crashes in WAL mode; FULL would also survive power
     // loss at a large cost per commit. A reference service on one machine takes NORMAL.
