@@ -256,6 +256,20 @@ fn decode_component(s: &str) -> String {
         .into_owned()
 }
 
+/// The declared media type without parameters, lower-cased (`text/csv` for
+/// `Text/CSV; charset=utf-8`); `None` without a readable `Content-Type`.
+pub fn media_type(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// The JSON object in a request body, checked for size, media type and syntax.
 /// `optional` allows an empty body (read as `{}`), for routes whose body may be omitted.
 pub fn json_object(req: &Request, optional: bool) -> Result<Map<String, Value>, ApiError> {
@@ -266,20 +280,8 @@ pub fn json_object(req: &Request, optional: bool) -> Result<Map<String, Value>, 
     if body.is_empty() && optional {
         return Ok(Map::new());
     }
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
-        })
-        .unwrap_or(false);
+    let is_json = media_type(req)
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }

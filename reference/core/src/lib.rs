@@ -30,6 +30,7 @@ pub mod ports;
 pub mod ratelimit;
 pub mod store;
 pub mod tenant_state;
+pub mod test_controls;
 pub mod users;
 
 use ::http::{header, HeaderValue, Method};

@@ -44,6 +44,22 @@ pub trait SocketHub {
     fn close(&self, socket: SocketId, code: u16, reason: &str);
 }
 
+/// The hub of an object that holds no sockets (the graph object, tests, benches).
+pub struct NoSockets;
+
+impl SocketHub for NoSockets {
+    fn accept(&self, _: &str) -> Option<SocketId> {
+        None
+    }
+    fn sockets(&self) -> Vec<(SocketId, String)> {
+        Vec::new()
+    }
+    fn send(&self, _: SocketId, _: &str) -> bool {
+        false
+    }
+    fn close(&self, _: SocketId, _: u16, _: &str) {}
+}
+
 /// What an object's handler may touch.
 pub struct ObjectEnv<'a> {
     /// Name the object was addressed by (a tenant id, say).

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use auth_core::keys::{self, Environment, KeyHasher, KeyType};
 use auth_core::model::KeyRecord;
-use auth_core::objects::{DurableObject, ObjectEnv, ObjectStorage, SocketHub, SocketId};
+use auth_core::objects::{DurableObject, NoSockets, ObjectEnv, ObjectStorage};
 use auth_core::ports::{Clock, Sql};
 use auth_core::store;
 use auth_core::tenant_state::{Notice, TenantState};
@@ -212,21 +212,6 @@ impl ObjectStorage for ObjectSql<'_> {
     fn alarm(&self) -> Option<i64> {
         self.alarm.get()
     }
-}
-
-/// A tenant with no open event streams: the push after each append reaches nobody.
-struct NoSockets;
-impl SocketHub for NoSockets {
-    fn accept(&self, _: &str) -> Option<SocketId> {
-        None
-    }
-    fn sockets(&self) -> Vec<(SocketId, String)> {
-        Vec::new()
-    }
-    fn send(&self, _: SocketId, _: &str) -> bool {
-        false
-    }
-    fn close(&self, _: SocketId, _: u16, _: &str) {}
 }
 
 fn audit_append(c: &mut Criterion) {

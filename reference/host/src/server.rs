@@ -5,9 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
+use auth_core::graph::{GraphCall, GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::http::MAX_BODY_BYTES;
 use auth_core::objects::DurableObject;
+use auth_core::test_controls::TestControl;
 use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports, TenantOutcome, TenantState};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -266,27 +267,6 @@ async fn flush_metrics(state: &Arc<AppState>) {
     }
 }
 
-/// Media types a CSV upload may declare.
-fn is_csv(req: &auth_core::Request) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "text/csv" || essence == "application/octet-stream"
-        })
-        .unwrap_or(false)
-}
-
-fn graph_blob_key(tenant_id: &str) -> String {
-    format!("tenants/{tenant_id}/graph.csv")
-}
-
 /// A graph request the tenant object let through: run it in the tenant's GraphStateCSV object
 /// (blob IO happens here, outside the object, as it would with R2 on Workers), then audit
 /// changes in the TenantState object.
@@ -297,39 +277,38 @@ async fn run_graph(
     request_id: &str,
     req: Arc<auth_core::Request>,
 ) -> auth_core::Response {
-    let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
-    let leaf = segments.get(2).map(String::as_str).unwrap_or("");
-    let read = req.method() == Method::GET || req.method() == Method::HEAD;
-    let (route, audit_action) = match (leaf, read) {
-        ("csv", _) => {
-            if req.body().len() > MAX_CSV_BYTES {
-                return ApiError::PayloadTooLarge.into_response();
-            }
-            if !is_csv(&req) {
-                return ApiError::UnsupportedMediaType.into_response();
-            }
-            let edges = match auth_core::graph::validate_csv_upload(req.body()) {
+    let call = match GraphCall::of(&req) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let audit_of = call.audit();
+    let route = match call {
+        GraphCall::Upload => {
+            let edges = match auth_core::graph::check_upload(&req) {
                 Ok(n) => n,
                 Err(e) => return e.into_response(),
             };
-            if let Err(e) = state.blobs.put(&graph_blob_key(tenant_id), req.body()) {
+            let key = auth_core::graph::blob_key(tenant_id);
+            if let Err(e) = state.blobs.put(&key, req.body()) {
                 tracing::error!(error = %e, "blob write failed");
                 return ApiError::Internal.into_response();
             }
-            let body = json!({"stored": true, "key": graph_blob_key(tenant_id), "edgeCount": edges, "bytes": req.body().len()});
-            audit(
-                state,
-                tenant_id,
-                actor,
-                request_id,
-                "graph.csv_uploaded",
-                json!({"edgeCount": edges}),
-            )
-            .await;
-            return auth_core::http::json(StatusCode::OK, &body);
+            let answer = auth_core::graph::upload_answer(tenant_id, edges, req.body().len());
+            if let Some(a) = audit_of {
+                audit(
+                    state,
+                    tenant_id,
+                    actor,
+                    request_id,
+                    a.action,
+                    a.detail(&answer),
+                )
+                .await;
+            }
+            return answer;
         }
-        ("reload", _) => match state.blobs.get(&graph_blob_key(tenant_id)) {
-            Ok(Some(csv)) => (GraphRoute::Reload { csv }, Some("graph.reloaded")),
+        GraphCall::Reload => match state.blobs.get(&auth_core::graph::blob_key(tenant_id)) {
+            Ok(Some(csv)) => GraphRoute::Reload { csv },
             Ok(None) => {
                 return ApiError::field("csv", "no graph.csv has been uploaded for this tenant")
                     .into_response()
@@ -339,12 +318,7 @@ async fn run_graph(
                 return ApiError::Internal.into_response();
             }
         },
-        ("state", _) => (GraphRoute::State, None),
-        ("validate", _) => (GraphRoute::Validate, None),
-        ("check", _) => (GraphRoute::Check, None),
-        ("mutations", true) => (GraphRoute::Mutations, None),
-        ("mutations", false) => (GraphRoute::Mutate, Some("graph.mutated")),
-        _ => return ApiError::NotFound.into_response(),
+        GraphCall::Run(route) => route,
     };
     let actor_owned = actor.to_owned();
     let req2 = Arc::clone(&req);
@@ -362,18 +336,14 @@ async fn run_graph(
             return ApiError::Internal.into_response();
         }
     };
-    if let Some(action) = audit_action.filter(|_| resp.status().is_success()) {
-        let version = serde_json::from_slice::<Value>(resp.body())
-            .ok()
-            .and_then(|v| v.get("version").cloned())
-            .unwrap_or(Value::Null);
+    if let Some(a) = audit_of.filter(|_| resp.status().is_success()) {
         audit(
             state,
             tenant_id,
             actor,
             request_id,
-            action,
-            json!({"version": version}),
+            a.action,
+            a.detail(&resp),
         )
         .await;
     }
@@ -499,9 +469,6 @@ async fn pump(state: Arc<AppState>, tenant_id: String, accepted: Accepted, conn:
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
-/// Largest single move of the test clock: 100 years, far from any overflow.
-const MAX_CLOCK_ADVANCE_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
-
 /// `/_test/*`: controls that exist only with `--test-hooks`, and only for the platform admin.
 async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Response {
     let st = Arc::clone(state);
@@ -522,44 +489,23 @@ async fn test_control(state: &Arc<AppState>, req: auth_core::Request) -> Respons
     if let Err(e) = authorised {
         return problem(e);
     }
-    if req.method() != Method::POST {
-        return problem(ApiError::MethodNotAllowed("POST"));
-    }
-    let fields = match auth_core::http::json_object(&req, true) {
-        Ok(f) => f,
+    let body = match TestControl::parse(&req) {
         Err(e) => return problem(e),
-    };
-    let tenant = fields
-        .get("tenantId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let body = match req.uri().path() {
-        "/_test/clock" => {
-            let Some(ms) = fields
-                .get("advanceMs")
-                .and_then(Value::as_i64)
-                .filter(|m| (0..=MAX_CLOCK_ADVANCE_MS).contains(m))
-            else {
-                return problem(ApiError::field(
-                    "advanceMs",
-                    "must be a whole number from 0 to 3153600000000 (100 years)",
-                ));
-            };
+        Ok(TestControl::AdvanceClock { ms }) => {
             let now = state.clock.advance(ms);
             // Alarms due under the new time fire now.
             state.tenants.fire_due().await;
             json!({"nowMs": now})
         }
-        "/_test/evict" => {
+        Ok(TestControl::Evict { tenant }) => {
             let n = state.tenants.evict_idle(0, tenant.as_deref())
                 + state.graphs.evict_idle(0, tenant.as_deref());
             json!({"evicted": n})
         }
-        "/_test/alarms/fire" => {
+        Ok(TestControl::FireAlarms { tenant }) => {
             let n = state.tenants.fire_all_now(tenant.as_deref()).await;
             json!({"fired": n})
         }
-        _ => return problem(ApiError::NotFound),
     };
     to_axum(auth_core::finish(
         auth_core::http::json(StatusCode::OK, &body),

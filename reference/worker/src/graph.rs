@@ -4,14 +4,11 @@
 
 use std::cell::RefCell;
 
-use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
-use auth_core::objects::{
-    DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
-};
+use auth_core::graph::{blob_key, check_upload, upload_answer, GraphCall, GraphRoute, GraphState};
+use auth_core::objects::{DurableObject as CoreObject, NoSockets, ObjectEnv, ObjectStorage};
 use auth_core::ports::Sql;
 use auth_core::ApiError;
-use http::{Method, StatusCode};
-use serde_json::json;
+use http::Method;
 use worker::{durable_object, Env, Request, RequestInit, Response, State};
 
 use crate::convert::{to_core, to_worker};
@@ -21,10 +18,6 @@ const ACTOR_HEADER: &str = "x-authconf-actor";
 const TENANT_HEADER: &str = "x-authconf-tenant";
 const NOW_HEADER: &str = "x-authconf-now-ms";
 const EVICT_PATH: &str = "/_internal/evict";
-
-fn graph_blob_key(tenant_id: &str) -> String {
-    format!("tenants/{tenant_id}/graph.csv")
-}
 
 fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
     env.durable_object("GRAPH_STATE_CSV")?
@@ -96,21 +89,6 @@ impl ObjectStorage for Storage<'_> {
     }
 }
 
-struct NoSockets;
-
-impl SocketHub for NoSockets {
-    fn accept(&self, _: &str) -> Option<SocketId> {
-        None
-    }
-    fn sockets(&self) -> Vec<(SocketId, String)> {
-        Vec::new()
-    }
-    fn send(&self, _: SocketId, _: &str) -> bool {
-        false
-    }
-    fn close(&self, _: SocketId, _: u16, _: &str) {}
-}
-
 impl GraphStateCSV {
     async fn handle(&self, mut req: Request) -> Result<auth_core::Response, ApiError> {
         let core = to_core(&mut req).await.map_err(|_| ApiError::Internal)?;
@@ -129,37 +107,19 @@ impl GraphStateCSV {
             .env
             .bucket("TENANT_DATA")
             .map_err(|_| ApiError::Internal)?;
-        let leaf = core
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        let read = core.method() == Method::GET || core.method() == Method::HEAD;
-        let route = match (leaf.as_str(), read) {
-            ("csv", _) => {
-                if core.body().len() > MAX_CSV_BYTES {
-                    return Err(ApiError::PayloadTooLarge);
-                }
-                if !crate::platform::is_csv(&core) {
-                    return Err(ApiError::UnsupportedMediaType);
-                }
-                let edges = auth_core::graph::validate_csv_upload(core.body())?;
-                let key = graph_blob_key(&tenant);
+        let route = match GraphCall::of(&core)? {
+            GraphCall::Upload => {
+                let edges = check_upload(&core)?;
                 bucket
-                    .put(&key, core.body().clone())
+                    .put(blob_key(&tenant), core.body().clone())
                     .execute()
                     .await
                     .map_err(|_| ApiError::Internal)?;
-                return Ok(auth_core::http::json(
-                    StatusCode::OK,
-                    &json!({"stored": true, "key": key, "edgeCount": edges, "bytes": core.body().len()}),
-                ));
+                return Ok(upload_answer(&tenant, edges, core.body().len()));
             }
-            ("reload", _) => {
+            GraphCall::Reload => {
                 let object = bucket
-                    .get(graph_blob_key(&tenant))
+                    .get(blob_key(&tenant))
                     .execute()
                     .await
                     .map_err(|_| ApiError::Internal)?;
@@ -172,12 +132,7 @@ impl GraphStateCSV {
                 let csv = body.bytes().await.map_err(|_| ApiError::Internal)?;
                 GraphRoute::Reload { csv }
             }
-            ("state", _) => GraphRoute::State,
-            ("validate", _) => GraphRoute::Validate,
-            ("check", _) => GraphRoute::Check,
-            ("mutations", true) => GraphRoute::Mutations,
-            ("mutations", false) => GraphRoute::Mutate,
-            _ => return Err(ApiError::NotFound),
+            GraphCall::Run(route) => route,
         };
         // From here on nothing awaits: the call is one transaction, alone in the object.
         let db = DoSql::new(&self.state.storage());

@@ -15,16 +15,18 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use auth_core::graph::GraphCall;
 use auth_core::objects::{
     DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
+use auth_core::test_controls::TestControl;
 use auth_core::users::jwt::JwtSecrets;
 use auth_core::users::mail;
 use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports, TenantOutcome, TenantState};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::{
     console_error, console_log, durable_object, Env, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -34,8 +36,6 @@ use crate::convert::{from_worker, to_core, to_worker};
 use crate::storage::{DoSql, PrefixedSql, WorkerClock, WorkerEntropy};
 
 const TENANT_CLASS: &str = "TenantState";
-/// Largest single move of the test clock: 100 years, as the native host.
-const MAX_CLOCK_ADVANCE_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 /// Retry delay of a failed alarm, doubled per attempt up to a minute.
 const ALARM_RETRY_MS: i64 = 500;
 
@@ -500,23 +500,6 @@ fn apply_migrations(db: &DoSql) -> Result<(), StorageError> {
     .map(drop)
 }
 
-/// Media types a CSV upload may declare.
-pub fn is_csv(req: &auth_core::Request) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "text/csv" || essence == "application/octet-stream"
-        })
-        .unwrap_or(false)
-}
-
 impl AuthPlatform {
     /// Builds the platform at first use; a configuration error is a 503 with the reason
     /// (never a secret), not a panic that would poison the isolate.
@@ -742,23 +725,13 @@ impl AuthPlatform {
         if !resp.status().is_success() {
             return resp;
         }
-        let leaf = req.uri().path().rsplit('/').next().unwrap_or("");
-        let body: Value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-        let audit = match (leaf, req.method() == Method::POST) {
-            ("csv", _) => Some((
-                "graph.csv_uploaded",
-                json!({"edgeCount": body.get("edgeCount")}),
-            )),
-            ("reload", _) => Some(("graph.reloaded", json!({"version": body.get("version")}))),
-            ("mutations", true) => Some(("graph.mutated", json!({"version": body.get("version")}))),
-            _ => None,
-        };
-        if let Some((action, detail)) = audit {
+        let audit = GraphCall::of(req).ok().and_then(|call| call.audit());
+        if let Some(audit) = audit {
             let notice = Notice {
                 actor: actor.to_owned(),
-                action: action.to_owned(),
+                action: audit.action.to_owned(),
                 target: "graph".into(),
-                detail,
+                detail: audit.detail(&resp),
                 request_id: request_id.to_owned(),
                 end_sessions: false,
             };
@@ -778,7 +751,7 @@ impl AuthPlatform {
 
     /// `/_test/*`: the native host's test controls, for the platform admin only.
     async fn test_control(&self, req: auth_core::Request) -> worker::Result<Response> {
-        let (tenant, path, body) = {
+        let (control, body) = {
             let guard = self.platform.borrow();
             let Some(p) = guard.as_ref() else {
                 return problem(ApiError::Internal);
@@ -795,30 +768,12 @@ impl AuthPlatform {
             if let Err(e) = authorised {
                 return problem(e);
             }
-            if req.method() != Method::POST {
-                return problem(ApiError::MethodNotAllowed("POST"));
-            }
-            let fields = match auth_core::http::json_object(&req, true) {
-                Ok(f) => f,
+            let control = match TestControl::parse(&req) {
+                Ok(c) => c,
                 Err(e) => return problem(e),
             };
-            let tenant = fields
-                .get("tenantId")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let path = req.uri().path().to_owned();
-            let body = match path.as_str() {
-                "/_test/clock" => {
-                    let Some(ms) = fields
-                        .get("advanceMs")
-                        .and_then(Value::as_i64)
-                        .filter(|m| (0..=MAX_CLOCK_ADVANCE_MS).contains(m))
-                    else {
-                        return problem(ApiError::field(
-                            "advanceMs",
-                            "must be a whole number from 0 to 3153600000000 (100 years)",
-                        ));
-                    };
+            let body = match &control {
+                TestControl::AdvanceClock { ms } => {
                     let offset = p.clock.borrow().offset_ms + ms;
                     if let Err(e) = p.db.execute(
                         "INSERT INTO _test_clock (id, offset_ms) VALUES (1, ?) \
@@ -833,9 +788,9 @@ impl AuthPlatform {
                     p.fire_alarms(&self.state, None);
                     json!({"nowMs": p.now_ms()})
                 }
-                "/_test/evict" => {
+                TestControl::Evict { tenant } => {
                     let mut tenants = p.tenants.borrow_mut();
-                    let n = match &tenant {
+                    let n = match tenant {
                         Some(t) => usize::from(tenants.remove(t).is_some()),
                         None => {
                             let n = tenants.len();
@@ -845,28 +800,21 @@ impl AuthPlatform {
                     };
                     json!({"evicted": n})
                 }
-                "/_test/alarms/fire" => {
+                TestControl::FireAlarms { tenant } => {
                     let n = p.fire_alarms(&self.state, Some(tenant.as_deref()));
                     json!({"fired": n})
                 }
-                _ => return problem(ApiError::NotFound),
             };
-            (tenant, path, body)
+            (control, body)
         };
         let mut body = body;
-        if path == "/_test/evict" {
-            // Graph objects are separate Durable Objects: ask the tenant's to drop its memory.
-            if let Some(t) = &tenant {
-                if crate::graph::evict(&self.env, t).await.unwrap_or(false) {
-                    body["evicted"] = json!(body["evicted"].as_u64().unwrap_or(0) + 1);
-                }
+        // Graph objects are separate Durable Objects: ask the tenant's to drop its memory.
+        if let TestControl::Evict { tenant: Some(t) } = &control {
+            if crate::graph::evict(&self.env, t).await.unwrap_or(false) {
+                body["evicted"] = json!(body["evicted"].as_u64().unwrap_or(0) + 1);
             }
         }
-        let id = {
-            let mut b = [0u8; 8];
-            auth_core::ports::Entropy::fill(&WorkerEntropy, &mut b);
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        };
+        let id = auth_core::keys::random_hex(8, &WorkerEntropy);
         to_worker(auth_core::finish(
             auth_core::http::json(StatusCode::OK, &body),
             &id,

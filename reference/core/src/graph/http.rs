@@ -63,6 +63,92 @@ struct Allowed {
     allowed: bool,
 }
 
+/// Where a tenant's uploaded graph file lives in the blob store (R2 on Workers).
+pub fn blob_key(tenant_id: &str) -> String {
+    format!("tenants/{tenant_id}/graph.csv")
+}
+
+/// What a graph request that the tenant object let through asks of its host, which does the
+/// blob IO around the `GraphStateCSV` object (as a Worker does with R2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphCall {
+    /// `PUT /v1/graph/csv`: check it ([`check_upload`]), store it, answer [`upload_answer`].
+    Upload,
+    /// `POST /v1/graph/reload`: read the stored file, then run [`GraphRoute::Reload`].
+    Reload,
+    /// Anything else: run this route in the object.
+    Run(GraphRoute),
+}
+
+/// The audit record a successful graph call leaves in the tenant's log: the action, and the
+/// field of the answer that its detail repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphAudit {
+    pub action: &'static str,
+    field: &'static str,
+}
+
+impl GraphAudit {
+    /// `{"<field>": <that field of the answer>}`.
+    pub fn detail(&self, answer: &crate::http::Response) -> Value {
+        let body: Value = serde_json::from_slice(answer.body()).unwrap_or(Value::Null);
+        serde_json::json!({ self.field: body.get(self.field).cloned().unwrap_or(Value::Null) })
+    }
+}
+
+impl GraphCall {
+    /// Reads the call from the request's path and method.
+    pub fn of(req: &Request) -> Result<Self, ApiError> {
+        let read = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+        let leaf = req.uri().path().rsplit('/').next().unwrap_or("");
+        Ok(match (leaf, read) {
+            ("csv", _) => GraphCall::Upload,
+            ("reload", _) => GraphCall::Reload,
+            ("state", _) => GraphCall::Run(GraphRoute::State),
+            ("validate", _) => GraphCall::Run(GraphRoute::Validate),
+            ("check", _) => GraphCall::Run(GraphRoute::Check),
+            ("mutations", true) => GraphCall::Run(GraphRoute::Mutations),
+            ("mutations", false) => GraphCall::Run(GraphRoute::Mutate),
+            _ => return Err(ApiError::NotFound),
+        })
+    }
+
+    /// What a successful call of this kind writes to the audit log, if anything.
+    pub fn audit(&self) -> Option<GraphAudit> {
+        let (action, field) = match self {
+            GraphCall::Upload => ("graph.csv_uploaded", "edgeCount"),
+            GraphCall::Reload => ("graph.reloaded", "version"),
+            GraphCall::Run(GraphRoute::Mutate) => ("graph.mutated", "version"),
+            GraphCall::Run(_) => return None,
+        };
+        Some(GraphAudit { action, field })
+    }
+}
+
+/// Checks an upload before the host stores it: size, media type (`text/csv` or
+/// `application/octet-stream`), then [`validate_csv_upload`]. Answers the edge count.
+pub fn check_upload(req: &Request) -> Result<usize, ApiError> {
+    if req.body().len() > csv::MAX_CSV_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let media = crate::http::media_type(req);
+    if !matches!(
+        media.as_deref(),
+        Some("text/csv" | "application/octet-stream")
+    ) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    validate_csv_upload(req.body())
+}
+
+/// The answer to a stored upload.
+pub fn upload_answer(tenant_id: &str, edges: usize, bytes: usize) -> crate::http::Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"stored": true, "key": blob_key(tenant_id), "edgeCount": edges, "bytes": bytes}),
+    )
+}
+
 /// Checks an upload before the host stores it: the same parser and limits as a reload.
 /// Answers the number of distinct edges, or the 400 a reload of it would give.
 pub fn validate_csv_upload(bytes: &[u8]) -> Result<usize, ApiError> {

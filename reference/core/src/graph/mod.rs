@@ -40,7 +40,9 @@ use crate::objects::{DurableObject, ObjectEnv};
 use crate::ports::StorageError;
 
 pub use self::csv::{EdgeSpec, MAX_CSV_BYTES, MAX_EDGES, MAX_FIELD_BYTES};
-pub use self::http::{validate_csv_upload, GraphRoute};
+pub use self::http::{
+    blob_key, check_upload, upload_answer, validate_csv_upload, GraphAudit, GraphCall, GraphRoute,
+};
 pub use self::index::{GraphIndex, MutationOp, StoredEdge, Validation, MAX_CHECK_DEPTH};
 
 /// Most ops in one mutation call.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::store::{self, *};
 use super::*;
 use crate::http::Request;
-use crate::objects::{ObjectStorage, SocketHub, SocketId};
+use crate::objects::{NoSockets, ObjectStorage};
 use crate::ports::{Clock, Entropy, Row, Sql, SqlValue, StorageError};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -172,20 +172,6 @@ impl ObjectStorage for Storage {
     fn alarm(&self) -> Option<i64> {
         None
     }
-}
-
-struct NoSockets;
-impl SocketHub for NoSockets {
-    fn accept(&self, _: &str) -> Option<SocketId> {
-        None
-    }
-    fn sockets(&self) -> Vec<(SocketId, String)> {
-        Vec::new()
-    }
-    fn send(&self, _: SocketId, _: &str) -> bool {
-        false
-    }
-    fn close(&self, _: SocketId, _: u16, _: &str) {}
 }
 
 struct TestClock(Cell<i64>);
