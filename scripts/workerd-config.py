@@ -53,12 +53,14 @@ const authWorker :Workerd.Worker = (
   globalOutbound = "internet",
   bindings = [
     (name = "AUTH_PLATFORM", durableObjectNamespace = "AuthPlatform"),
+    (name = "TENANT_STATE", durableObjectNamespace = "TenantState"),
     (name = "GRAPH_STATE_CSV", durableObjectNamespace = "GraphStateCSV"),
     (name = "TENANT_DATA", r2Bucket = "r2-tenant-data"),
     {", ".join(texts)},
   ],
   durableObjectNamespaces = [
     (className = "AuthPlatform", uniqueKey = "authconf-auth-platform", enableSql = true),
+    (className = "TenantState", uniqueKey = "authconf-tenant-state", enableSql = true),
     (className = "GraphStateCSV", uniqueKey = "authconf-graph-state-csv", enableSql = true),
   ],
   durableObjectStorage = (localDisk = "do-disk"),

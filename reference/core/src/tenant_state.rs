@@ -54,8 +54,9 @@ pub enum TenantOutcome {
 }
 
 /// A change made outside the object (by the admin API or the graph object) that it must know
-/// about: it is audited, pushed to sockets, and drops the object's cached records.
-#[derive(Debug, Clone)]
+/// about: it is audited, pushed to sockets, and drops the object's cached records. It
+/// serialises because a host may deliver it to an object in another process (the Worker does).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Notice {
     pub actor: String,
     pub action: String,

@@ -1,30 +1,45 @@
 //! The Cloudflare Worker adapter of the auth-service reference: the same core as the native
 //! host (`auth-core`), on workers-rs, built with `worker-build` and run by `workerd`.
 //!
-//! - [`storage`]: the core's ports on Durable Object storage (SQL, transactions, clock,
-//!   randomness).
-//! - [`platform`]: the `AuthPlatform` Durable Object: the relational tables and every
-//!   tenant's `TenantState` (rate limits, cache, audit, events, end-user auth), and why they
-//!   live together on this platform.
+//! - [`platform`]: the `AuthPlatform` Durable Object, the directory: the core's front and
+//!   admin API over tenants, platform admins, the JWT keyring, usage metrics and a mirror of
+//!   every tenant's keys.
+//! - [`tenant`]: the `TenantState` Durable Object, one per tenant: the core's `TenantState`
+//!   (rate limits, audit, events, tenant routes, end-user auth) over the tenant's own rows.
 //! - [`graph`]: the `GraphStateCSV` Durable Object, one per tenant, with the CSV in R2.
-//! - [`convert`]: requests and responses between workers-rs and the core.
+//! - [`internal`] and [`rows`]: what the directory and the tenants' objects say to each other
+//!   and how rows cross between them.
+//! - [`storage`]: the core's ports on Durable Object storage (SQL, transactions, migrations,
+//!   clock, randomness); [`config`]: the settings; [`convert`]: requests and responses.
 //!
-//! The Worker itself is stateless: it hands every request to the platform object. Nothing
-//! here panics on input: constructors are infallible and configuration errors are answered
-//! as 503 problem documents.
+//! The Worker itself is stateless: it hands every request to the directory. Nothing here
+//! panics on input: constructors are infallible and configuration errors are answered as 503
+//! problem documents.
 
+pub mod config;
 pub mod convert;
 pub mod graph;
+pub mod internal;
 pub mod platform;
+pub mod rows;
 pub mod storage;
+pub mod tenant;
 
 use worker::{event, Context, Env, Request, Response};
 
-/// Name of the one platform object.
-const PLATFORM_OBJECT: &str = "platform";
+/// Name of the one directory object.
+pub const PLATFORM_OBJECT: &str = "platform";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    // The objects' own protocol is never reachable from outside.
+    if req.path().starts_with("/_internal/") {
+        return convert::to_worker(auth_core::finish(
+            auth_core::ApiError::NotFound.into_response(),
+            "-",
+            false,
+        ));
+    }
     let stub = env
         .durable_object("AUTH_PLATFORM")?
         .id_from_name(PLATFORM_OBJECT)?

@@ -1,45 +1,41 @@
-//! `AuthPlatform`: the Durable Object that holds the service's relational tables and runs every
-//! tenant's `TenantState`.
+//! `AuthPlatform`: the directory. One Durable Object for the whole service, which runs the core's
+//! front (routing, the admin API) over the rows no single tenant owns, and hands every tenant
+//! request to that tenant's `TenantState` object (`crate::tenant`).
 //!
-//! Why one object and not D1 plus one object per tenant: the core's storage port is
-//! synchronous and transactional, because exactness needs it (a key revoked, a quota spent, a
-//! refresh token rotated: each is one atomic read-modify-write). On Workers the only storage
-//! with synchronous transactions is a Durable Object's own SQLite; D1 is reached over the
-//! network with no interactive transactions, and one object cannot read another's storage
-//! synchronously. `TenantState` reads the tenant's keys and users in the same transaction as
-//! its rate-limit counter, so on this platform the tables and the tenant objects live
-//! together: each tenant's object state is kept under a table prefix of its own
-//! (`storage::PrefixedSql`), its alarm in `_object_alarms`, its sockets tagged with its id.
-//! The cost is one object's throughput for the whole service; `docs/worker.md` says more.
+//! It owns: tenants, platform admins and their tenant lists, the JWT keyring, usage metrics,
+//! and a mirror of every tenant's keys (the front finds a key's tenant there, and the admin API
+//! lists and counts keys from it). The tenant's object owns the keys themselves and everything
+//! else of the tenant; see `crate::rows` for how rows cross between the two and why images
+//! arriving late cannot revive a key.
+//!
+//! Why a Durable Object and not D1: the core's storage port is synchronous and transactional
+//! (tenant creation with its keys and onboarding rows, keyring rotation, admin checks are each
+//! one atomic read-modify-write), and a Durable Object's own SQLite is the only storage on
+//! Workers with synchronous transactions. `docs/worker.md` says more.
+//!
+//! Everything the front does runs without an `await`, so no other request interleaves with it;
+//! the awaits come after (the tenant's object, notices), where interleaving is harmless because
+//! the tenant's object decides everything that must be exact.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use auth_core::graph::GraphCall;
-use auth_core::objects::{
-    DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
-};
 use auth_core::ports::{Sql, SqlValue, StorageError};
 use auth_core::test_controls::TestControl;
-use auth_core::users::jwt::JwtSecrets;
-use auth_core::users::mail;
-use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports, TenantOutcome, TenantState};
+use auth_core::users::UserRequest;
+use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports};
 use http::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    console_error, console_log, durable_object, Env, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    console_error, console_log, durable_object, Env, Request, RequestInit, Response, State,
 };
 
+use crate::config::Settings;
 use crate::convert::{from_worker, to_core, to_worker};
-use crate::storage::{DoSql, PrefixedSql, WorkerClock, WorkerEntropy};
-
-const TENANT_CLASS: &str = "TenantState";
-/// Retry delay of a failed alarm, doubled per attempt up to a minute.
-const ALARM_RETRY_MS: i64 = 500;
-
-type SqlCache = RefCell<HashMap<(String, String), String>>;
+use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
+use crate::rows;
+use crate::storage::{apply_migrations, DoSql, WorkerClock, WorkerEntropy};
+use crate::tenant::not_configured;
 
 #[durable_object]
 pub struct AuthPlatform {
@@ -48,196 +44,44 @@ pub struct AuthPlatform {
     platform: RefCell<Option<Platform>>,
 }
 
-/// What the object builds at first use: configuration, the database, the live tenant objects.
+/// What the object builds at first use.
 struct Platform {
-    service: auth_core::Service,
+    settings: Settings,
     db: DoSql,
     clock: RefCell<WorkerClock>,
-    tenants: RefCell<HashMap<String, TenantState>>,
-    sql_cache: SqlCache,
-    test_hooks: bool,
-    /// The mail API (`MAIL_API_URL`, `MAIL_API_KEY`); without it mail stays in the outbox.
-    mail: Option<MailApi>,
-    /// The platform alarm as last set, in platform time (ms), to skip needless writes.
-    alarm_set: RefCell<Option<i64>>,
-}
-
-/// Where mail goes. The key is never logged.
-struct MailApi {
-    url: String,
-    key: String,
-}
-
-/// Where a socket belongs, kept with the socket across hibernation.
-#[derive(Serialize, Deserialize)]
-struct SocketMeta {
-    /// The socket's id as a decimal string (JavaScript numbers cannot hold every u64).
-    id: String,
-    tenant: String,
-    attachment: String,
-}
-
-fn tenant_tag(tenant: &str) -> String {
-    format!("tenant:{tenant}")
-}
-
-/// The sockets of one tenant, through the hibernation API.
-struct Hub<'a> {
-    state: &'a State,
-    tenant: &'a str,
-    upgrade: bool,
-    client: RefCell<Option<WebSocket>>,
-}
-
-impl Hub<'_> {
-    fn find(&self, id: SocketId) -> Option<WebSocket> {
-        let want = id.to_string();
-        self.state
-            .get_websockets_with_tag(&tenant_tag(self.tenant))
-            .into_iter()
-            .find(|ws| {
-                ws.deserialize_attachment::<SocketMeta>()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| m.id == want)
-            })
-    }
-}
-
-impl SocketHub for Hub<'_> {
-    fn accept(&self, attachment: &str) -> Option<SocketId> {
-        if !self.upgrade || self.client.borrow().is_some() {
-            return None;
-        }
-        let pair = WebSocketPair::new().ok()?;
-        let mut bytes = [0u8; 8];
-        auth_core::ports::Entropy::fill(&WorkerEntropy, &mut bytes);
-        let id = u64::from_le_bytes(bytes) >> 11; // 53 bits: exact in JavaScript too
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[&tenant_tag(self.tenant)]);
-        pair.server
-            .serialize_attachment(SocketMeta {
-                id: id.to_string(),
-                tenant: self.tenant.to_owned(),
-                attachment: attachment.to_owned(),
-            })
-            .ok()?;
-        *self.client.borrow_mut() = Some(pair.client);
-        Some(id)
-    }
-
-    fn sockets(&self) -> Vec<(SocketId, String)> {
-        self.state
-            .get_websockets_with_tag(&tenant_tag(self.tenant))
-            .into_iter()
-            .filter_map(|ws| ws.deserialize_attachment::<SocketMeta>().ok().flatten())
-            .filter_map(|m| Some((m.id.parse().ok()?, m.attachment)))
-            .collect()
-    }
-
-    fn send(&self, socket: SocketId, text: &str) -> bool {
-        // The platform buffers outbound frames itself and tells nothing about a slow reader,
-        // so there is no queue to overflow here.
-        self.find(socket)
-            .is_some_and(|ws| ws.send_with_str(text).is_ok())
-    }
-
-    fn close(&self, socket: SocketId, code: u16, reason: &str) {
-        if let Some(ws) = self.find(socket) {
-            let _ = ws.close(Some(code), Some(reason));
-        }
-    }
-}
-
-/// One tenant object's storage: its own tables under its prefix, its alarm in a shared table.
-struct TenantStorage<'a> {
-    sql: PrefixedSql<'a>,
-    db: &'a DoSql,
-    name: &'a str,
-}
-
-impl ObjectStorage for TenantStorage<'_> {
-    fn sql(&self) -> &dyn Sql {
-        &self.sql
-    }
-
-    fn set_alarm(&self, at_ms: Option<i64>) {
-        let r = match at_ms {
-            Some(at) => self.db.execute(
-                "INSERT INTO _object_alarms (class, name, at_ms, attempts) VALUES (?, ?, ?, 0) \
-                 ON CONFLICT (class, name) DO UPDATE SET at_ms = excluded.at_ms, attempts = 0",
-                &[TENANT_CLASS.into(), self.name.into(), at.into()],
-            ),
-            None => self.db.execute(
-                "DELETE FROM _object_alarms WHERE class = ? AND name = ?",
-                &[TENANT_CLASS.into(), self.name.into()],
-            ),
-        };
-        if let Err(e) = r {
-            console_error!("could not set an alarm: {e}");
-        }
-    }
-
-    fn alarm(&self) -> Option<i64> {
-        self.db
-            .query(
-                "SELECT at_ms FROM _object_alarms WHERE class = ? AND name = ?",
-                &[TENANT_CLASS.into(), self.name.into()],
-            )
-            .ok()?
-            .first()?
-            .first()?
-            .as_i64()
-    }
+    /// Tenants called since this instance started: what `/_test/evict` without a tenant reaches.
+    seen: RefCell<BTreeSet<String>>,
+    /// Tenants whose objects may hold usage counts not yet in `usage_metrics`, each with a
+    /// count of the requests forwarded: a flush clears the mark only if no request was
+    /// forwarded while it ran (it may have been counted after the flush took the counts).
+    dirty: RefCell<HashMap<String, u64>>,
+    /// Each tenant object's alarm as it last reported it (test time), as in `_tenant_alarms`.
+    alarms: RefCell<HashMap<String, Option<i64>>>,
 }
 
 fn problem(e: ApiError) -> worker::Result<Response> {
     to_worker(auth_core::finish(e.into_response(), "-", false))
 }
 
-/// 503 for a Worker deployed without its secrets: the reason names the missing setting.
-fn not_configured(reason: &str) -> worker::Result<Response> {
-    let body = json!({
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": format!("The service is not configured: {reason}."),
-    });
-    let headers = worker::Headers::new();
-    headers.set("content-type", "application/problem+json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
-        .with_status(503)
-        .with_headers(headers))
-}
-
 impl Platform {
     /// Reads the configuration, applies migrations, reconciles the JWT keyring.
     fn open(state: &State, env: &Env) -> Result<Self, String> {
-        let secret = |name: &str| -> Option<String> {
-            env.secret(name)
-                .map(|s| s.to_string())
-                .or_else(|_| env.var(name).map(|v| v.to_string()))
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        };
-        let admin_key = secret("PLATFORM_ADMIN_KEY").ok_or("PLATFORM_ADMIN_KEY is not set")?;
-        let pepper = secret("KEY_PEPPER").ok_or("KEY_PEPPER is not set")?;
-        let jwt_secret = secret("JWT_SECRET").ok_or("JWT_SECRET is not set")?;
-        if jwt_secret.len() < 32 {
-            return Err("JWT_SECRET must be at least 32 characters".into());
-        }
-        let previous = secret("JWT_SECRET_PREVIOUS");
-        let base_domain = secret("BASE_DOMAIN");
-        let test_hooks = secret("TEST_HOOKS").as_deref() == Some("1");
-        let mail = match (secret("MAIL_API_URL"), secret("MAIL_API_KEY")) {
-            (Some(url), Some(key)) => Some(MailApi { url, key }),
-            (Some(_), None) => return Err("MAIL_API_URL is set but MAIL_API_KEY is not".into()),
-            _ => None,
-        };
-
+        let settings = Settings::from_env(env)?;
         let db = DoSql::new(&state.storage());
-        apply_migrations(&db).map_err(|e| format!("migrations: {e}"))?;
+        let prepared = apply_migrations(&db).and_then(|()| {
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _tenant_alarms (name TEXT PRIMARY KEY, \
+                 at_ms INTEGER NOT NULL)",
+                &[],
+            )?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _test_clock (id INTEGER PRIMARY KEY CHECK (id = 1), \
+                 offset_ms INTEGER NOT NULL)",
+                &[],
+            )
+            .map(drop)
+        });
+        prepared.map_err(|e| format!("migrations: {e}"))?;
         let offset_ms = db
             .query("SELECT offset_ms FROM _test_clock WHERE id = 1", &[])
             .ok()
@@ -248,28 +92,19 @@ impl Platform {
             })
             .unwrap_or(0);
         let clock = WorkerClock { offset_ms };
-        let secrets = JwtSecrets::new(
-            jwt_secret.as_bytes(),
-            previous.as_deref().map(str::as_bytes),
-        );
-        auth_core::users::jwt::reconcile(&db, &secrets, auth_core::ports::Clock::now_ms(&clock))
-            .map_err(|e| format!("JWT keyring: {e}"))?;
-        let service = auth_core::Service::new(auth_core::Config {
-            admin_key,
-            pepper: pepper.into_bytes(),
-            base_domain,
-            test_hooks,
-        })
-        .with_jwt_secrets(secrets);
+        auth_core::users::jwt::reconcile(
+            &db,
+            &settings.secrets,
+            auth_core::ports::Clock::now_ms(&clock),
+        )
+        .map_err(|e| format!("JWT keyring: {e}"))?;
         Ok(Self {
-            service,
+            settings,
             db,
             clock: RefCell::new(clock),
-            tenants: RefCell::new(HashMap::new()),
-            sql_cache: RefCell::new(HashMap::new()),
-            test_hooks,
-            mail,
-            alarm_set: RefCell::new(None),
+            seen: RefCell::new(BTreeSet::new()),
+            dirty: RefCell::new(HashMap::new()),
+            alarms: RefCell::new(HashMap::new()),
         })
     }
 
@@ -284,220 +119,109 @@ impl Platform {
             clock: &*clock,
             entropy: &WorkerEntropy,
         };
-        self.service.front(&ports, req)
+        self.settings.service.front(&ports, req)
     }
 
-    /// Runs `f` on the tenant's object inside one transaction: its writes all land or none
-    /// do. An object whose call failed is dropped from memory and rebuilt from storage next
-    /// time, as the platform does after an exception.
-    fn call_tenant<R>(
-        &self,
-        state: &State,
-        name: &str,
-        hub_upgrade: bool,
-        f: impl FnOnce(&mut TenantState, &ObjectEnv) -> Result<R, StorageError>,
-    ) -> Result<(R, Option<WebSocket>), StorageError> {
-        let storage = TenantStorage {
-            sql: PrefixedSql::new(&self.db, name, &self.sql_cache),
-            db: &self.db,
-            name,
-        };
-        let hub = Hub {
-            state,
-            tenant: name,
-            upgrade: hub_upgrade,
-            client: RefCell::new(None),
-        };
-        let clock = self.clock.borrow();
-        let env = ObjectEnv {
-            name,
-            storage: &storage,
-            db: &self.db,
-            clock: &*clock,
-            entropy: &WorkerEntropy,
-            sockets: &hub,
-        };
-        let mut f = Some(f);
-        let mut out = None;
-        let mut tenants = self.tenants.borrow_mut();
-        let r = self.db.transaction(&mut |_| {
-            if !tenants.contains_key(name) {
-                let loaded = TenantState::load(&env)?;
-                tenants.insert(name.to_owned(), loaded);
-            }
-            let object = tenants
-                .get_mut(name)
-                .ok_or_else(|| StorageError::Other("object vanished".into()))?;
-            if let Some(f) = f.take() {
-                out = Some(f(object, &env)?);
-            }
-            Ok(())
-        });
-        match (r, out) {
-            (Ok(()), Some(out)) => Ok((out, hub.client.into_inner())),
-            (Err(e), _) => {
-                tenants.remove(name);
-                Err(e)
-            }
-            (Ok(()), None) => Err(StorageError::Other("object call did not run".into())),
-        }
-    }
-
-    /// Fires the alarms due now (all of `only`'s, or every due one): at least once, since a
-    /// fired alarm is removed in the same transaction as its handler's writes.
-    fn fire_alarms(&self, state: &State, force: Option<Option<&str>>) -> usize {
-        let now = self.now_ms();
-        let rows = match force {
-            Some(Some(tenant)) => self.db.query(
-                "SELECT name, at_ms, attempts FROM _object_alarms WHERE class = ? AND name = ?",
-                &[TENANT_CLASS.into(), tenant.into()],
-            ),
-            Some(None) => self.db.query(
-                "SELECT name, at_ms, attempts FROM _object_alarms WHERE class = ?",
-                &[TENANT_CLASS.into()],
-            ),
-            None => self.db.query(
-                "SELECT name, at_ms, attempts FROM _object_alarms WHERE class = ? AND at_ms <= ?",
-                &[TENANT_CLASS.into(), now.into()],
-            ),
-        };
-        let rows = match rows {
-            Ok(r) => r,
-            Err(e) => {
-                console_error!("reading alarms: {e}");
-                return 0;
-            }
-        };
-        let mut fired = 0;
-        for row in rows {
-            let (Some(name), Some(at), Some(attempts)) = (
-                row.first().and_then(SqlValue::as_str),
-                row.get(1).and_then(SqlValue::as_i64),
-                row.get(2).and_then(SqlValue::as_i64),
-            ) else {
-                continue;
-            };
-            let db = &self.db;
-            let r = self.call_tenant(state, name, false, |o, env| {
-                // Cleared before the handler runs, so the handler may schedule the next one;
-                // both commit together with its writes, or neither does.
-                db.execute(
-                    "DELETE FROM _object_alarms WHERE class = ? AND name = ? AND at_ms = ?",
-                    &[TENANT_CLASS.into(), name.into(), at.into()],
-                )?;
-                o.alarm(env)
-            });
-            match r {
-                Ok(_) => fired += 1,
-                Err(e) => {
-                    console_error!("alarm of a tenant object failed: {e}");
-                    let delay = (ALARM_RETRY_MS << attempts.clamp(0, 7)).min(60_000);
-                    let _ = self.db.execute(
-                        "UPDATE _object_alarms SET at_ms = ?, attempts = attempts + 1 \
-                         WHERE class = ? AND name = ?",
-                        &[(now + delay).into(), TENANT_CLASS.into(), name.into()],
-                    );
-                }
-            }
-        }
-        fired
-    }
-
-    /// The earliest tenant alarm or mail delivery due, in platform time.
-    fn next_alarm(&self) -> Option<i64> {
-        let min =
-            |sql: &str| -> Option<i64> { self.db.query(sql, &[]).ok()?.first()?.first()?.as_i64() };
-        let objects = min("SELECT MIN(at_ms) FROM _object_alarms");
-        let mail = self.mail.as_ref().and_then(|_| {
-            min("SELECT MIN(next_attempt_at) FROM mail_outbox WHERE sent_at IS NULL")
-        });
-        match (objects, mail) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn flush_metrics(&self, state: &State) {
-        let names = self
+    /// What a call to `tenant_id`'s object carries: its row, the keyring, the clock.
+    fn sync_for(&self, tenant_id: &str) -> Result<Sync, StorageError> {
+        let tenant = rows::select(&self.db, "tenants", "id = ?", &[tenant_id.into()])?
+            .into_iter()
+            .next();
+        let keyring = self
             .db
             .query(
-                "SELECT name FROM _object_alarms WHERE class = ?",
-                &[TENANT_CLASS.into()],
-            )
-            .unwrap_or_default();
-        for row in names {
-            if let Some(name) = row.first().and_then(SqlValue::as_str) {
-                if self
-                    .call_tenant(state, name, false, |o, env| o.flush_metrics(env))
-                    .is_err()
-                {
-                    console_error!("could not flush usage counts; the alarm will");
-                }
-            }
-        }
-    }
-}
-
-/// POSTs one mail to the mail API: `{to, subject, text, template, tenantId}`.
-async fn post_mail(url: &str, key: &str, m: &mail::OutboxMail) -> Result<(), String> {
-    let send = async {
-        let headers = worker::Headers::new();
-        headers.set("authorization", &format!("Bearer {key}"))?;
-        headers.set("content-type", "application/json")?;
-        headers.set("idempotency-key", &m.id)?;
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::Post)
-            .with_headers(headers)
-            .with_body(Some(wasm_bindgen::JsValue::from_str(
-                &m.to_json().to_string(),
-            )));
-        let request = Request::new_with_init(url, &init)?;
-        worker::Fetch::Request(request).send().await
-    };
-    match send.await {
-        Ok(r) if (200..300).contains(&r.status_code()) => Ok(()),
-        Ok(r) => Err(format!("status {}", r.status_code())),
-        Err(_) => Err("connection failed".to_owned()),
-    }
-}
-
-/// Applies every migration not yet in `d1_migrations` (the table wrangler keeps), as the native
-/// host does.
-fn apply_migrations(db: &DoSql) -> Result<(), StorageError> {
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, \
-         name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
-        &[],
-    )?;
-    for (name, sql) in auth_core::migrations::MIGRATIONS {
-        let done = !db
-            .query(
-                "SELECT 1 FROM d1_migrations WHERE name = ?",
-                &[(*name).into()],
+                "SELECT kid, status, created_at, retired_at FROM jwt_keys ORDER BY created_at, rowid",
+                &[],
             )?
-            .is_empty();
-        if !done {
-            db.transaction(&mut |tx| {
-                tx.execute(sql, &[])?;
-                tx.execute(
-                    "INSERT INTO d1_migrations (name) VALUES (?)",
-                    &[(*name).into()],
-                )
-                .map(drop)
-            })?;
+            .iter()
+            .map(rows::to_json)
+            .collect();
+        self.seen.borrow_mut().insert(tenant_id.to_owned());
+        Ok(Sync {
+            tenant_id: tenant_id.to_owned(),
+            tenant,
+            keyring,
+            offset_ms: self.clock.borrow().offset_ms,
+        })
+    }
+
+    /// Records the alarm a tenant's object reported, for the test controls that fire alarms
+    /// when the clock moves. Answers arrive in any order, so an ordinary answer only ever moves
+    /// the record earlier (a stale early record costs one needless call, which corrects it; a
+    /// stale late one would miss an alarm). `exact` answers (of the fire and clock calls)
+    /// replace it.
+    fn record_alarm(&self, tenant_id: &str, resp: &Response, exact: bool) {
+        let Ok(Some(value)) = resp.headers().get(internal::ALARM_HEADER) else {
+            return;
+        };
+        let reported = value.parse::<i64>().ok();
+        let mut alarms = self.alarms.borrow_mut();
+        let known = alarms.get(tenant_id).copied().flatten();
+        let at = match (exact, known, reported) {
+            (true, _, r) => r,
+            (false, Some(k), Some(r)) => Some(k.min(r)),
+            (false, k, r) => k.or(r),
+        };
+        if alarms.get(tenant_id) == Some(&at) {
+            return;
+        }
+        let written = match at {
+            Some(at) => self.db.execute(
+                "INSERT INTO _tenant_alarms (name, at_ms) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms",
+                &[tenant_id.into(), at.into()],
+            ),
+            None => self.db.execute(
+                "DELETE FROM _tenant_alarms WHERE name = ?",
+                &[tenant_id.into()],
+            ),
+        };
+        match written {
+            Ok(_) => {
+                alarms.insert(tenant_id.to_owned(), at);
+            }
+            Err(e) => console_error!("recording a tenant alarm: {e}"),
         }
     }
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _object_alarms (class TEXT NOT NULL, name TEXT NOT NULL, \
-         at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (class, name))",
-        &[],
-    )?;
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _test_clock (id INTEGER PRIMARY KEY CHECK (id = 1), \
-         offset_ms INTEGER NOT NULL)",
-        &[],
-    )
-    .map(drop)
+
+    fn merge(&self, what: &str, shipment: &Shipment) -> Result<(), StorageError> {
+        self.db.transaction(&mut |db| match what {
+            internal::MERGE_KEYS => {
+                let own: rows::Image = shipment
+                    .rows
+                    .iter()
+                    .filter(|r| r.get(1).and_then(|v| v.as_str()) == Some(&shipment.tenant_id))
+                    .cloned()
+                    .collect();
+                rows::merge_keys(db, &own)
+            }
+            _ => rows::merge_usage(db, &shipment.rows),
+        })
+    }
+
+    fn tenants_with_alarms(&self, due_by: Option<i64>) -> Vec<String> {
+        let rows = match due_by {
+            Some(now) => self.db.query(
+                "SELECT name FROM _tenant_alarms WHERE at_ms <= ? ORDER BY at_ms",
+                &[now.into()],
+            ),
+            None => self
+                .db
+                .query("SELECT name FROM _tenant_alarms ORDER BY at_ms", &[]),
+        };
+        rows.unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.first().and_then(SqlValue::as_str).map(str::to_owned))
+            .collect()
+    }
+}
+
+/// Reads a JSON answer of a tenant's object.
+async fn answer_json(mut resp: Response) -> Option<serde_json::Value> {
+    if resp.status_code() != 200 {
+        return None;
+    }
+    resp.json::<serde_json::Value>().await.ok()
 }
 
 impl AuthPlatform {
@@ -511,72 +235,163 @@ impl AuthPlatform {
         Ok(())
     }
 
-    /// Points the object's one platform alarm at the earliest tenant alarm.
-    async fn sync_alarm(&self) {
-        let (next, offset) = {
-            let guard = self.platform.borrow();
-            let Some(p) = guard.as_ref() else { return };
-            let next = p.next_alarm();
-            let unchanged = *p.alarm_set.borrow() == next;
-            if unchanged {
-                return;
+    /// Runs `f` with the open platform.
+    fn with<R>(&self, f: impl FnOnce(&Platform) -> R) -> Option<R> {
+        self.platform.borrow().as_ref().map(f)
+    }
+
+    /// POSTs an internal call to a tenant's object with its [`Sync`], and records the alarm
+    /// it reports; pulls its keys into the mirror when it says they changed.
+    async fn call_tenant(
+        &self,
+        tenant_id: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Response, String> {
+        let sync = self
+            .with(|p| p.sync_for(tenant_id))
+            .ok_or("not open")?
+            .map_err(|e| e.to_string())?;
+        let stub = internal::tenant_stub(&self.env, tenant_id).map_err(|e| e.to_string())?;
+        let resp = internal::post(&stub, path, Some(&sync), body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let exact = path == internal::FIRE || path == internal::CLOCK;
+        self.after_tenant_call(tenant_id, &resp, exact).await;
+        Ok(resp)
+    }
+
+    async fn after_tenant_call(&self, tenant_id: &str, resp: &Response, exact: bool) {
+        self.with(|p| p.record_alarm(tenant_id, resp, exact));
+        let keys_changed = resp
+            .headers()
+            .get(internal::KEYS_CHANGED_HEADER)
+            .ok()
+            .flatten()
+            .is_some();
+        if keys_changed {
+            self.pull_keys(tenant_id).await;
+        }
+    }
+
+    /// Brings the mirror of a tenant's keys up to date from its object.
+    async fn pull_keys(&self, tenant_id: &str) {
+        let pulled = match Box::pin(self.call_tenant(tenant_id, internal::KEYS, None)).await {
+            Ok(resp) => answer_json(resp).await,
+            Err(e) => {
+                console_error!("pulling a tenant's keys: {e}");
+                None
             }
-            *p.alarm_set.borrow_mut() = next;
-            let offset = p.clock.borrow().offset_ms;
-            (next, offset)
         };
-        let storage = self.state.storage();
-        let r = match next {
-            // The test clock runs ahead of the platform's by `offset`.
-            Some(at) => {
-                let real = (at - offset).max(worker::Date::now().as_millis() as i64 + 1);
-                storage
-                    .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(
-                        &js_sys::Number::from(real as f64),
-                    )))
-                    .await
-            }
-            None => storage.delete_alarm().await,
+        let Some(value) = pulled else { return };
+        let Ok(rows) = serde_json::from_value::<rows::Image>(value) else {
+            return;
         };
-        if let Err(e) = r {
-            console_error!("could not set the platform alarm: {e}");
-            if let Some(p) = self.platform.borrow().as_ref() {
-                *p.alarm_set.borrow_mut() = None;
+        let shipment = Shipment {
+            tenant_id: tenant_id.to_owned(),
+            rows,
+        };
+        if let Some(Err(e)) = self.with(|p| p.merge(internal::MERGE_KEYS, &shipment)) {
+            console_error!("merging a tenant's keys: {e}");
+        }
+    }
+
+    /// Before `GET /admin/tenants/{id}`: the onboarding state changes in the tenant's object
+    /// (password set, welcome mail sent), so its rows are copied back first.
+    async fn refresh_onboarding(&self, tenant_id: &str) {
+        let onboarded = self
+            .with(|p| {
+                p.db.query(
+                    "SELECT 1 FROM tenant_onboarding WHERE tenant_id = ?",
+                    &[tenant_id.into()],
+                )
+                .is_ok_and(|r| !r.is_empty())
+            })
+            .unwrap_or(false);
+        if !onboarded {
+            return;
+        }
+        let Ok(resp) = self
+            .call_tenant(tenant_id, internal::ONBOARDING, None)
+            .await
+        else {
+            return;
+        };
+        let Some(value) = answer_json(resp).await else {
+            return;
+        };
+        let written = self.with(|p| {
+            p.db.transaction(&mut |db| {
+                for table in ["tenant_users", "mail_outbox", "tenant_onboarding"] {
+                    if let Ok(image) = serde_json::from_value::<rows::Image>(value[table].clone()) {
+                        rows::insert(db, "INSERT OR REPLACE", table, &image)?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        if let Some(Err(e)) = written {
+            console_error!("copying the onboarding state: {e}");
+        }
+    }
+
+    /// Moves every dirty tenant's pending usage counts into `usage_metrics`.
+    async fn flush_metrics(&self) {
+        let dirty: Vec<(String, u64)> = self
+            .with(|p| {
+                p.dirty
+                    .borrow()
+                    .iter()
+                    .map(|(t, n)| (t.clone(), *n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (tenant_id, forwarded) in dirty {
+            let answered = match self.call_tenant(&tenant_id, internal::FLUSH, None).await {
+                Ok(resp) => answer_json(resp).await,
+                Err(_) => None,
+            };
+            let Some(rows) = answered.and_then(|v| serde_json::from_value::<rows::Image>(v).ok())
+            else {
+                console_error!("could not flush a tenant's usage counts; its alarm will");
+                continue;
+            };
+            let shipment = Shipment {
+                tenant_id: tenant_id.clone(),
+                rows,
+            };
+            match self.with(|p| p.merge(internal::MERGE_USAGE, &shipment)) {
+                Some(Ok(())) => {
+                    self.with(|p| {
+                        let mut dirty = p.dirty.borrow_mut();
+                        if dirty.get(&tenant_id) == Some(&forwarded) {
+                            dirty.remove(&tenant_id);
+                        }
+                    });
+                }
+                _ => console_error!("could not record a tenant's usage counts"),
             }
         }
     }
 
-    /// Sends the mail due now, one at a time and in order, as the native host does: a 2xx
-    /// marks it sent; anything else schedules a retry with backoff. `Idempotency-Key` is the
-    /// outbox id, so a resend after a crash between answer and mark can be dropped by the API.
-    async fn deliver_mail(&self) {
-        let (due, url, key) = {
-            let guard = self.platform.borrow();
-            let Some(p) = guard.as_ref() else { return };
-            let Some(api) = &p.mail else { return };
-            match mail::due(&p.db, p.now_ms(), 20) {
-                Ok(d) => (d, api.url.clone(), api.key.clone()),
-                Err(e) => {
-                    console_error!("reading the mail outbox failed: {e}");
-                    return;
-                }
-            }
-        };
-        for m in due {
-            let outcome = post_mail(&url, &key, &m).await;
-            let guard = self.platform.borrow();
-            let Some(p) = guard.as_ref() else { return };
-            let now = p.now_ms();
-            let written = match &outcome {
-                Ok(()) => mail::mark_sent(&p.db, &m.id, now),
-                Err(why) => {
-                    console_error!("mail delivery failed ({why}); will retry");
-                    mail::mark_failed(&p.db, &m.id, now, why)
-                }
-            };
-            if let Err(e) = written {
-                console_error!("recording a mail delivery failed: {e}");
-            }
+    /// Hands a notice, with the rows the admin API wrote for the tenant, to its object.
+    async fn deliver_notice(&self, tenant_id: &str, notice: Notice) -> Result<(), String> {
+        let shipped = self
+            .with(|p| rows::tenant_rows(&p.db, tenant_id))
+            .ok_or("not open")?
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_string(&NoticeCall {
+            notice,
+            rows: shipped,
+        })
+        .map_err(|e| e.to_string())?;
+        let resp = self
+            .call_tenant(tenant_id, internal::NOTICE, Some(body))
+            .await?;
+        if resp.status_code() == 200 {
+            Ok(())
+        } else {
+            Err(format!("status {}", resp.status_code()))
         }
     }
 
@@ -584,6 +399,16 @@ impl AuthPlatform {
         if let Err(reason) = self.ensure_open() {
             console_error!("auth-service is not configured: {reason}");
             return not_configured(&reason);
+        }
+        let path = req.path();
+        if path == internal::MERGE_KEYS || path == internal::MERGE_USAGE {
+            let Ok(shipment) = req.json::<Shipment>().await else {
+                return problem(ApiError::Internal);
+            };
+            return match self.with(|p| p.merge(&path, &shipment)) {
+                Some(Ok(())) => Response::ok("merged"),
+                _ => problem(ApiError::Internal),
+            };
         }
         let core_req = match to_core(&mut req).await {
             Ok(r) => r,
@@ -594,226 +419,220 @@ impl AuthPlatform {
             }
         };
         let method = core_req.method().clone();
-        let path = core_req.uri().path().to_owned();
-        let upgrade = path == "/v1/events"
-            && core_req
-                .headers()
-                .get(http::header::UPGRADE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-        let test_hooks = self
-            .platform
-            .borrow()
-            .as_ref()
-            .is_some_and(|p| p.test_hooks);
+        let test_hooks = self.with(|p| p.settings.test_hooks).unwrap_or(false);
         let response = if test_hooks && path.starts_with("/_test/") {
             self.test_control(core_req).await
         } else {
-            self.dispatch(core_req, upgrade).await
+            self.dispatch(core_req).await
         };
-        self.sync_alarm().await;
         if let Ok(r) = &response {
             console_log!("{method} {path} {}", r.status_code());
         }
         response
     }
 
-    async fn dispatch(&self, req: auth_core::Request, upgrade: bool) -> worker::Result<Response> {
-        let head = req.method() == Method::HEAD;
-        // Everything up to the graph call runs without an await: no other request can
-        // interleave with it.
-        let decided = {
-            let guard = self.platform.borrow();
-            let Some(p) = guard.as_ref() else {
+    async fn dispatch(&self, req: auth_core::Request) -> worker::Result<Response> {
+        if req.method() == Method::GET {
+            let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
+            if let [admin, tenants, id] = &segments[..] {
+                if admin == "admin" && tenants == "tenants" {
+                    self.refresh_onboarding(id).await;
+                }
+            }
+        }
+        let mut req = req;
+        let decided = loop {
+            let Some(front) = self.with(|p| p.front(req)) else {
                 return problem(ApiError::Internal);
             };
-            let mut req = req;
-            let decided = loop {
-                match p.front(req) {
-                    Front::FlushMetrics { mut request }
-                        if request.extensions().get::<MetricsFlushed>().is_none() =>
-                    {
-                        p.flush_metrics(&self.state);
-                        request.extensions_mut().insert(MetricsFlushed);
-                        req = request;
-                    }
-                    f => break f,
+            match front {
+                Front::FlushMetrics { mut request }
+                    if request.extensions().get::<MetricsFlushed>().is_none() =>
+                {
+                    self.flush_metrics().await;
+                    request.extensions_mut().insert(MetricsFlushed);
+                    req = request;
                 }
-            };
-            match decided {
-                Front::FlushMetrics { .. } => return problem(ApiError::Internal),
-                Front::Respond { response, notices } => {
-                    for (tenant_id, notice) in notices {
-                        if p.call_tenant(&self.state, &tenant_id, false, |o, env| {
-                            o.notice(env, &notice)
-                        })
-                        .is_err()
-                        {
-                            console_error!("could not notify a tenant object");
-                            return problem(ApiError::Internal);
-                        }
-                    }
-                    return to_worker(response);
-                }
-                Front::Tenant {
-                    tenant_id,
-                    key_hash,
-                    request,
-                } => {
-                    let request_id = auth_core::request_id(&request);
-                    let called = p.call_tenant(&self.state, &tenant_id, upgrade, |o, env| {
-                        Ok(o.fetch(env, &p.service, &request, &key_hash))
-                    });
-                    let (outcome, client) = match called {
-                        Ok(r) => r,
-                        Err(e) => {
-                            console_error!("tenant object failed: {e}");
-                            return problem(ApiError::Internal);
-                        }
-                    };
-                    match outcome {
-                        TenantOutcome::Respond(resp)
-                            if resp.status() == StatusCode::SWITCHING_PROTOCOLS =>
-                        {
-                            return match client {
-                                Some(ws) => Response::from_websocket(ws),
-                                None => problem(ApiError::Internal),
-                            };
-                        }
-                        TenantOutcome::Respond(resp) => {
-                            return to_worker(auth_core::finish(resp, &request_id, head));
-                        }
-                        TenantOutcome::Graph {
-                            actor_key_id,
-                            headers,
-                            ..
-                        } => (tenant_id, request_id, actor_key_id, headers, request),
-                    }
-                }
+                f => break f,
             }
         };
-        let (tenant_id, request_id, actor, headers, request) = decided;
-        let mut resp = self
-            .run_graph(&tenant_id, &actor, &request_id, &request)
-            .await;
-        for (k, v) in &headers {
-            resp.headers_mut().insert(k, v.clone());
+        match decided {
+            Front::FlushMetrics { .. } => problem(ApiError::Internal),
+            Front::Respond { response, notices } => {
+                for (tenant_id, notice) in notices {
+                    if let Err(e) = self.deliver_notice(&tenant_id, notice).await {
+                        console_error!("could not notify a tenant object: {e}");
+                        return problem(ApiError::Internal);
+                    }
+                }
+                to_worker(response)
+            }
+            Front::Tenant {
+                tenant_id,
+                key_hash,
+                request,
+            } => self.forward(&tenant_id, key_hash, request).await,
         }
-        to_worker(auth_core::finish(resp, &request_id, head))
     }
 
-    /// A graph request the tenant object let through: the tenant's `GraphStateCSV` object
-    /// runs it (with R2 for the CSV), then graph changes are audited in the tenant object.
-    async fn run_graph(
+    /// Sends a tenant request, as the client made it, to the tenant's object.
+    async fn forward(
         &self,
         tenant_id: &str,
-        actor: &str,
-        request_id: &str,
-        req: &auth_core::Request,
-    ) -> auth_core::Response {
-        let now = {
-            let guard = self.platform.borrow();
-            guard.as_ref().map(Platform::now_ms).unwrap_or(0)
+        key_hash: String,
+        req: auth_core::Request,
+    ) -> worker::Result<Response> {
+        let sync = match self.with(|p| {
+            *p.dirty
+                .borrow_mut()
+                .entry(tenant_id.to_owned())
+                .or_insert(0) += 1;
+            p.sync_for(tenant_id)
+        }) {
+            Some(Ok(s)) => s,
+            _ => return problem(ApiError::Internal),
         };
-        let resp = match crate::graph::call(&self.env, tenant_id, actor, now, req).await {
-            Ok(r) => from_worker(r).await,
-            Err(e) => {
-                console_error!("graph object failed: {e}");
-                return ApiError::Internal.into_response();
+        let forward = Forward {
+            key_hash,
+            request_id: auth_core::request_id(&req),
+            user_request: req.extensions().get::<UserRequest>().is_some(),
+            host: req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let headers = worker::Headers::new();
+        for (name, value) in req.headers() {
+            if name.as_str().starts_with(internal::HEADER_PREFIX) || name == http::header::HOST {
+                continue; // a client's "internal" header is never believed
             }
-        };
-        if !resp.status().is_success() {
-            return resp;
-        }
-        let audit = GraphCall::of(req).ok().and_then(|call| call.audit());
-        if let Some(audit) = audit {
-            let notice = Notice {
-                actor: actor.to_owned(),
-                action: audit.action.to_owned(),
-                target: "graph".into(),
-                detail: audit.detail(&resp),
-                request_id: request_id.to_owned(),
-                end_sessions: false,
-            };
-            let guard = self.platform.borrow();
-            if let Some(p) = guard.as_ref() {
-                if p.call_tenant(&self.state, tenant_id, false, |o, env| {
-                    o.record(env, &notice)
-                })
-                .is_err()
-                {
-                    console_error!("could not write the graph audit record");
-                }
+            if let Ok(v) = value.to_str() {
+                headers.append(name.as_str(), v)?;
             }
         }
-        resp
+        headers.set(internal::SYNC_HEADER, &internal::encode(&sync))?;
+        headers.set(internal::FORWARD_HEADER, &internal::encode(&forward))?;
+        let mut init = RequestInit::new();
+        init.with_method(worker::Method::from(req.method().to_string()))
+            .with_headers(headers);
+        if !req.body().is_empty() && req.method() != Method::GET && req.method() != Method::HEAD {
+            init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
+        }
+        let url = format!(
+            "https://tenant.internal{}",
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        let request = Request::new_with_init(&url, &init)?;
+        let resp = internal::tenant_stub(&self.env, tenant_id)?
+            .fetch_with_request(request)
+            .await?;
+        if resp.status_code() == 101 {
+            return Ok(resp); // the event stream: the socket is the tenant object's
+        }
+        self.after_tenant_call(tenant_id, &resp, false).await;
+        // Drop the internal answer headers before the client sees the answer.
+        let mut core = from_worker(resp).await;
+        let internal_names: Vec<_> = core
+            .headers()
+            .keys()
+            .filter(|n| n.as_str().starts_with(internal::HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in internal_names {
+            core.headers_mut().remove(name);
+        }
+        to_worker(core)
     }
 
     /// `/_test/*`: the native host's test controls, for the platform admin only.
     async fn test_control(&self, req: auth_core::Request) -> worker::Result<Response> {
-        let (control, body) = {
-            let guard = self.platform.borrow();
-            let Some(p) = guard.as_ref() else {
-                return problem(ApiError::Internal);
+        let parsed = self.with(|p| {
+            let clock = p.clock.borrow();
+            let ports = Ports {
+                db: &p.db,
+                clock: &*clock,
+                entropy: &WorkerEntropy,
             };
-            let authorised = {
-                let clock = p.clock.borrow();
-                let ports = Ports {
-                    db: &p.db,
-                    clock: &*clock,
-                    entropy: &WorkerEntropy,
-                };
-                p.service.authenticator().admin(&ports, &req)
-            };
-            if let Err(e) = authorised {
-                return problem(e);
-            }
-            let control = match TestControl::parse(&req) {
-                Ok(c) => c,
-                Err(e) => return problem(e),
-            };
-            let body = match &control {
-                TestControl::AdvanceClock { ms } => {
+            p.settings.service.authenticator().admin(&ports, &req)?;
+            TestControl::parse(&req)
+        });
+        let control = match parsed {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return problem(e),
+            None => return problem(ApiError::Internal),
+        };
+        let body = match control {
+            TestControl::AdvanceClock { ms } => {
+                let moved = self.with(|p| {
                     let offset = p.clock.borrow().offset_ms + ms;
-                    if let Err(e) = p.db.execute(
+                    p.db.execute(
                         "INSERT INTO _test_clock (id, offset_ms) VALUES (1, ?) \
                          ON CONFLICT (id) DO UPDATE SET offset_ms = excluded.offset_ms",
                         &[offset.into()],
-                    ) {
-                        console_error!("test clock: {e}");
-                        return problem(ApiError::Internal);
-                    }
+                    )?;
                     p.clock.borrow_mut().offset_ms = offset;
-                    // Alarms due under the new time fire now.
-                    p.fire_alarms(&self.state, None);
-                    json!({"nowMs": p.now_ms()})
+                    Ok::<_, StorageError>(p.tenants_with_alarms(Some(p.now_ms())))
+                });
+                let due = match moved {
+                    Some(Ok(due)) => due,
+                    _ => return problem(ApiError::Internal),
+                };
+                // Alarms due under the new time fire now.
+                for tenant_id in due {
+                    if let Err(e) = self.call_tenant(&tenant_id, internal::CLOCK, None).await {
+                        console_error!("firing a tenant alarm: {e}");
+                    }
                 }
-                TestControl::Evict { tenant } => {
-                    let mut tenants = p.tenants.borrow_mut();
-                    let n = match tenant {
-                        Some(t) => usize::from(tenants.remove(t).is_some()),
-                        None => {
-                            let n = tenants.len();
-                            tenants.clear();
-                            n
-                        }
-                    };
-                    json!({"evicted": n})
-                }
-                TestControl::FireAlarms { tenant } => {
-                    let n = p.fire_alarms(&self.state, Some(tenant.as_deref()));
-                    json!({"fired": n})
-                }
-            };
-            (control, body)
-        };
-        let mut body = body;
-        // Graph objects are separate Durable Objects: ask the tenant's to drop its memory.
-        if let TestControl::Evict { tenant: Some(t) } = &control {
-            if crate::graph::evict(&self.env, t).await.unwrap_or(false) {
-                body["evicted"] = json!(body["evicted"].as_u64().unwrap_or(0) + 1);
+                json!({"nowMs": self.with(Platform::now_ms).unwrap_or(0)})
             }
-        }
+            TestControl::FireAlarms { tenant } => {
+                let targets = match tenant {
+                    Some(t) => vec![t],
+                    None => self
+                        .with(|p| p.tenants_with_alarms(None))
+                        .unwrap_or_default(),
+                };
+                let mut fired = 0;
+                for tenant_id in targets {
+                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::FIRE, None).await {
+                        fired += answer_json(resp)
+                            .await
+                            .and_then(|v| v["fired"].as_u64())
+                            .unwrap_or(0);
+                    }
+                }
+                json!({"fired": fired})
+            }
+            TestControl::Evict { tenant } => {
+                let targets = match tenant {
+                    Some(t) => vec![t],
+                    None => self
+                        .with(|p| p.seen.borrow().iter().cloned().collect())
+                        .unwrap_or_default(),
+                };
+                let mut evicted = 0;
+                for tenant_id in targets {
+                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::EVICT, None).await {
+                        evicted += answer_json(resp)
+                            .await
+                            .and_then(|v| v["evicted"].as_u64())
+                            .unwrap_or(0);
+                    }
+                    // Graph objects are separate Durable Objects: ask the tenant's too.
+                    if crate::graph::evict(&self.env, &tenant_id)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        evicted += 1;
+                    }
+                }
+                json!({"evicted": evicted})
+            }
+        };
         let id = auth_core::keys::random_hex(8, &WorkerEntropy);
         to_worker(auth_core::finish(
             auth_core::http::json(StatusCode::OK, &body),
@@ -836,78 +655,8 @@ impl worker::DurableObject for AuthPlatform {
         self.handle(req).await
     }
 
+    /// The directory schedules nothing; an alarm left by an earlier version is let go.
     async fn alarm(&self) -> worker::Result<Response> {
-        if self.ensure_open().is_ok() {
-            if let Some(p) = self.platform.borrow().as_ref() {
-                p.fire_alarms(&self.state, None);
-                *p.alarm_set.borrow_mut() = None;
-            }
-            self.deliver_mail().await;
-            self.sync_alarm().await;
-        }
         Response::ok("")
-    }
-
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> worker::Result<()> {
-        let Some(meta) = ws.deserialize_attachment::<SocketMeta>().ok().flatten() else {
-            return Ok(());
-        };
-        let Ok(id) = meta.id.parse::<SocketId>() else {
-            return Ok(());
-        };
-        let text = match message {
-            WebSocketIncomingMessage::String(t) => t,
-            // A binary frame is not JSON text: the object answers it with an error frame.
-            WebSocketIncomingMessage::Binary(_) => "\u{0}binary".to_owned(),
-        };
-        if self.ensure_open().is_err() {
-            return Ok(());
-        }
-        {
-            let guard = self.platform.borrow();
-            if let Some(p) = guard.as_ref() {
-                let _ = p.call_tenant(&self.state, &meta.tenant, false, |o, env| {
-                    o.websocket_message(env, id, &meta.attachment, &text);
-                    Ok(())
-                });
-            }
-        }
-        self.sync_alarm().await;
-        Ok(())
-    }
-
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        _reason: String,
-        _was_clean: bool,
-    ) -> worker::Result<()> {
-        // Complete the closing handshake; the platform does not do it for us.
-        let code = u16::try_from(code)
-            .ok()
-            .filter(|c| *c != 1005 && *c != 1006)
-            .unwrap_or(1000);
-        let _ = ws.close(Some(code), Some(""));
-        let Some(meta) = ws.deserialize_attachment::<SocketMeta>().ok().flatten() else {
-            return Ok(());
-        };
-        let Ok(id) = meta.id.parse::<SocketId>() else {
-            return Ok(());
-        };
-        if self.ensure_open().is_ok() {
-            let guard = self.platform.borrow();
-            if let Some(p) = guard.as_ref() {
-                let _ = p.call_tenant(&self.state, &meta.tenant, false, |o, env| {
-                    o.websocket_closed(env, id);
-                    Ok(())
-                });
-            }
-        }
-        Ok(())
     }
 }

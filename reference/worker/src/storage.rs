@@ -1,11 +1,7 @@
 //! The core's ports on Durable Object storage: SQL over `ctx.storage.sql`, transactions via
-//! `ctx.storage.transactionSync`, per-object table namespaces, the clock and the CSPRNG.
-
-use std::cell::RefCell;
-use std::collections::HashMap;
+//! `ctx.storage.transactionSync`, migrations, the clock and the CSPRNG.
 
 use auth_core::ports::{Clock, Entropy, Row, Sql, SqlValue, StorageError};
-use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -130,107 +126,34 @@ impl Sql for DoSql {
     }
 }
 
-/// Tables an object keeps in its own storage. On Workers every `TenantState` lives in the one
-/// platform object (see `platform.rs`), so each gets these tables under a prefix of its own.
-const OBJECT_TABLES: &[&str] = &["audit_log", "rate_window", "usage_pending"];
-
-/// A view of [`DoSql`] in which an object's own tables carry its prefix. SQL is rewritten
-/// token by token (identifiers outside quotes only); the rewritten text is cached.
-pub struct PrefixedSql<'a> {
-    inner: &'a DoSql,
-    prefix: String,
-    cache: &'a RefCell<HashMap<(String, String), String>>,
-}
-
-impl<'a> PrefixedSql<'a> {
-    pub fn new(
-        inner: &'a DoSql,
-        object_name: &str,
-        cache: &'a RefCell<HashMap<(String, String), String>>,
-    ) -> Self {
-        Self {
-            inner,
-            prefix: table_prefix(object_name),
-            cache,
+/// Applies every migration not yet in `d1_migrations` (the table wrangler keeps), as the native
+/// host does. Both the directory and every tenant's object run it, so rows shipped between them
+/// have the same columns in the same order.
+pub fn apply_migrations(db: &DoSql) -> Result<(), StorageError> {
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+         name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
+        &[],
+    )?;
+    for (name, sql) in auth_core::migrations::MIGRATIONS {
+        let done = !db
+            .query(
+                "SELECT 1 FROM d1_migrations WHERE name = ?",
+                &[(*name).into()],
+            )?
+            .is_empty();
+        if !done {
+            db.transaction(&mut |tx| {
+                tx.execute(sql, &[])?;
+                tx.execute(
+                    "INSERT INTO d1_migrations (name) VALUES (?)",
+                    &[(*name).into()],
+                )
+                .map(drop)
+            })?;
         }
     }
-
-    fn rewrite(&self, sql: &str) -> String {
-        let key = (self.prefix.clone(), sql.to_owned());
-        if let Some(hit) = self.cache.borrow().get(&key) {
-            return hit.clone();
-        }
-        let out = rewrite_tables(sql, &self.prefix);
-        let mut cache = self.cache.borrow_mut();
-        // Bounded: statements are few, prefixes are one per tenant.
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(key, out.clone());
-        out
-    }
-}
-
-/// `ts_` plus 16 hex digits of the SHA-256 of the object's name: a valid identifier whatever
-/// the name holds.
-pub fn table_prefix(object_name: &str) -> String {
-    let digest = Sha256::digest(object_name.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ts_{hex}_")
-}
-
-/// Prefixes every identifier token equal to one of [`OBJECT_TABLES`], leaving string literals
-/// and quoted identifiers alone. The core's object SQL is fixed text, so this never sees user
-/// input.
-pub fn rewrite_tables(sql: &str, prefix: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '\'' || c == '"' {
-            out.push(c);
-            for (_, d) in chars.by_ref() {
-                out.push(d);
-                if d == c {
-                    break;
-                }
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let mut end = i + c.len_utf8();
-            while let Some(&(j, d)) = chars.peek() {
-                if d.is_ascii_alphanumeric() || d == '_' {
-                    end = j + d.len_utf8();
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            let word = &sql[i..end];
-            if OBJECT_TABLES.contains(&word) {
-                out.push_str(prefix);
-            }
-            out.push_str(word);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-impl Sql for PrefixedSql<'_> {
-    fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<usize, StorageError> {
-        self.inner.execute(&self.rewrite(sql), params)
-    }
-
-    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
-        self.inner.query(&self.rewrite(sql), params)
-    }
-
-    fn transaction(
-        &self,
-        work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        self.inner.transaction(&mut |_| work(self))
-    }
+    Ok(())
 }
 
 /// A database an object must not use: `GraphStateCSV` keeps everything in its own storage.
@@ -278,28 +201,5 @@ impl Entropy for WorkerEntropy {
         if getrandom::getrandom(buf).is_err() {
             wasm_bindgen::throw_str("crypto.getRandomValues failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn object_tables_get_the_prefix_and_nothing_else_does() {
-        let sql = "INSERT INTO audit_log (created_at, action) SELECT 'audit_log', x FROM usage_metrics JOIN usage_pending ON 1";
-        assert_eq!(
-            rewrite_tables(sql, "ts_ab_"),
-            "INSERT INTO ts_ab_audit_log (created_at, action) SELECT 'audit_log', x FROM usage_metrics JOIN ts_ab_usage_pending ON 1"
-        );
-    }
-
-    #[test]
-    fn prefixes_are_identifiers_and_differ_by_name() {
-        let a = table_prefix("ten_1");
-        let b = table_prefix("ten_2");
-        assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert_eq!(a.len(), 3 + 16 + 1);
     }
 }

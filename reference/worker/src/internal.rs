@@ -1,0 +1,127 @@
+//! The protocol between the directory (`AuthPlatform`) and the tenants' objects (`TenantState`).
+//!
+//! Clients never reach it: the Worker entry refuses every `/_internal/` path, the tenant
+//! objects are reached only through their namespace binding, and the directory drops every
+//! `x-authconf-internal-*` header a client sent before it forwards a request.
+//!
+//! Every call from the directory to a tenant's object carries a [`Sync`] in a header: the
+//! tenant's row, the JWT keyring and the test clock as the directory has them now. The tenant's
+//! object applies it before it runs anything, so a suspension, a keyring rotation or a clock
+//! step is seen by the very next call, without any cache to invalidate.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use worker::{Env, Request, RequestInit, Response, Stub};
+
+use crate::rows::Image;
+
+/// Every internal header starts with this; the directory strips them from client requests.
+pub const HEADER_PREFIX: &str = "x-authconf-internal-";
+/// Directory → tenant: the [`Sync`], base64url JSON.
+pub const SYNC_HEADER: &str = "x-authconf-internal-sync";
+/// Directory → tenant, on a forwarded request: the [`Forward`], base64url JSON.
+pub const FORWARD_HEADER: &str = "x-authconf-internal-forward";
+/// Tenant → directory: the tenant object's next alarm in test time (ms), or `none`.
+pub const ALARM_HEADER: &str = "x-authconf-internal-alarm";
+/// Tenant → directory: the call changed the tenant's keys; fetch them with [`KEYS`].
+pub const KEYS_CHANGED_HEADER: &str = "x-authconf-internal-keys-changed";
+
+/// Tenant object: run a [`NoticeCall`].
+pub const NOTICE: &str = "/_internal/notice";
+/// Tenant object: answer the tenant's keys ([`crate::rows::key_rows`]).
+pub const KEYS: &str = "/_internal/keys";
+/// Tenant object: answer the onboarding rows the directory shows in `GET /admin/tenants/{id}`.
+pub const ONBOARDING: &str = "/_internal/onboarding";
+/// Tenant object: move pending usage counts out and answer them.
+pub const FLUSH: &str = "/_internal/flush";
+/// Tenant object: fire the alarm now if one is scheduled (test control).
+pub const FIRE: &str = "/_internal/fire";
+/// Tenant object: fire the alarm if it is due under the clock in the [`Sync`].
+pub const CLOCK: &str = "/_internal/clock";
+/// Tenant object: drop the in-memory `TenantState` (test control).
+pub const EVICT: &str = "/_internal/evict";
+/// Directory: merge a tenant's keys sent by its object ([`Shipment`]).
+pub const MERGE_KEYS: &str = "/_internal/merge-keys";
+/// Directory: add usage counts sent by a tenant's object ([`Shipment`]).
+pub const MERGE_USAGE: &str = "/_internal/merge-usage";
+
+/// What the directory knows that a tenant's object needs on every call.
+#[derive(Serialize, Deserialize, Clone, Default)]
+pub struct Sync {
+    pub tenant_id: String,
+    /// The tenant's row (`SELECT * FROM tenants`), absent for an unknown id.
+    pub tenant: Option<Vec<serde_json::Value>>,
+    /// Every `jwt_keys` row.
+    pub keyring: Image,
+    /// The test clock's offset from the platform's clock (ms).
+    pub offset_ms: i64,
+}
+
+/// What the core's front decided about a forwarded request.
+#[derive(Serialize, Deserialize)]
+pub struct Forward {
+    pub key_hash: String,
+    pub request_id: String,
+    /// An end-user auth route (`/v1/auth/*`), which the front marks.
+    pub user_request: bool,
+    /// The client's `Host` (a routing source: the tenant's subdomain), which a request built
+    /// for the object's stub cannot carry as a header of its own.
+    pub host: Option<String>,
+}
+
+/// A change the admin API made, with the rows it wrote for the tenant.
+#[derive(Serialize, Deserialize)]
+pub struct NoticeCall {
+    pub notice: auth_core::Notice,
+    pub rows: Vec<(String, Image)>,
+}
+
+/// Rows a tenant's object sends to the directory.
+#[derive(Serialize, Deserialize)]
+pub struct Shipment {
+    pub tenant_id: String,
+    pub rows: Image,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub fn tenant_stub(env: &Env, tenant_id: &str) -> worker::Result<Stub> {
+    env.durable_object("TENANT_STATE")?
+        .id_from_name(tenant_id)?
+        .get_stub()
+}
+
+pub fn directory_stub(env: &Env) -> worker::Result<Stub> {
+    env.durable_object("AUTH_PLATFORM")?
+        .id_from_name(crate::PLATFORM_OBJECT)?
+        .get_stub()
+}
+
+/// POSTs `body` (JSON) to `path` of `stub`, with a [`Sync`] when there is one.
+pub async fn post(
+    stub: &Stub,
+    path: &str,
+    sync: Option<&Sync>,
+    body: Option<String>,
+) -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    if let Some(sync) = sync {
+        headers.set(SYNC_HEADER, &encode(sync))?;
+    }
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    }
+    let request = Request::new_with_init(&format!("https://internal{path}"), &init)?;
+    stub.fetch_with_request(request).await
+}
