@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints the workerd (capnp) config that serves the Worker adapter: the worker-build artifact,
-its Durable Objects on local disk, R2 pointed at binding-services, secrets from the environment.
+its Durable Objects on local disk, R2 and D1 pointed at binding-services, secrets from the
+environment.
 Used by scripts/workerd-run; the data dir holds a `worker` link to reference/worker/build."""
 import argparse
 import json
@@ -38,6 +39,7 @@ const config :Workerd.Config = (
     (name = "main", worker = .authWorker),
     (name = "do-disk", disk = (path = {json.dumps(a.data + "/do")}, writable = true)),
     {external("r2-tenant-data", "r2:TENANT_DATA")},
+    {external("d1-db", "d1:DB")},
     # Outbound fetches (the mail API) may reach loopback: the local run's mail API is there.
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
@@ -56,6 +58,8 @@ const authWorker :Workerd.Worker = (
     (name = "TENANT_STATE", durableObjectNamespace = "TenantState"),
     (name = "GRAPH_STATE_CSV", durableObjectNamespace = "GraphStateCSV"),
     (name = "TENANT_DATA", r2Bucket = "r2-tenant-data"),
+    (name = "DB", wrapped = (moduleName = "cloudflare-internal:d1-api",
+                             innerBindings = [(name = "fetcher", service = "d1-db")])),
     {", ".join(texts)},
   ],
   durableObjectNamespaces = [

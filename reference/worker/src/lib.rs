@@ -9,6 +9,8 @@
 //! - [`graph`]: the `GraphStateCSV` Durable Object, one per tenant, with the CSV in R2.
 //! - [`internal`] and [`rows`]: what the directory and the tenants' objects say to each other
 //!   and how rows cross between them.
+//! - [`mirror`]: every relational row the objects write, copied to D1 (`DB`) through a
+//!   transactional outbox.
 //! - [`storage`]: the core's ports on Durable Object storage (SQL, transactions, migrations,
 //!   clock, randomness); [`config`]: the settings; [`convert`]: requests and responses.
 //!
@@ -20,6 +22,7 @@ pub mod config;
 pub mod convert;
 pub mod graph;
 pub mod internal;
+pub mod mirror;
 pub mod platform;
 pub mod rows;
 pub mod storage;

@@ -17,7 +17,7 @@
 //! the awaits come after (the tenant's object, notices), where interleaving is harmless because
 //! the tenant's object decides everything that must be exact.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 
 use auth_core::ports::{Sql, SqlValue, StorageError};
@@ -33,6 +33,7 @@ use worker::{
 use crate::config::Settings;
 use crate::convert::{from_worker, to_core, to_worker};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
+use crate::mirror::{self, Mirror};
 use crate::rows;
 use crate::storage::{apply_migrations, DoSql, WorkerClock, WorkerEntropy};
 use crate::tenant::not_configured;
@@ -57,6 +58,10 @@ struct Platform {
     dirty: RefCell<HashMap<String, u64>>,
     /// Each tenant object's alarm as it last reported it (test time), as in `_tenant_alarms`.
     alarms: RefCell<HashMap<String, Option<i64>>>,
+    /// The copy of the directory's tables in D1 (none without a `DB` binding).
+    mirror: Option<Mirror>,
+    /// Whether D1 has had its migrations checked by this instance.
+    d1_ready: Cell<bool>,
 }
 
 fn problem(e: ApiError) -> worker::Result<Response> {
@@ -82,6 +87,15 @@ impl Platform {
             .map(drop)
         });
         prepared.map_err(|e| format!("migrations: {e}"))?;
+        let mirror = if env.d1("DB").is_ok() {
+            Some(
+                Mirror::install(&db, mirror::DIRECTORY_TABLES)
+                    .map_err(|e| format!("D1 copy: {e}"))?,
+            )
+        } else {
+            console_error!("no D1 binding DB: the relational tables are not copied to D1");
+            None
+        };
         let offset_ms = db
             .query("SELECT offset_ms FROM _test_clock WHERE id = 1", &[])
             .ok()
@@ -105,6 +119,8 @@ impl Platform {
             seen: RefCell::new(BTreeSet::new()),
             dirty: RefCell::new(HashMap::new()),
             alarms: RefCell::new(HashMap::new()),
+            mirror,
+            d1_ready: Cell::new(false),
         })
     }
 
@@ -395,6 +411,47 @@ impl AuthPlatform {
         }
     }
 
+    /// Brings D1 up to date with the directory's tables: its migrations once per instance,
+    /// then the outbox. A failure leaves the changes in the outbox and retries from the alarm.
+    // The shared borrow of the platform is held across the drain's awaits on purpose: the
+    // platform is only ever borrowed mutably while it is first built, before any request.
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn copy_to_d1(&self) {
+        let (has_mirror, ready) = self
+            .with(|p| (p.mirror.is_some(), p.d1_ready.get()))
+            .unwrap_or((false, true));
+        if !has_mirror {
+            return;
+        }
+        if !ready {
+            match mirror::migrate_d1(&self.env).await {
+                Ok(()) => {
+                    self.with(|p| p.d1_ready.set(true));
+                }
+                Err(e) => console_error!("D1 migrations: {e}"),
+            }
+        }
+        let drained = {
+            let guard = self.platform.borrow();
+            let Some(p) = guard.as_ref() else { return };
+            let Some(m) = p.mirror.as_ref() else { return };
+            if !m.pending(&p.db) {
+                return;
+            }
+            m.drain(&self.env, &p.db).await
+        };
+        if !drained {
+            let at = worker::Date::now().as_millis() as i64 + mirror::RETRY_MS;
+            let _ = self
+                .state
+                .storage()
+                .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(
+                    &js_sys::Number::from(at as f64),
+                )))
+                .await;
+        }
+    }
+
     async fn handle(&self, mut req: Request) -> worker::Result<Response> {
         if let Err(reason) = self.ensure_open() {
             console_error!("auth-service is not configured: {reason}");
@@ -405,7 +462,9 @@ impl AuthPlatform {
             let Ok(shipment) = req.json::<Shipment>().await else {
                 return problem(ApiError::Internal);
             };
-            return match self.with(|p| p.merge(&path, &shipment)) {
+            let merged = self.with(|p| p.merge(&path, &shipment));
+            self.copy_to_d1().await;
+            return match merged {
                 Some(Ok(())) => Response::ok("merged"),
                 _ => problem(ApiError::Internal),
             };
@@ -419,6 +478,9 @@ impl AuthPlatform {
             }
         };
         let method = core_req.method().clone();
+        if !self.with(|p| p.d1_ready.get()).unwrap_or(true) {
+            self.copy_to_d1().await; // D1's migrations, before any tenant's object writes there
+        }
         let test_hooks = self.with(|p| p.settings.test_hooks).unwrap_or(false);
         let response = if test_hooks && path.starts_with("/_test/") {
             self.test_control(core_req).await
@@ -459,6 +521,9 @@ impl AuthPlatform {
         match decided {
             Front::FlushMetrics { .. } => problem(ApiError::Internal),
             Front::Respond { response, notices } => {
+                // The directory's rows reach D1 before the tenant's object writes rows that
+                // refer to them.
+                self.copy_to_d1().await;
                 for (tenant_id, notice) in notices {
                     if let Err(e) = self.deliver_notice(&tenant_id, notice).await {
                         console_error!("could not notify a tenant object: {e}");
@@ -655,8 +720,11 @@ impl worker::DurableObject for AuthPlatform {
         self.handle(req).await
     }
 
-    /// The directory schedules nothing; an alarm left by an earlier version is let go.
+    /// The directory's alarm retries what D1 did not take.
     async fn alarm(&self) -> worker::Result<Response> {
+        if self.ensure_open().is_ok() {
+            self.copy_to_d1().await;
+        }
         Response::ok("")
     }
 }

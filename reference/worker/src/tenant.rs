@@ -37,6 +37,7 @@ use worker::{
 use crate::config::{MailApi, Settings};
 use crate::convert::{from_worker, to_core, to_worker};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
+use crate::mirror::{self, Mirror};
 use crate::rows;
 use crate::storage::{apply_migrations, DoSql, WorkerClock, WorkerEntropy};
 
@@ -65,6 +66,8 @@ struct Inner {
     /// The platform alarm as last set (test time), to skip needless writes.
     alarm_set: Cell<Option<i64>>,
     failed_alarms: Cell<u32>,
+    /// The copy of the tenant's tables in D1 (none without a `DB` binding).
+    mirror: Option<Mirror>,
 }
 
 /// Where a socket belongs, kept with the socket across hibernation.
@@ -195,6 +198,11 @@ impl Inner {
             .map(drop)
         });
         prepared.map_err(|e| format!("storage: {e}"))?;
+        let mirror = if env.d1("DB").is_ok() {
+            Some(Mirror::install(&db, mirror::TENANT_TABLES).map_err(|e| format!("D1 copy: {e}"))?)
+        } else {
+            None
+        };
         let meta = db
             .query(
                 "SELECT tenant_id, offset_ms FROM _tenant_meta WHERE id = 1",
@@ -223,6 +231,7 @@ impl Inner {
             keyring_applied: RefCell::new(None),
             alarm_set: Cell::new(None),
             failed_alarms: Cell::new(0),
+            mirror,
         })
     }
 
@@ -349,9 +358,18 @@ impl Inner {
         Ok(first_i64(&self.db, revoked) != before)
     }
 
-    /// The earliest of the core object's alarm and the next mail due, in test time.
+    /// The earliest of the core object's alarm, the next mail due and a retry of changes D1
+    /// did not take, in test time.
     fn next_alarm(&self) -> Option<i64> {
-        let core = Storage(&self.db).alarm();
+        let retry = self
+            .mirror
+            .as_ref()
+            .filter(|m| m.pending(&self.db))
+            .map(|_| self.now_ms() + mirror::RETRY_MS);
+        let core = match (Storage(&self.db).alarm(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mail = self.settings.mail.as_ref().and_then(|_| {
             first_i64(
                 &self.db,
@@ -595,8 +613,22 @@ impl TenantState {
             }
             _ => self.tenant_request(req).await,
         };
+        self.copy_to_d1().await;
         self.sync_alarm().await;
         response
+    }
+
+    /// Sends the changed rows to D1 before the answer leaves (see [`crate::mirror`]); what D1
+    /// does not take stays in the outbox for the alarm.
+    // The shared borrow is held across the drain's awaits on purpose: `inner` is only ever
+    // borrowed mutably while it is first built, before any call.
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn copy_to_d1(&self) {
+        let guard = self.inner.borrow();
+        let Some(inner) = guard.as_ref() else { return };
+        if let Some(m) = inner.mirror.as_ref().filter(|m| m.pending(&inner.db)) {
+            m.drain(&self.env, &inner.db).await;
+        }
     }
 
     fn read(
@@ -931,6 +963,7 @@ impl worker::DurableObject for TenantState {
         }
         self.push_usage().await;
         self.deliver_mail().await;
+        self.copy_to_d1().await;
         self.sync_alarm().await;
         Response::ok("")
     }
@@ -995,6 +1028,8 @@ impl worker::DurableObject for TenantState {
                 });
             }
         }
+        self.copy_to_d1().await;
+        self.sync_alarm().await;
         Ok(())
     }
 }

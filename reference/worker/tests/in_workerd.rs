@@ -1,7 +1,13 @@
-//! The Worker in `workerd`, where the conformance suite cannot look: everything survives a
-//! restart of workerd on the same data dir — tenants, keys, revocations, the audit log of the
-//! tenant's object (its prefixed tables in `AuthPlatform`), the graph in the tenant's own
-//! `GraphStateCSV` Durable Object, and the CSV in R2 through `binding-services`.
+//! The Worker in `workerd`, where the conformance suite cannot look:
+//! - everything survives a restart of workerd on the same data dir: tenants, keys,
+//!   revocations, the audit log of the tenant's `TenantState` object, the graph in the tenant's
+//!   own `GraphStateCSV` object, and the CSV in R2 through `binding-services`;
+//! - usage counted by a tenant's object reaches the directory's metrics through the object's
+//!   own alarm, also when workerd stopped before the directory asked for them;
+//! - D1 holds a copy of every relational row the objects write (keys with their revocation,
+//!   end users, refresh tokens, the tenant), and no secret;
+//! - the objects' internal protocol is not reachable from outside: `/_internal/*` is 404, no
+//!   internal header leaves in an answer, and one a client forges is not believed.
 //!
 //! Needs the artifact (`scripts/build-worker`) and the npm tools
 //! (`scripts/install-worker-tools`); `scripts/test` runs both before the tests. A missing one
@@ -349,6 +355,290 @@ async fn state_survives_a_restart_of_workerd() {
         &records_before[..],
         "the audit log kept every record, in order"
     );
+
+    drop(workerd);
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}
+
+/// Starts the binding services and workerd on a fresh data dir.
+async fn start_stack(
+    data: &Path,
+) -> (
+    Workerd,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let bindings = listener.local_addr().expect("addr").to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(binding_services::serve(
+        listener,
+        data.join("bindings"),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let workerd = Workerd::start(data, &bindings);
+    (workerd, bindings, stop_tx, server)
+}
+
+async fn create_tenant(client: &reqwest::Client, base: &str, slug: &str) -> (String, String) {
+    let created = call(
+        client,
+        base,
+        ADMIN_KEY,
+        "POST",
+        "/admin/tenants",
+        Some(json!({"slug": slug, "name": slug})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    (
+        created.body["tenant"]["id"]
+            .as_str()
+            .expect("id")
+            .replace(':', "%3A"),
+        created.body["credentials"]["secretKey"]
+            .as_str()
+            .expect("secret key")
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_counted_before_a_restart_reaches_the_metrics_through_the_tenants_alarm() {
+    let data = tempfile::tempdir().expect("data dir");
+    let (mut workerd, bindings, stop_tx, server) = start_stack(data.path()).await;
+    let client = reqwest::Client::new();
+    workerd.ready(&client).await;
+    let base = workerd.base.clone();
+    let (tenant, sk) = create_tenant(&client, &base, "counted").await;
+    for _ in 0..3 {
+        let r = call(&client, &base, &sk, "GET", "/v1/tenant", None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Stop before the directory asks for the counts (it asks when an admin reads metrics) and
+    // before the tenant's alarm (5 s) sends them: after the restart only the alarm can.
+    workerd.stop();
+    let workerd = Workerd::start(data.path(), &bindings);
+    workerd.ready(&client).await;
+    let base = workerd.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = call(
+            &client,
+            &base,
+            ADMIN_KEY,
+            "GET",
+            &format!("/admin/tenants/{tenant}/metrics?days=1"),
+            None,
+        )
+        .await;
+        assert_eq!(m.status, 200, "{}", m.body);
+        let requests = m.body["totals"]["requests"].as_i64().unwrap_or(0);
+        if requests >= 3 {
+            assert_eq!(requests, 3, "each request counted once: {}", m.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counts never reached the directory: {}",
+            m.body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(workerd);
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_objects_protocol_is_not_reachable_from_outside() {
+    use base64::Engine;
+    let data = tempfile::tempdir().expect("data dir");
+    let (workerd, _bindings, stop_tx, server) = start_stack(data.path()).await;
+    let client = reqwest::Client::new();
+    workerd.ready(&client).await;
+    let base = workerd.base.clone();
+    let (tenant, sk) = create_tenant(&client, &base, "sealed").await;
+
+    for path in [
+        "/_internal/notice",
+        "/_internal/keys",
+        "/_internal/onboarding",
+        "/_internal/flush",
+        "/_internal/fire",
+        "/_internal/clock",
+        "/_internal/evict",
+        "/_internal/merge-keys",
+        "/_internal/merge-usage",
+    ] {
+        for key in [ADMIN_KEY, sk.as_str()] {
+            let r = call(&client, &base, key, "POST", path, Some(json!({}))).await;
+            assert_eq!(r.status, 404, "{path}: {}", r.body);
+        }
+    }
+
+    // A forged sync: the tenant's clock ten years ahead. If it were believed, the audit record
+    // of the key created next would be dated then.
+    let decade_ms: i64 = 10 * 365 * 24 * 3600 * 1000;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"tenant_id": tenant.replace("%3A", ":"), "tenant": null, "keyring": [],
+               "offset_ms": decade_ms})
+        .to_string(),
+    );
+    let r = client
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(&sk)
+        .header("x-authconf-internal-sync", forged)
+        .json(&json!({"name": "forged", "type": "secret"}))
+        .send()
+        .await
+        .expect("the Worker answers");
+    assert_eq!(r.status(), 201);
+    for (name, _) in r.headers() {
+        assert!(
+            !name.as_str().starts_with("x-authconf-internal-"),
+            "an internal header left in an answer: {name}"
+        );
+    }
+    let audit = call(&client, &base, &sk, "GET", "/v1/audit-log", None).await;
+    let newest = audit.body["records"]
+        .as_array()
+        .and_then(|r| r.iter().max_by_key(|r| r["seq"].as_i64()))
+        .cloned()
+        .expect("an audit record");
+    let year: i64 = newest["createdAt"].as_str().unwrap_or("")[..4]
+        .parse()
+        .expect("an RFC 3339 date");
+    assert!(year < 2030, "the forged clock was believed: {newest}");
+
+    drop(workerd);
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
+    let data = tempfile::tempdir().expect("data dir");
+    let (workerd, _bindings, stop_tx, server) = start_stack(data.path()).await;
+    let client = reqwest::Client::new();
+    workerd.ready(&client).await;
+    let base = workerd.base.clone();
+    let (tenant, sk) = create_tenant(&client, &base, "copied").await;
+    let tenant_id = tenant.replace("%3A", ":");
+    let extra = call(
+        &client,
+        &base,
+        &sk,
+        "POST",
+        "/v1/api-keys",
+        Some(json!({"name": "extra", "type": "secret"})),
+    )
+    .await;
+    assert_eq!(extra.status, 201, "{}", extra.body);
+    let extra_secret = extra.body["credentials"]["keySecret"]
+        .as_str()
+        .expect("key secret")
+        .to_owned();
+    let extra_id = extra.body["apiKey"]["id"].as_str().expect("id").to_owned();
+    let revoked = call(
+        &client,
+        &base,
+        &sk,
+        "DELETE",
+        &format!("/v1/api-keys/{}", extra_id.replace(':', "%3A")),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let password = "Correct-Horse-Battery-Staple-42";
+    let registered = client
+        .post(format!("{base}/v1/auth/register"))
+        .header("X-Tenant-ID", &tenant_id)
+        .json(&json!({"email": "ann@example.com", "password": password, "name": "Ann"}))
+        .send()
+        .await
+        .expect("the Worker answers");
+    let status = registered.status();
+    let registered: Value = registered.json().await.expect("json");
+    assert_eq!(status, 201, "{registered}");
+    let refresh = registered["refreshToken"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+
+    // Every answer above came after its rows were sent to D1 (binding-services' SQLite).
+    let d1_file = data.path().join("bindings/d1/DB.sqlite");
+    let d1 = rusqlite::Connection::open(&d1_file).expect("the D1 file");
+    let one = |sql: &str, param: &str| -> i64 {
+        d1.query_row(sql, [param], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(
+        one("SELECT COUNT(*) FROM tenants WHERE id = ?", &tenant_id),
+        1
+    );
+    assert_eq!(
+        one(
+            "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?",
+            &tenant_id
+        ),
+        3,
+        "the two keys of the tenant's creation and the extra one"
+    );
+    assert_eq!(
+        one(
+            "SELECT COUNT(*) FROM api_keys WHERE id = ? AND revoked_at IS NOT NULL",
+            &extra_id
+        ),
+        1,
+        "the revocation reached D1"
+    );
+    assert_eq!(
+        one(
+            "SELECT COUNT(*) FROM tenant_users WHERE tenant_id = ?",
+            &tenant_id
+        ),
+        1
+    );
+    assert_eq!(
+        one(
+            "SELECT COUNT(*) FROM refresh_tokens WHERE tenant_id = ?",
+            &tenant_id
+        ),
+        1
+    );
+    assert_eq!(
+        one(
+            "SELECT COUNT(*) FROM d1_migrations WHERE name = ?",
+            "0001_initial.sql"
+        ),
+        1,
+        "the Worker applied the migrations to D1"
+    );
+    drop(d1);
+
+    // The whole D1 store, write-ahead log included, holds hashes only.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(data.path().join("bindings/d1")).expect("d1 dir") {
+        bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+    }
+    for (what, secret) in [
+        ("the tenant's secret key", sk.as_str()),
+        ("a key secret", extra_secret.as_str()),
+        ("a password", password),
+        ("a refresh token", refresh.as_str()),
+    ] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{what} is in D1"
+        );
+    }
 
     drop(workerd);
     let _ = stop_tx.send(());
