@@ -210,3 +210,160 @@ pub fn take_usage(db: &dyn Sql) -> Result<Image, StorageError> {
     db.execute("DELETE FROM usage_metrics", &[])?;
     Ok(rows.iter().map(to_json).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auth_core::ports::Row;
+    use serde_json::json;
+
+    /// The port over an in-memory SQLite with the migrations applied (what the objects run).
+    struct Memory(rusqlite::Connection);
+
+    impl Memory {
+        fn new() -> Self {
+            let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
+            conn.execute_batch("PRAGMA foreign_keys = ON;")
+                .expect("pragma");
+            for (_, script) in auth_core::migrations::MIGRATIONS {
+                conn.execute_batch(script).expect("migration");
+            }
+            Memory(conn)
+        }
+    }
+
+    fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
+        params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Null => rusqlite::types::Value::Null,
+                SqlValue::Integer(i) => rusqlite::types::Value::Integer(*i),
+                SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            })
+            .collect()
+    }
+
+    impl Sql for Memory {
+        fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<usize, StorageError> {
+            self.0
+                .execute(sql, rusqlite::params_from_iter(bind(params)))
+                .map_err(|e| StorageError::Other(e.to_string()))
+        }
+        fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
+            let mut stmt = self
+                .0
+                .prepare(sql)
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(bind(params)), |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                                rusqlite::types::Value::Integer(v) => SqlValue::Integer(v),
+                                rusqlite::types::Value::Text(v) => SqlValue::Text(v),
+                                _ => SqlValue::Null,
+                            })
+                        })
+                        .collect()
+                })
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| StorageError::Other(e.to_string()))
+        }
+        fn transaction(
+            &self,
+            work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
+        ) -> Result<(), StorageError> {
+            work(self)
+        }
+    }
+
+    fn tenant(db: &Memory) {
+        db.execute(
+            "INSERT INTO tenants (id, slug, name, created_at, updated_at) \
+             VALUES ('t1', 'one', 'One', 1, 1)",
+            &[],
+        )
+        .expect("tenant");
+    }
+
+    fn key(
+        revoked_at: Option<i64>,
+        expires_at: Option<i64>,
+        replaced_by: Option<&str>,
+    ) -> Vec<Value> {
+        vec![
+            json!("key_1"),
+            json!("t1"),
+            json!("sk_test_abcd"),
+            json!("hash-1"),
+            json!("main"),
+            json!("secret"),
+            json!("test"),
+            json!("[]"),
+            json!(10),
+            revoked_at.map_or(Value::Null, Value::from),
+            expires_at.map_or(Value::Null, Value::from),
+            replaced_by.map_or(Value::Null, Value::from),
+        ]
+    }
+
+    fn ends(db: &Memory) -> Row {
+        db.query(
+            "SELECT revoked_at, expires_at, replaced_by FROM api_keys WHERE id = 'key_1'",
+            &[],
+        )
+        .expect("query")
+        .remove(0)
+    }
+
+    #[test]
+    fn a_late_image_never_revives_a_key() {
+        let db = Memory::new();
+        tenant(&db);
+        merge_keys(&db, &vec![key(None, None, None)]).expect("new key");
+        // Rotated (grace until 500), then the grace ended (revoked at 500)...
+        merge_keys(&db, &vec![key(Some(500), Some(500), Some("key_2"))]).expect("ended");
+        // ...and only then does the image of the rotation, or the very first one, arrive.
+        merge_keys(&db, &vec![key(None, Some(500), Some("key_2"))]).expect("late");
+        merge_keys(&db, &vec![key(None, None, None)]).expect("later");
+        assert_eq!(
+            ends(&db),
+            vec![
+                SqlValue::Integer(500),
+                SqlValue::Integer(500),
+                SqlValue::Text("key_2".into())
+            ]
+        );
+        // An earlier end always wins: a revocation before the grace ran out.
+        merge_keys(&db, &vec![key(Some(300), Some(500), Some("key_2"))]).expect("earlier");
+        assert_eq!(ends(&db)[0], SqlValue::Integer(300));
+    }
+
+    #[test]
+    fn a_tenant_row_is_updated_in_place_and_keeps_its_keys() {
+        let db = Memory::new();
+        tenant(&db);
+        merge_keys(&db, &vec![key(None, None, None)]).expect("key");
+        let mut row = select(&db, "tenants", "id = ?", &["t1".into()]).expect("row");
+        let mut row = row.remove(0);
+        row[2] = json!("Renamed");
+        upsert_tenant(&db, &row).expect("upsert");
+        let name = db
+            .query("SELECT name FROM tenants WHERE id = 't1'", &[])
+            .expect("name");
+        assert_eq!(name[0][0], SqlValue::Text("Renamed".into()));
+        assert_eq!(
+            db.query("SELECT COUNT(*) FROM api_keys", &[])
+                .expect("count")[0][0],
+            SqlValue::Integer(1),
+            "an upsert, not a replace: the cascade would have deleted the key"
+        );
+        assert!(
+            upsert_tenant(&db, &row[..3]).is_err(),
+            "a short image is refused"
+        );
+        assert!(insert(&db, "INSERT OR IGNORE", "tenants; DROP TABLE x", &vec![]).is_err());
+    }
+}
