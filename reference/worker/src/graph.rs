@@ -1,6 +1,6 @@
 //! `GraphStateCSV`: one Durable Object per tenant holding the tenant's authorization graph in
-//! its own SQLite storage, with the CSV source in R2 (`TENANT_DATA`). The platform object calls
-//! it after the tenant's `TenantState` has admitted and counted the request.
+//! its own SQLite storage, with the CSV source in R2 (`TENANT_DATA`). The tenant's `TenantState`
+//! object calls it after admitting and counting the request.
 
 use std::cell::RefCell;
 
