@@ -1,6 +1,6 @@
 //! Requests and responses between workers-rs and the core's `http` types.
 
-use worker::{Headers, Request, Response};
+use worker::{Headers, Request, RequestInit, Response};
 
 /// A core request from a Worker request: method, path and query, headers, the whole body
 /// (the core refuses bodies over its limits itself).
@@ -56,4 +56,37 @@ pub async fn from_worker(mut resp: Response) -> auth_core::Response {
         }
     }
     out
+}
+
+/// A request to a Durable Object's stub that carries a core request: its method, path and
+/// query (under `origin`, which the object ignores), the headers `keep` lets through plus
+/// `extra`, and its body.
+pub fn to_stub_request(
+    req: &auth_core::Request,
+    origin: &str,
+    keep: impl Fn(&http::HeaderName) -> bool,
+    extra: &[(&str, &str)],
+) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in req.headers() {
+        if let (true, Ok(v)) = (keep(name), value.to_str()) {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::from(req.method().to_string()))
+        .with_headers(headers);
+    let bodiless = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+    if !req.body().is_empty() && !bodiless {
+        init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    Request::new_with_init(&format!("{origin}{path}"), &init)
 }

@@ -8,10 +8,9 @@ use auth_core::graph::{blob_key, check_upload, upload_answer, GraphCall, GraphRo
 use auth_core::objects::{DurableObject as CoreObject, NoSockets, ObjectEnv, ObjectStorage};
 use auth_core::ports::Sql;
 use auth_core::ApiError;
-use http::Method;
 use worker::{durable_object, Env, Request, RequestInit, Response, State};
 
-use crate::convert::{to_core, to_worker};
+use crate::convert::{to_core, to_stub_request, to_worker};
 use crate::storage::{DoSql, NoSharedDb, WorkerClock, WorkerEntropy};
 
 const ACTOR_HEADER: &str = "x-authconf-actor";
@@ -33,29 +32,17 @@ pub async fn call(
     now_ms: i64,
     req: &auth_core::Request,
 ) -> worker::Result<Response> {
-    let headers = worker::Headers::new();
-    for (name, value) in req.headers() {
-        if let Ok(v) = value.to_str() {
-            headers.append(name.as_str(), v)?;
-        }
-    }
-    headers.set(ACTOR_HEADER, actor)?;
-    headers.set(TENANT_HEADER, tenant_id)?;
-    headers.set(NOW_HEADER, &now_ms.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::from(req.method().to_string()))
-        .with_headers(headers);
-    if !req.body().is_empty() && req.method() != Method::GET && req.method() != Method::HEAD {
-        init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
-    }
-    let url = format!(
-        "https://graph.internal{}",
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-    );
-    let request = Request::new_with_init(&url, &init)?;
+    let now = now_ms.to_string();
+    let request = to_stub_request(
+        req,
+        "https://graph.internal",
+        |_| true,
+        &[
+            (ACTOR_HEADER, actor),
+            (TENANT_HEADER, tenant_id),
+            (NOW_HEADER, &now),
+        ],
+    )?;
     stub(env, tenant_id)?.fetch_with_request(request).await
 }
 

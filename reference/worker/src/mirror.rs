@@ -12,8 +12,9 @@
 //! answer, the object takes the outbox and sends D1 one batch (atomic there) with the current
 //! image of each changed row, or its deletion. A failed batch goes back into the outbox and is
 //! retried by the object's alarm, so D1 may trail the objects but never loses a change. One
-//! drain at a time per object keeps batches in order; foreign keys are checked at the end of
-//! each batch (`defer_foreign_keys`), because rows of one tenant come from two objects.
+//! drain at a time per object keeps batches in order (a second waits for the first, so an
+//! answer leaves only after its rows were offered to D1); foreign keys are checked at the end
+//! of each batch (`defer_foreign_keys`), because rows of one tenant come from two objects.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -53,6 +54,10 @@ const UNIQUE_KEYS: &[(&str, &[&str])] = &[(
     &["admin_id", "tenant_id"],
 )];
 
+/// How long a drain waits for another one of the same object to finish, and how often it looks.
+const DRAIN_WAIT_MS: u64 = 5_000;
+const DRAIN_POLL_MS: u64 = 2;
+
 /// Retry delay of a batch D1 refused or could not be reached for.
 pub const RETRY_MS: i64 = 1_000;
 
@@ -76,6 +81,27 @@ pub struct Batch {
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Opens an object's storage: the migrations, the object's own `tables` (DDL), and the copy of
+/// `mirrored` to D1 when the Worker has a `DB` binding (without one, nothing is copied and no
+/// outbox grows).
+pub fn open_storage(
+    state: &worker::State,
+    env: &Env,
+    tables: &[&str],
+    mirrored: &[&'static str],
+) -> Result<(DoSql, Option<Mirror>), String> {
+    let db = DoSql::new(&state.storage());
+    crate::storage::apply_migrations(&db).map_err(|e| format!("migrations: {e}"))?;
+    for ddl in tables {
+        db.execute(ddl, &[]).map_err(|e| format!("storage: {e}"))?;
+    }
+    let mirror = match env.d1("DB") {
+        Ok(_) => Some(Mirror::install(&db, mirrored).map_err(|e| format!("D1 copy: {e}"))?),
+        Err(_) => None,
+    };
+    Ok((db, mirror))
 }
 
 impl Mirror {
@@ -226,12 +252,20 @@ impl Mirror {
         }
     }
 
-    /// Sends the outbox to D1 until it is empty; one drain at a time per object. Answers false
-    /// when a batch failed (it is back in the outbox: retry later).
+    /// Sends the outbox to D1 until it is empty, one drain at a time per object (so batches
+    /// arrive in order). A call that finds a drain running waits for it, then sends what is
+    /// left: when this returns, every change committed before the call has been offered to D1.
+    /// Answers false when a batch failed (it is back in the outbox: retry later).
     pub async fn drain(&self, env: &Env, db: &DoSql) -> bool {
-        if self.draining.replace(true) {
-            return true; // the running drain takes what this call wrote
+        let mut waited = 0;
+        while self.draining.get() {
+            if waited >= DRAIN_WAIT_MS {
+                return false; // D1 is slow: the alarm retries what is left
+            }
+            worker::Delay::from(std::time::Duration::from_millis(DRAIN_POLL_MS)).await;
+            waited += DRAIN_POLL_MS;
         }
+        self.draining.set(true);
         let mut ok = true;
         loop {
             let batch = match self.take(db) {
@@ -244,7 +278,10 @@ impl Mirror {
                 }
             };
             if let Err(e) = send(env, &batch).await {
-                worker::console_error!("D1 did not take a batch ({e}); will retry");
+                // The first line is the reason (a foreign key whose row has not arrived yet,
+                // say); the rest is a JavaScript stack.
+                let reason = e.lines().next().unwrap_or("").to_owned();
+                worker::console_error!("D1 did not take a batch ({reason}); will retry");
                 self.put_back(db, &batch);
                 ok = false;
                 break;

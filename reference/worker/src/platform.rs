@@ -26,16 +26,14 @@ use auth_core::users::UserRequest;
 use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports};
 use http::{Method, StatusCode};
 use serde_json::json;
-use worker::{
-    console_error, console_log, durable_object, Env, Request, RequestInit, Response, State,
-};
+use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
 
 use crate::config::Settings;
-use crate::convert::{from_worker, to_core, to_worker};
+use crate::convert::{from_worker, to_core, to_stub_request, to_worker};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
 use crate::mirror::{self, Mirror};
 use crate::rows;
-use crate::storage::{apply_migrations, DoSql, WorkerClock, WorkerEntropy};
+use crate::storage::{DoSql, WorkerClock, WorkerEntropy};
 use crate::tenant::not_configured;
 
 #[durable_object]
@@ -72,30 +70,20 @@ impl Platform {
     /// Reads the configuration, applies migrations, reconciles the JWT keyring.
     fn open(state: &State, env: &Env) -> Result<Self, String> {
         let settings = Settings::from_env(env)?;
-        let db = DoSql::new(&state.storage());
-        let prepared = apply_migrations(&db).and_then(|()| {
-            db.execute(
+        let (db, mirror) = mirror::open_storage(
+            state,
+            env,
+            &[
                 "CREATE TABLE IF NOT EXISTS _tenant_alarms (name TEXT PRIMARY KEY, \
                  at_ms INTEGER NOT NULL)",
-                &[],
-            )?;
-            db.execute(
                 "CREATE TABLE IF NOT EXISTS _test_clock (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  offset_ms INTEGER NOT NULL)",
-                &[],
-            )
-            .map(drop)
-        });
-        prepared.map_err(|e| format!("migrations: {e}"))?;
-        let mirror = if env.d1("DB").is_ok() {
-            Some(
-                Mirror::install(&db, mirror::DIRECTORY_TABLES)
-                    .map_err(|e| format!("D1 copy: {e}"))?,
-            )
-        } else {
+            ],
+            mirror::DIRECTORY_TABLES,
+        )?;
+        if mirror.is_none() {
             console_error!("no D1 binding DB: the relational tables are not copied to D1");
-            None
-        };
+        }
         let offset_ms = db
             .query("SELECT offset_ms FROM _test_clock WHERE id = 1", &[])
             .ok()
@@ -567,31 +555,20 @@ impl AuthPlatform {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         };
-        let headers = worker::Headers::new();
-        for (name, value) in req.headers() {
-            if name.as_str().starts_with(internal::HEADER_PREFIX) || name == http::header::HOST {
-                continue; // a client's "internal" header is never believed
-            }
-            if let Ok(v) = value.to_str() {
-                headers.append(name.as_str(), v)?;
-            }
-        }
-        headers.set(internal::SYNC_HEADER, &internal::encode(&sync))?;
-        headers.set(internal::FORWARD_HEADER, &internal::encode(&forward))?;
-        let mut init = RequestInit::new();
-        init.with_method(worker::Method::from(req.method().to_string()))
-            .with_headers(headers);
-        if !req.body().is_empty() && req.method() != Method::GET && req.method() != Method::HEAD {
-            init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
-        }
-        let url = format!(
-            "https://tenant.internal{}",
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
-        let request = Request::new_with_init(&url, &init)?;
+        let sync = internal::encode(&sync);
+        let forward = internal::encode(&forward);
+        // A client's "internal" header is never believed, and the host travels in `forward`.
+        let request = to_stub_request(
+            &req,
+            "https://tenant.internal",
+            |name| {
+                !name.as_str().starts_with(internal::HEADER_PREFIX) && name != http::header::HOST
+            },
+            &[
+                (internal::SYNC_HEADER, &sync),
+                (internal::FORWARD_HEADER, &forward),
+            ],
+        )?;
         let resp = internal::tenant_stub(&self.env, tenant_id)?
             .fetch_with_request(request)
             .await?;

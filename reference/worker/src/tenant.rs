@@ -39,7 +39,7 @@ use crate::convert::{from_worker, to_core, to_worker};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
 use crate::mirror::{self, Mirror};
 use crate::rows;
-use crate::storage::{apply_migrations, DoSql, WorkerClock, WorkerEntropy};
+use crate::storage::{DoSql, WorkerClock, WorkerEntropy};
 
 /// Retry delay of a failed alarm, doubled per attempt up to a minute.
 const ALARM_RETRY_MS: i64 = 500;
@@ -183,26 +183,17 @@ fn json_response(value: &serde_json::Value) -> worker::Result<Response> {
 impl Inner {
     fn open(state: &State, env: &Env) -> Result<Self, String> {
         let settings = Settings::from_env(env)?;
-        let db = DoSql::new(&state.storage());
-        let prepared = apply_migrations(&db).and_then(|()| {
-            db.execute(
+        let (db, mirror) = mirror::open_storage(
+            state,
+            env,
+            &[
                 "CREATE TABLE IF NOT EXISTS _tenant_meta (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  tenant_id TEXT NOT NULL, offset_ms INTEGER NOT NULL)",
-                &[],
-            )?;
-            db.execute(
                 "CREATE TABLE IF NOT EXISTS _core_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  at_ms INTEGER NOT NULL)",
-                &[],
-            )
-            .map(drop)
-        });
-        prepared.map_err(|e| format!("storage: {e}"))?;
-        let mirror = if env.d1("DB").is_ok() {
-            Some(Mirror::install(&db, mirror::TENANT_TABLES).map_err(|e| format!("D1 copy: {e}"))?)
-        } else {
-            None
-        };
+            ],
+            mirror::TENANT_TABLES,
+        )?;
         let meta = db
             .query(
                 "SELECT tenant_id, offset_ms FROM _tenant_meta WHERE id = 1",
@@ -463,6 +454,18 @@ impl TenantState {
         }
     }
 
+    /// POSTs rows to the directory; answers whether it took them.
+    async fn send_to_directory(&self, path: &str, shipment: &Shipment) -> bool {
+        let Ok(stub) = internal::directory_stub(&self.env) else {
+            return false;
+        };
+        let body = serde_json::to_string(shipment).unwrap_or_default();
+        matches!(
+            internal::post(&stub, path, None, Some(body)).await,
+            Ok(r) if r.status_code() == 200
+        )
+    }
+
     /// Sends the keys to the directory's mirror (after an alarm ended a grace period).
     async fn push_keys(&self) {
         let shipment = {
@@ -477,14 +480,10 @@ impl TenantState {
                 }
             }
         };
-        let sent = match internal::directory_stub(&self.env) {
-            Ok(stub) => {
-                let body = serde_json::to_string(&shipment).unwrap_or_default();
-                internal::post(&stub, internal::MERGE_KEYS, None, Some(body)).await
-            }
-            Err(e) => Err(e),
-        };
-        if !matches!(&sent, Ok(r) if r.status_code() == 200) {
+        if !self
+            .send_to_directory(internal::MERGE_KEYS, &shipment)
+            .await
+        {
             console_error!("the directory did not take the tenant's keys");
         }
     }
@@ -511,14 +510,10 @@ impl TenantState {
                 }
             }
         };
-        let sent = match internal::directory_stub(&self.env) {
-            Ok(stub) => {
-                let body = serde_json::to_string(&shipment).unwrap_or_default();
-                internal::post(&stub, internal::MERGE_USAGE, None, Some(body)).await
-            }
-            Err(e) => Err(e),
-        };
-        if !matches!(&sent, Ok(r) if r.status_code() == 200) {
+        if !self
+            .send_to_directory(internal::MERGE_USAGE, &shipment)
+            .await
+        {
             console_error!("the directory did not take usage counts; kept for the next alarm");
             if let Some(inner) = self.inner.borrow().as_ref() {
                 let _ = rows::merge_usage(&inner.db, &shipment.rows);
