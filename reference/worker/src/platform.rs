@@ -301,15 +301,29 @@ impl AuthPlatform {
     }
 
     /// Before `GET /admin/tenants/{id}`: the onboarding state changes in the tenant's object
-    /// (password set, welcome mail sent), so its rows are copied back first.
-    async fn refresh_onboarding(&self, tenant_id: &str) {
+    /// (password set, welcome mail sent), so its rows are copied back first. Only for a
+    /// platform admin, so that nobody else can make the directory call tenants' objects; the
+    /// front checks the admin's tenant list afterwards as for any other request.
+    async fn refresh_onboarding(&self, req: &auth_core::Request, tenant_id: &str) {
         let onboarded = self
             .with(|p| {
-                p.db.query(
-                    "SELECT 1 FROM tenant_onboarding WHERE tenant_id = ?",
-                    &[tenant_id.into()],
-                )
-                .is_ok_and(|r| !r.is_empty())
+                let clock = p.clock.borrow();
+                let ports = Ports {
+                    db: &p.db,
+                    clock: &*clock,
+                    entropy: &WorkerEntropy,
+                };
+                p.settings
+                    .service
+                    .authenticator()
+                    .admin(&ports, req)
+                    .is_ok()
+                    && p.db
+                        .query(
+                            "SELECT 1 FROM tenant_onboarding WHERE tenant_id = ?",
+                            &[tenant_id.into()],
+                        )
+                        .is_ok_and(|r| !r.is_empty())
             })
             .unwrap_or(false);
         if !onboarded {
@@ -486,7 +500,7 @@ impl AuthPlatform {
             let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
             if let [admin, tenants, id] = &segments[..] {
                 if admin == "admin" && tenants == "tenants" {
-                    self.refresh_onboarding(id).await;
+                    self.refresh_onboarding(&req, id).await;
                 }
             }
         }
