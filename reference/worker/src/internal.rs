@@ -29,8 +29,10 @@ pub const KEYS_CHANGED_HEADER: &str = "x-authconf-internal-keys-changed";
 
 /// Tenant object: run a [`NoticeCall`].
 pub const NOTICE: &str = "/_internal/notice";
-/// Tenant object: answer the tenant's keys ([`crate::rows::key_rows`]).
+/// Tenant object: answer the keys changed since the last time ([`crate::rows::take_changed_keys`]).
 pub const KEYS: &str = "/_internal/keys";
+/// Tenant object: answer every key of the tenant (after a pull whose answer was lost).
+pub const ALL_KEYS: &str = "/_internal/keys?all=1";
 /// Tenant object: answer the onboarding rows the directory shows in `GET /admin/tenants/{id}`.
 pub const ONBOARDING: &str = "/_internal/onboarding";
 /// Tenant object: move pending usage counts out and answer them.

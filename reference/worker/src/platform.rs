@@ -278,25 +278,29 @@ impl AuthPlatform {
         }
     }
 
-    /// Brings the mirror of a tenant's keys up to date from its object.
+    /// Brings the mirror of a tenant's keys up to date from its object: the keys changed since
+    /// the last pull, or, if that answer is lost, all of them.
     async fn pull_keys(&self, tenant_id: &str) {
-        let pulled = match Box::pin(self.call_tenant(tenant_id, internal::KEYS, None)).await {
-            Ok(resp) => answer_json(resp).await,
-            Err(e) => {
-                console_error!("pulling a tenant's keys: {e}");
-                None
+        for path in [internal::KEYS, internal::ALL_KEYS] {
+            let pulled = match Box::pin(self.call_tenant(tenant_id, path, None)).await {
+                Ok(resp) => answer_json(resp).await,
+                Err(e) => {
+                    console_error!("pulling a tenant's keys: {e}");
+                    None
+                }
+            };
+            let rows = pulled.and_then(|v| serde_json::from_value::<rows::Image>(v).ok());
+            if let Some(rows) = rows {
+                let shipment = Shipment {
+                    tenant_id: tenant_id.to_owned(),
+                    rows,
+                };
+                match self.with(|p| p.merge(internal::MERGE_KEYS, &shipment)) {
+                    Some(Ok(())) => return,
+                    Some(Err(e)) => console_error!("merging a tenant's keys: {e}"),
+                    None => return,
+                }
             }
-        };
-        let Some(value) = pulled else { return };
-        let Ok(rows) = serde_json::from_value::<rows::Image>(value) else {
-            return;
-        };
-        let shipment = Shipment {
-            tenant_id: tenant_id.to_owned(),
-            rows,
-        };
-        if let Some(Err(e)) = self.with(|p| p.merge(internal::MERGE_KEYS, &shipment)) {
-            console_error!("merging a tenant's keys: {e}");
         }
     }
 
@@ -395,7 +399,7 @@ impl AuthPlatform {
     /// Hands a notice, with the rows the admin API wrote for the tenant, to its object.
     async fn deliver_notice(&self, tenant_id: &str, notice: Notice) -> Result<(), String> {
         let shipped = self
-            .with(|p| rows::tenant_rows(&p.db, tenant_id))
+            .with(|p| rows::rows_of_notice(&p.db, tenant_id, &notice))
             .ok_or("not open")?
             .map_err(|e| e.to_string())?;
         let body = serde_json::to_string(&NoticeCall {

@@ -116,6 +116,62 @@ pub fn select(
         .collect())
 }
 
+/// The rows an admin change wrote for a tenant, which its notice carries to the tenant's
+/// object: every row of the tenant when it was just created (a handful: two keys and the
+/// onboarding rows), the one key when the admin minted a key, nothing for other changes (the
+/// tenant's row itself travels with every call). Shipping only these keeps a notice's size
+/// independent of how many keys the tenant has.
+pub fn rows_of_notice(
+    db: &dyn Sql,
+    tenant_id: &str,
+    notice: &auth_core::Notice,
+) -> Result<Vec<(String, Image)>, StorageError> {
+    match notice.action.as_str() {
+        "tenant.created" => tenant_rows(db, tenant_id),
+        "api_key.created" => Ok(vec![(
+            "api_keys".to_owned(),
+            select(
+                db,
+                "api_keys",
+                "tenant_id = ? AND id = ?",
+                &[tenant_id.into(), notice.target.as_str().into()],
+            )?,
+        )]),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// What a tenant's object needs to record which of its keys changed since the directory last
+/// took them (inserts and updates of `api_keys`, by triggers, inside the change's transaction).
+pub const KEY_CHANGES_DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS _key_changes (id TEXT PRIMARY KEY)",
+    "CREATE TRIGGER IF NOT EXISTS _key_changes_insert AFTER INSERT ON api_keys \
+     BEGIN INSERT OR IGNORE INTO _key_changes (id) VALUES (NEW.id); END",
+    "CREATE TRIGGER IF NOT EXISTS _key_changes_update AFTER UPDATE ON api_keys \
+     BEGIN INSERT OR IGNORE INTO _key_changes (id) VALUES (NEW.id); END",
+];
+
+/// Takes the keys changed since the last take (every key of the tenant when `all`), for the
+/// directory's mirror; run it in a transaction.
+pub fn take_changed_keys(db: &dyn Sql, tenant_id: &str, all: bool) -> Result<Image, StorageError> {
+    let rows = if all {
+        key_rows(db, tenant_id)?
+    } else {
+        db.query(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? \
+                 AND id IN (SELECT id FROM _key_changes)"
+            ),
+            &[tenant_id.into()],
+        )?
+        .iter()
+        .map(to_json)
+        .collect()
+    };
+    db.execute("DELETE FROM _key_changes", &[])?;
+    Ok(rows)
+}
+
 /// The tenant's rows of every table in [`TENANT_TABLES`], by table.
 pub fn tenant_rows(db: &dyn Sql, tenant_id: &str) -> Result<Vec<(String, Image)>, StorageError> {
     TENANT_TABLES
@@ -339,6 +395,40 @@ mod tests {
         // An earlier end always wins: a revocation before the grace ran out.
         merge_keys(&db, &vec![key(Some(300), Some(500), Some("key_2"))]).expect("earlier");
         assert_eq!(ends(&db)[0], SqlValue::Integer(300));
+    }
+
+    #[test]
+    fn the_directory_takes_each_changed_key_once() {
+        let db = Memory::new();
+        for ddl in KEY_CHANGES_DDL {
+            db.execute(ddl, &[]).expect("ddl");
+        }
+        tenant(&db);
+        let ids = |image: &Image| -> Vec<String> {
+            image
+                .iter()
+                .filter_map(|r| r[0].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert!(take_changed_keys(&db, "t1", false)
+            .expect("take")
+            .is_empty());
+        merge_keys(&db, &vec![key(None, None, None)]).expect("insert");
+        assert_eq!(
+            ids(&take_changed_keys(&db, "t1", false).expect("take")),
+            ["key_1"]
+        );
+        assert!(take_changed_keys(&db, "t1", false)
+            .expect("again")
+            .is_empty());
+        db.execute("UPDATE api_keys SET revoked_at = 7 WHERE id = 'key_1'", &[])
+            .expect("revoke");
+        let changed = take_changed_keys(&db, "t1", false).expect("take");
+        assert_eq!(changed[0][9], json!(7), "the image carries the revocation");
+        assert_eq!(
+            ids(&take_changed_keys(&db, "t1", true).expect("all")),
+            ["key_1"]
+        );
     }
 
     #[test]

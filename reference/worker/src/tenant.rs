@@ -191,6 +191,9 @@ impl Inner {
                  tenant_id TEXT NOT NULL, offset_ms INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS _core_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  at_ms INTEGER NOT NULL)",
+                rows::KEY_CHANGES_DDL[0],
+                rows::KEY_CHANGES_DDL[1],
+                rows::KEY_CHANGES_DDL[2],
             ],
             mirror::TENANT_TABLES,
         )?;
@@ -472,7 +475,12 @@ impl TenantState {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else { return };
             let tenant_id = inner.tenant_id.borrow().clone();
-            match rows::key_rows(&inner.db, &tenant_id) {
+            let mut taken = None;
+            let r = inner.db.transaction(&mut |db| {
+                taken = Some(rows::take_changed_keys(db, &tenant_id, false)?);
+                Ok(())
+            });
+            match r.map(|()| taken.unwrap_or_default()) {
                 Ok(rows) => Shipment { tenant_id, rows },
                 Err(e) => {
                     console_error!("reading keys for the directory: {e}");
@@ -484,7 +492,17 @@ impl TenantState {
             .send_to_directory(internal::MERGE_KEYS, &shipment)
             .await
         {
-            console_error!("the directory did not take the tenant's keys");
+            console_error!("the directory did not take the tenant's keys; kept for next time");
+            if let Some(inner) = self.inner.borrow().as_ref() {
+                for row in &shipment.rows {
+                    if let Some(id) = row.first().and_then(|v| v.as_str()) {
+                        let _ = inner.db.execute(
+                            "INSERT OR IGNORE INTO _key_changes (id) VALUES (?)",
+                            &[id.into()],
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -592,10 +610,18 @@ impl TenantState {
         let path = req.path();
         let response = match path.as_str() {
             internal::NOTICE => self.notice(&mut req).await,
-            internal::KEYS => self.read(|inner| {
-                let rows = rows::key_rows(&inner.db, &inner.tenant_id.borrow())?;
-                Ok(json!(rows))
-            }),
+            internal::KEYS => {
+                let all = req.url().is_ok_and(|u| u.query() == Some("all=1"));
+                self.read(|inner| {
+                    let tenant_id = inner.tenant_id.borrow().clone();
+                    let mut rows = None;
+                    inner.db.transaction(&mut |db| {
+                        rows = Some(rows::take_changed_keys(db, &tenant_id, all)?);
+                        Ok(())
+                    })?;
+                    Ok(json!(rows.unwrap_or_default()))
+                })
+            }
             internal::ONBOARDING => self.read(onboarding_rows),
             internal::FLUSH => self.flush(),
             internal::FIRE | internal::CLOCK => self.fire(path == internal::FIRE).await,
