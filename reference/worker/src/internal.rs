@@ -86,6 +86,18 @@ pub struct Shipment {
     pub rows: Image,
 }
 
+/// Removes every internal header (from a client's request, or from an answer to a client).
+pub fn strip(headers: &mut http::HeaderMap) {
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
 }

@@ -596,15 +596,7 @@ impl AuthPlatform {
         self.after_tenant_call(tenant_id, &resp, false).await;
         // Drop the internal answer headers before the client sees the answer.
         let mut core = from_worker(resp).await;
-        let internal_names: Vec<_> = core
-            .headers()
-            .keys()
-            .filter(|n| n.as_str().starts_with(internal::HEADER_PREFIX))
-            .cloned()
-            .collect();
-        for name in internal_names {
-            core.headers_mut().remove(name);
-        }
+        internal::strip(core.headers_mut());
         to_worker(core)
     }
 

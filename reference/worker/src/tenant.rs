@@ -765,15 +765,7 @@ impl TenantState {
                 ))
             }
         };
-        let internal_names: Vec<_> = core_req
-            .headers()
-            .keys()
-            .filter(|n| n.as_str().starts_with(internal::HEADER_PREFIX))
-            .cloned()
-            .collect();
-        for name in internal_names {
-            core_req.headers_mut().remove(name);
-        }
+        internal::strip(core_req.headers_mut());
         if let Some(host) = forward
             .host
             .as_deref()
