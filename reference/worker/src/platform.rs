@@ -188,19 +188,21 @@ impl Platform {
         }
     }
 
-    fn merge(&self, what: &str, shipment: &Shipment) -> Result<(), StorageError> {
-        self.db.transaction(&mut |db| match what {
-            internal::MERGE_KEYS => {
-                let own: rows::Image = shipment
-                    .rows
-                    .iter()
-                    .filter(|r| r.get(1).and_then(|v| v.as_str()) == Some(&shipment.tenant_id))
-                    .cloned()
-                    .collect();
-                rows::merge_keys(db, &own)
-            }
-            _ => rows::merge_usage(db, &shipment.rows),
-        })
+    /// Folds a tenant's key images into the mirror (only rows of that tenant).
+    fn merge_keys(&self, shipment: &Shipment) -> Result<(), StorageError> {
+        let own: rows::Image = shipment
+            .rows
+            .iter()
+            .filter(|r| r.get(1).and_then(|v| v.as_str()) == Some(&shipment.tenant_id))
+            .cloned()
+            .collect();
+        self.db.transaction(&mut |db| rows::merge_keys(db, &own))
+    }
+
+    /// Adds a tenant's usage counts to `usage_metrics`.
+    fn merge_usage(&self, shipment: &Shipment) -> Result<(), StorageError> {
+        self.db
+            .transaction(&mut |db| rows::merge_usage(db, &shipment.rows))
     }
 
     fn tenants_with_alarms(&self, due_by: Option<i64>) -> Vec<String> {
@@ -295,7 +297,7 @@ impl AuthPlatform {
                     tenant_id: tenant_id.to_owned(),
                     rows,
                 };
-                match self.with(|p| p.merge(internal::MERGE_KEYS, &shipment)) {
+                match self.with(|p| p.merge_keys(&shipment)) {
                     Some(Ok(())) => return,
                     Some(Err(e)) => console_error!("merging a tenant's keys: {e}"),
                     None => return,
@@ -382,7 +384,7 @@ impl AuthPlatform {
                 tenant_id: tenant_id.clone(),
                 rows,
             };
-            match self.with(|p| p.merge(internal::MERGE_USAGE, &shipment)) {
+            match self.with(|p| p.merge_usage(&shipment)) {
                 Some(Ok(())) => {
                     self.with(|p| {
                         let mut dirty = p.dirty.borrow_mut();
@@ -468,7 +470,13 @@ impl AuthPlatform {
             let Ok(shipment) = req.json::<Shipment>().await else {
                 return problem(ApiError::Internal);
             };
-            let merged = self.with(|p| p.merge(&path, &shipment));
+            let merged = self.with(|p| {
+                if path == internal::MERGE_KEYS {
+                    p.merge_keys(&shipment)
+                } else {
+                    p.merge_usage(&shipment)
+                }
+            });
             self.copy_to_d1().await;
             return match merged {
                 Some(Ok(())) => Response::ok("merged"),

@@ -341,15 +341,21 @@ impl Inner {
     }
 
     /// Runs the core object's alarm (clearing it first: the handler sets the next one; both
-    /// commit with its writes or neither does). Answers whether it ended any key's grace.
-    fn run_core_alarm(&self, state: &State) -> Result<bool, StorageError> {
-        let revoked = "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL";
-        let before = first_i64(&self.db, revoked);
+    /// commit with its writes or neither does).
+    fn run_core_alarm(&self, state: &State) -> Result<(), StorageError> {
         self.call(state, false, |o, env| {
             env.storage.set_alarm(None);
             o.alarm(env)
-        })?;
-        Ok(first_i64(&self.db, revoked) != before)
+        })
+        .map(drop)
+    }
+
+    /// Whether keys changed that the directory has not taken yet (recorded by triggers, see
+    /// [`rows::KEY_CHANGES_DDL`]).
+    fn keys_pending(&self) -> bool {
+        self.db
+            .query("SELECT 1 FROM _key_changes LIMIT 1", &[])
+            .is_ok_and(|r| !r.is_empty())
     }
 
     /// The earliest of the core object's alarm, the next mail due and a retry of changes D1
@@ -681,11 +687,21 @@ impl TenantState {
         let r = inner.call(&self.state, false, |o, env| {
             for (table, image) in &call.rows {
                 rows::insert(env.db, "INSERT OR IGNORE", table, image)?;
+                if table == "api_keys" {
+                    // The directory wrote these keys itself: not changes to send it back.
+                    for id in image
+                        .iter()
+                        .filter_map(|r| r.first().and_then(|v| v.as_str()))
+                    {
+                        env.db
+                            .execute("DELETE FROM _key_changes WHERE id = ?", &[id.into()])?;
+                    }
+                }
             }
             o.notice(env, &call.notice)
         });
         match r {
-            Ok(_) => with_alarm(json_response(&json!({"ok": true})), inner, false),
+            Ok(_) => with_alarm(json_response(&json!({"ok": true})), inner),
             Err(e) => {
                 console_error!("a notice failed: {e}");
                 problem(ApiError::Internal)
@@ -723,27 +739,19 @@ impl TenantState {
                 .alarm()
                 .is_some_and(|at| force || at <= inner.now_ms());
             if due {
-                match inner.run_core_alarm(&self.state) {
-                    Ok(keys_changed) => Some(keys_changed),
-                    Err(e) => {
-                        console_error!("alarm of a tenant object failed: {e}");
-                        return problem(ApiError::Internal);
-                    }
+                if let Err(e) = inner.run_core_alarm(&self.state) {
+                    console_error!("alarm of a tenant object failed: {e}");
+                    return problem(ApiError::Internal);
                 }
-            } else {
-                None
             }
+            due
         };
         self.push_usage().await;
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
-        with_alarm(
-            json_response(&json!({"fired": usize::from(ran.is_some())})),
-            inner,
-            ran == Some(true),
-        )
+        with_alarm(json_response(&json!({"fired": usize::from(ran)})), inner)
     }
 
     /// A client request the directory routed here.
@@ -789,8 +797,6 @@ impl TenantState {
                 .get(http::header::UPGRADE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-        let keys_change = !matches!(*core_req.method(), Method::GET | Method::HEAD)
-            && core_req.uri().path().starts_with("/v1/api-keys");
         let request_id = forward.request_id.clone();
         let (actor, headers, now, tenant_id) = {
             let guard = self.inner.borrow();
@@ -818,7 +824,7 @@ impl TenantState {
                 }
                 TenantOutcome::Respond(resp) => {
                     let resp = to_worker(auth_core::finish(resp, &request_id, head));
-                    return with_alarm(resp, inner, keys_change);
+                    return with_alarm(resp, inner);
                 }
                 TenantOutcome::Graph {
                     actor_key_id,
@@ -842,11 +848,7 @@ impl TenantState {
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
-        with_alarm(
-            to_worker(auth_core::finish(resp, &request_id, head)),
-            inner,
-            false,
-        )
+        with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
     }
 
     /// A graph request the core object let through: the tenant's `GraphStateCSV` object runs
@@ -909,18 +911,14 @@ fn onboarding_rows(inner: &Inner) -> Result<serde_json::Value, StorageError> {
 
 /// Adds the internal answer headers: the object's next alarm (for the directory's test
 /// controls) and whether the tenant's keys changed.
-fn with_alarm(
-    resp: worker::Result<Response>,
-    inner: &Inner,
-    keys_changed: bool,
-) -> worker::Result<Response> {
+fn with_alarm(resp: worker::Result<Response>, inner: &Inner) -> worker::Result<Response> {
     let resp = resp?;
     let headers = resp.headers().clone();
     let alarm = Storage(&inner.db)
         .alarm()
         .map_or_else(|| "none".to_owned(), |a| a.to_string());
     headers.set(internal::ALARM_HEADER, &alarm)?;
-    if keys_changed {
+    if inner.keys_pending() {
         headers.set(internal::KEYS_CHANGED_HEADER, "1")?;
     }
     Ok(resp.with_headers(headers))
@@ -954,22 +952,17 @@ impl worker::DurableObject for TenantState {
                 .is_some_and(|at| at <= inner.now_ms());
             if due && !inner.tenant_id.borrow().is_empty() {
                 match inner.run_core_alarm(&self.state) {
-                    Ok(changed) => {
-                        inner.failed_alarms.set(0);
-                        changed
-                    }
+                    Ok(()) => inner.failed_alarms.set(0),
                     Err(e) => {
                         console_error!("alarm of a tenant object failed: {e}");
                         let attempts = inner.failed_alarms.get().min(7);
                         inner.failed_alarms.set(attempts + 1);
                         let delay = (ALARM_RETRY_MS << attempts).min(60_000);
                         Storage(&inner.db).set_alarm(Some(inner.now_ms() + delay));
-                        false
                     }
                 }
-            } else {
-                false
             }
+            inner.keys_pending()
         };
         if keys_changed {
             self.push_keys().await;
