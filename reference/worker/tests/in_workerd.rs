@@ -159,23 +159,8 @@ const CSV: &str = "subject_type,subject_id,relation,object_type,object_id\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_a_restart_of_workerd() {
-    let data = tempfile::tempdir().expect("data dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let bindings = listener.local_addr().expect("addr").to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(binding_services::serve(
-        listener,
-        data.path().join("bindings"),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let client = reqwest::Client::new();
-    let mut workerd = Workerd::start(data.path(), &bindings);
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    let mut stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
 
     let created = call(
         &client,
@@ -283,10 +268,8 @@ async fn state_survives_a_restart_of_workerd() {
     );
 
     // Restart on the same data dir, on another port.
-    workerd.stop();
-    let workerd = Workerd::start(data.path(), &bindings);
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    stack.restart_workerd().await;
+    let base = stack.base();
 
     let tenant_after = call(
         &client,
@@ -356,34 +339,64 @@ async fn state_survives_a_restart_of_workerd() {
         "the audit log kept every record, in order"
     );
 
-    drop(workerd);
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    stack.stop().await;
 }
 
-/// Starts the binding services and workerd on a fresh data dir.
-async fn start_stack(
-    data: &Path,
-) -> (
-    Workerd,
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let bindings = listener.local_addr().expect("addr").to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(binding_services::serve(
-        listener,
-        data.join("bindings"),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let workerd = Workerd::start(data, &bindings);
-    (workerd, bindings, stop_tx, server)
+/// binding-services and workerd on a fresh data dir, answering `/health`; [`Stack::stop`]
+/// stops both.
+struct Stack {
+    data: tempfile::TempDir,
+    bindings: String,
+    workerd: Workerd,
+    client: reqwest::Client,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let data = tempfile::tempdir().expect("data dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let bindings = listener.local_addr().expect("addr").to_string();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(binding_services::serve(
+            listener,
+            data.path().join("bindings"),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let workerd = Workerd::start(data.path(), &bindings);
+        let client = reqwest::Client::new();
+        workerd.ready(&client).await;
+        Stack {
+            data,
+            bindings,
+            workerd,
+            client,
+            stop_tx,
+            server,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.workerd.base.clone()
+    }
+
+    /// Stops workerd and starts it again on the same data dir (on another port).
+    async fn restart_workerd(&mut self) {
+        self.workerd.stop();
+        self.workerd = Workerd::start(self.data.path(), &self.bindings);
+        self.workerd.ready(&self.client).await;
+    }
+
+    async fn stop(self) {
+        drop(self.workerd);
+        let _ = self.stop_tx.send(());
+        let _ = self.server.await;
+    }
 }
 
 async fn create_tenant(client: &reqwest::Client, base: &str, slug: &str) -> (String, String) {
@@ -411,11 +424,8 @@ async fn create_tenant(client: &reqwest::Client, base: &str, slug: &str) -> (Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_counted_before_a_restart_reaches_the_metrics_through_the_tenants_alarm() {
-    let data = tempfile::tempdir().expect("data dir");
-    let (mut workerd, bindings, stop_tx, server) = start_stack(data.path()).await;
-    let client = reqwest::Client::new();
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    let mut stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
     let (tenant, sk) = create_tenant(&client, &base, "counted").await;
     for _ in 0..3 {
         let r = call(&client, &base, &sk, "GET", "/v1/tenant", None).await;
@@ -423,10 +433,8 @@ async fn usage_counted_before_a_restart_reaches_the_metrics_through_the_tenants_
     }
     // Stop before the directory asks for the counts (it asks when an admin reads metrics) and
     // before the tenant's alarm (5 s) sends them: after the restart only the alarm can.
-    workerd.stop();
-    let workerd = Workerd::start(data.path(), &bindings);
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    stack.restart_workerd().await;
+    let base = stack.base();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let m = call(
@@ -451,19 +459,14 @@ async fn usage_counted_before_a_restart_reaches_the_metrics_through_the_tenants_
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    drop(workerd);
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_objects_protocol_is_not_reachable_from_outside() {
     use base64::Engine;
-    let data = tempfile::tempdir().expect("data dir");
-    let (workerd, _bindings, stop_tx, server) = start_stack(data.path()).await;
-    let client = reqwest::Client::new();
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
     let (tenant, sk) = create_tenant(&client, &base, "sealed").await;
 
     for path in [
@@ -517,18 +520,13 @@ async fn the_objects_protocol_is_not_reachable_from_outside() {
         .expect("an RFC 3339 date");
     assert!(year < 2030, "the forged clock was believed: {newest}");
 
-    drop(workerd);
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
-    let data = tempfile::tempdir().expect("data dir");
-    let (workerd, _bindings, stop_tx, server) = start_stack(data.path()).await;
-    let client = reqwest::Client::new();
-    workerd.ready(&client).await;
-    let base = workerd.base.clone();
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
     let (tenant, sk) = create_tenant(&client, &base, "copied").await;
     let tenant_id = tenant.replace("%3A", ":");
     let extra = call(
@@ -573,7 +571,7 @@ async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
         .to_owned();
 
     // Every answer above came after its rows were sent to D1 (binding-services' SQLite).
-    let d1_file = data.path().join("bindings/d1/DB.sqlite");
+    let d1_file = stack.data.path().join("bindings/d1/DB.sqlite");
     let d1 = rusqlite::Connection::open(&d1_file).expect("the D1 file");
     let one = |sql: &str, param: &str| -> i64 {
         d1.query_row(sql, [param], |r| r.get(0))
@@ -625,7 +623,7 @@ async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
 
     // The whole D1 store, write-ahead log included, holds hashes only.
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(data.path().join("bindings/d1")).expect("d1 dir") {
+    for entry in std::fs::read_dir(stack.data.path().join("bindings/d1")).expect("d1 dir") {
         bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
     }
     for (what, secret) in [
@@ -640,7 +638,5 @@ async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
         );
     }
 
-    drop(workerd);
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    stack.stop().await;
 }
