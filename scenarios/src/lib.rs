@@ -10,18 +10,23 @@
 //! [`RunContext`]; the harness installs it with [`with_context`] around the cucumber run, and
 //! every [`AuthWorld`] picks it up when cucumber builds it.
 
+mod audit;
 pub mod context;
 pub mod events;
 pub mod extract;
+mod graph;
+mod probes;
 pub mod shapes;
 mod steps;
 pub mod users;
+pub mod verdict;
 pub mod world;
 
 pub use context::{
     Capabilities, CapturedMail, Ledger, MailCapture, Propagation, RunContext, Secret,
     SecretRegistry,
 };
+pub use verdict::{split_marker, Deviation, FailureClass};
 pub use world::{with_context, AuthWorld, Exchange};
 
 /// Every tenant the suite creates has a slug starting with this, then the run id.

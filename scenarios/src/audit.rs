@@ -1,0 +1,1 @@
+//! Steps of the audit-log scenarios (completeness, order, paging, ownership).
