@@ -81,6 +81,12 @@ Feature: Tenant administration
     And the field "tenant.name" is "Renamed"
     And the field "tenant.plan" is "enterprise"
     And the field "tenant.slug" is "{A.slug}"
+    When I send GET "/admin/tenants/{A.id}" as "admin"
+    Then the field "tenant.name" is "Renamed"
+    And the field "tenant.plan" is "enterprise"
+    When I send GET "/v1/tenant" as "A"
+    Then the field "tenant.name" is "Renamed"
+    And the field "tenant.plan" is "enterprise"
 
     Examples:
       | method |
@@ -92,9 +98,20 @@ Feature: Tenant administration
     When I send PATCH "/admin/tenants/{A.id}" as "admin" with body '{"rateLimit":{"requests":10,"windowSeconds":60}}'
     Then the status is 200
     And the field "tenant.rateLimit" is {"requests":10,"windowSeconds":60}
+    When I send GET "/admin/tenants/{A.id}" as "admin"
+    Then the status is 200
+    And the field "tenant.rateLimit" is {"requests":10,"windowSeconds":60}
+    When I send GET "/v1/rate-limit" as "A"
+    Then the status is 200
+    And the field "limit" is 10
+    And the field "windowSeconds" is 60
     When I send PATCH "/admin/tenants/{A.id}" as "admin" with body '{"rateLimit":null}'
     Then the status is 200
     And the field "tenant.rateLimit" is null
+    When I send GET "/admin/tenants/{A.id}" as "admin"
+    Then the field "tenant.rateLimit" is null
+    When I send GET "/v1/rate-limit" as "A"
+    Then the field "limit" is 100
 
   Scenario Outline: The update <body> is refused naming the field <field>
     Given a tenant "A"

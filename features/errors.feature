@@ -59,6 +59,7 @@ Feature: Errors are clear problems, never server errors
       | no slug                   | slug     | {"name":"P"}                                              |
       | a numeric slug            | slug     | {"slug":42,"name":"P"}                                    |
       | an unknown field          | parentId | {"slug":"{slug:p}","name":"P","parentId":"tenant:x"}      |
+      | the field parent_id       | parent_id | {"slug":"{slug:p}","name":"P","parent_id":"tenant:x"}    |
 
   Scenario Outline: The slug "<slug>" is refused because a slug is a DNS label
     When I send POST "/admin/tenants" as "admin" with body '{"slug":"<slug>","name":"Bad slug"}'

@@ -103,8 +103,12 @@ Feature: Tenant isolation
     Then the request is refused with 401
 
   Scenario: A suspended tenant's keys are refused, and work again once it is active
-    Given tenant "A" is suspended
-    Then the key "A:secret" is refused with 403
+    Given the key "A:secret" works on every route that accepts it
+    And the key "A:public" works on every route that accepts it
+    And tenant "A" is suspended
+    Then the key "A:secret" is refused with 403 on every route that accepts it
+    And the key "A:public" is refused with 403 on every route that accepts it
+    And the key "A:secret" is refused with 403
     And the key "A:ci" is refused with 403
     And the key "A:public" is refused with 403
     And the key "B:secret" works
@@ -117,7 +121,13 @@ Feature: Tenant isolation
     Then the request is refused with 403
 
   Scenario: A deleted tenant's keys are refused from the next request on
-    Given tenant "A" is deleted
+    Given the key "A:secret" works on every route that accepts it
+    And the key "A:ci" works on every route that accepts it
+    And the key "A:public" works on every route that accepts it
+    And tenant "A" is deleted
+    Then the key "A:secret" is refused on every route that accepts it
+    And the key "A:ci" is refused on every route that accepts it
+    And the key "A:public" is refused on every route that accepts it
     Then the key "A:secret" is refused with 401
     And the key "A:ci" is refused with 401
     And the key "A:public" is refused with 401
@@ -219,3 +229,6 @@ Feature: Tenant isolation
   Scenario: The platform admin key with a tenant header still opens no tenant route
     When I send GET "/v1/api-keys" as "admin" with the tenant header of "A"
     Then the request is refused
+
+  Scenario: The tenant header sent twice, naming two tenants, is refused with 403
+    When I send GET "/v1/tenant" as "A" with the tenant header sent twice, naming "A" and "B"

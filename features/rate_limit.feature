@@ -13,6 +13,7 @@ Feature: Rate limiting per tenant
     Given tenant "A" has a rate limit of 5 requests per 3600 seconds
     When I send GET "/v1/tenant" as "A" 12 times concurrently
     Then exactly 5 of the responses has status 200 and the others 429
+    And the admitted responses carry RateLimit-Remaining from 4 down to 0, each value once
 
   @needs-rate-limit-override
   Scenario: Refusals over the limit are 429 problems with Retry-After
@@ -20,6 +21,7 @@ Feature: Rate limiting per tenant
     When I send GET "/v1/tenant" as "A" 5 times concurrently
     Then exactly 2 of the responses has status 200 and the others 429
     And every response with status 429 is a problem "rate_limited" with the header "Retry-After"
+    And every 429 carries Retry-After equal to its RateLimit-Reset, in whole seconds from 1 to 3600
 
   @needs-rate-limit-override
   Scenario: Every tenant response counts down its remaining quota

@@ -216,3 +216,16 @@ Feature: Secrecy of keys
     When "A:w" rotates the key "A:secret"
     Then the request is refused with 403
     And the key "A:secret" still works
+
+  Scenario Outline: A CORS preflight for <method> <path> from a foreign origin may not send credentials
+    When I send a CORS preflight for <method> "<path>" from the origin "https://evil.example"
+    Then the answer does not let the origin "https://evil.example" send credentials
+
+    Examples:
+      | method | path           |
+      | POST   | /admin/tenants |
+      | GET    | /v1/auth/me    |
+
+  Scenario: A request from a foreign origin may not send credentials
+    When I send GET "/health" from the origin "https://evil.example"
+    Then the answer does not let the origin "https://evil.example" send credentials

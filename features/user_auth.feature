@@ -104,10 +104,12 @@ Feature: End-user sign-up, login and access tokens
   Scenario: Logout refuses the token on the very next request
     Given "ann" has signed up in tenant "A"
     And I remember "ann"'s access token as "before"
+    And the access token "before" works on me and validate
     When "ann" logs out
     Then the status is 200
     And the field "success" is true
     And the access token "before" is refused
+    And the access token "before" is refused on me and validate
 
   Scenario: Logout ends only its own session
     Given "ann" has signed up in tenant "A"
@@ -121,10 +123,13 @@ Feature: End-user sign-up, login and access tokens
     Given "ann" has signed up in tenant "A"
     And I remember "ann"'s access token as "first"
     When "ann" logs in to tenant "A"
-    And "ann" changes her password
+    Then "ann"'s access token works on me and validate
+    And the access token "first" works on me and validate
+    When "ann" changes her password
     Then the status is 200
     And "ann"'s access token is refused
     And the access token "first" is refused
+    And the access token "first" is refused on me and validate
     When "ann" logs in to tenant "A" with her old password
     Then the answer is the uniform 401
     When "ann" logs in to tenant "A"
@@ -154,9 +159,11 @@ Feature: End-user sign-up, login and access tokens
     When "ann" refreshes her session
     And "ann" refreshes her session
     Then the status is 200
+    And "ann"'s access token works on me and validate
     When "ann" refreshes her session with the refresh token "first"
     Then the answer is the uniform 401
     And every access token "ann" was given is refused
+    And "ann"'s access token is refused on me and validate
     When "ann" refreshes her session
     Then the answer is the uniform 401
 
@@ -221,3 +228,66 @@ Feature: End-user sign-up, login and access tokens
     Then exactly 1 of the responses has status 429 and the others 401
     And the response is a problem 429 "rate_limited"
     And the response has the header "Retry-After"
+
+  # Probes for defects seen in a real deployment (issue 12; the upstream contract's section 14).
+
+  Scenario Outline: A token signed with the well-known secret "<secret>" is refused on me and validate
+    Given "ann" has signed up in tenant "A"
+    And "ann"'s access token re-signed with the well-known secret "<secret>" as "default"
+    Then the access token "default" is refused by me and by validate
+
+    Examples:
+      | secret                              |
+      | secret                              |
+      | your-secret-key                     |
+      | change-me                           |
+      | default-secret-change-in-production |
+      |                                     |
+
+  Scenario Outline: Validate refuses a token <how>, as me does
+    Given "ann" has signed up in tenant "A"
+    And a token "forged" made from "ann"'s access token by <how>
+    Then the access token "forged" is refused by me and by validate
+
+    Examples:
+      | how                                             |
+      | setting alg to none                             |
+      | re-signing it with a made-up secret             |
+      | changing the user in the payload                |
+      | changing one character of the signature         |
+
+  Scenario: Validate refuses a token after logout, as me does
+    Given "ann" has signed up in tenant "A"
+    And I remember "ann"'s access token as "before"
+    When "ann" logs out
+    Then the access token "before" is refused by me and by validate
+
+  Scenario: Login answers an unknown address exactly like a known one with a wrong password
+    Given "ann" has signed up in tenant "A"
+    Then POST "/v1/auth/login" in tenant "A" answers "ann" exactly like "nobody"
+
+  Scenario: Asking for a password reset answers an unknown address exactly like a known one, mail or not
+    Given "ann" has signed up in tenant "A"
+    Then POST "/v1/auth/forgot-password" in tenant "A" answers "ann" exactly like "nobody"
+
+  Scenario: Asking for a new verification mail answers an unknown address exactly like a known one, mail or not
+    Given "ann" has signed up in tenant "A"
+    Then POST "/v1/auth/resend-verification" in tenant "A" answers "ann" exactly like "nobody"
+
+  Scenario: Asking for a new verification mail answers an address in upper case exactly like in lower case
+    Given "ann" has signed up in tenant "A"
+    Then POST "/v1/auth/resend-verification" in tenant "A" answers "ann" in upper case exactly like "ann"
+
+  Scenario Outline: The token route <method> <path> without an Authorization header answers 401, not 400
+    Then <method> "<path>" without an Authorization header is refused with 401
+
+    Examples:
+      | method | path                     |
+      | GET    | /v1/auth/me              |
+      | GET    | /v1/auth/validate        |
+      | POST   | /v1/auth/logout          |
+      | POST   | /v1/auth/change-password |
+
+  Scenario: A login with the tenant header sent twice, naming two tenants, is refused with 403
+    Given "ann" has signed up in tenant "A"
+    When "ann" logs in with the tenant header sent twice, naming "A" and "B"

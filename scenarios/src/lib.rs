@@ -16,6 +16,7 @@ pub mod events;
 pub mod extract;
 mod graph;
 mod probes;
+mod strict;
 pub mod shapes;
 mod steps;
 pub mod users;
