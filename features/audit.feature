@@ -53,3 +53,10 @@ Feature: The audit log and the event stream are complete and ordered
     And I send DELETE "/v1/api-keys/{A:ci2.id}" as "A"
     And I send PATCH "/admin/tenants/{A.id}" as "admin" with body '{"name":"Renamed by authconf"}'
     Then the stream "a" receives exactly the events "api_key.created*3, api_key.rotated, api_key.revoked, tenant.updated" in seq order within 3 seconds
+
+  @R-USER-AUDIT @needs-user-auth
+  Scenario: End-user sign-up and logout are audited, one record each, in order
+    Given "ann" has signed up in tenant "A"
+    When "ann" logs out
+    Then the status is 200
+    And the audit log of "A" holds exactly, in order: "tenant.created, user.registered, user.logged_out"

@@ -366,7 +366,10 @@ async fn one_missing_route_is_one_root_cause() {
     );
     let html = std::fs::read_to_string(out.report_path.join("summary.html")).unwrap();
     assert!(html.contains("Root causes"));
-    assert!(authconf::report::text_summary(&out).contains(&headline));
+    let summary = authconf::report::text_summary(&out);
+    // `--nocapture` shows it (the README's example is this output).
+    println!("{summary}");
+    assert!(summary.contains(&headline));
 }
 
 /// The `@needs-user-auth` scenario against a target that does not serve the capabilities

@@ -60,7 +60,11 @@ async fn whole_log(w: &mut AuthWorld, who: &str) -> Vec<Value> {
             None => return all,
         }
     }
-    w.fail_expect(None, format!("an end within {MAX_PAGES} pages"), "more pages")
+    w.fail_expect(
+        None,
+        format!("an end within {MAX_PAGES} pages"),
+        "more pages",
+    )
 }
 
 fn seq(r: &Value) -> Option<i64> {
@@ -97,7 +101,10 @@ fn check_consecutive(w: &AuthWorld, records: &[Value], first: i64, what: &str) {
     if seqs != want {
         w.fail_expect(
             Some(FailureClass::Conformance),
-            format!("{what}: seq {first}..{} in order, no gaps", first + records.len() as i64 - 1),
+            format!(
+                "{what}: seq {first}..{} in order, no gaps",
+                first + records.len() as i64 - 1
+            ),
             format!("seq {seqs:?}"),
         );
     }
@@ -109,7 +116,12 @@ async fn log_exactly(w: &mut AuthWorld, who: String, actions: String) {
     let tenant = who.split(':').next().unwrap_or_default().to_owned();
     let tenant_id = w.tenant(&tenant).id.clone();
     let records = whole_log(w, &who).await;
-    check_owner(w, &records, &tenant_id, &format!("GET /v1/audit-log as {who}"));
+    check_owner(
+        w,
+        &records,
+        &tenant_id,
+        &format!("GET /v1/audit-log as {who}"),
+    );
     let got: Vec<String> = records.iter().map(action).collect();
     if got != want {
         w.fail_expect(
@@ -143,7 +155,11 @@ async fn paged(w: &mut AuthWorld, who: String, size: usize) {
     for _ in 0..MAX_PAGES {
         let (records, next) = page(w, &who, &query).await;
         if records.len() > size {
-            w.fail_expect(None, format!("at most {size} records a page"), records.len());
+            w.fail_expect(
+                None,
+                format!("at most {size} records a page"),
+                records.len(),
+            );
         }
         if records.is_empty() {
             if !next.is_null() {
@@ -164,9 +180,18 @@ async fn paged(w: &mut AuthWorld, who: String, size: usize) {
         query = format!("?after={}&limit={size}", next.as_i64().unwrap_or(0));
     }
     if !ended {
-        w.fail_expect(None, format!("an empty page within {MAX_PAGES} pages"), "more");
+        w.fail_expect(
+            None,
+            format!("an empty page within {MAX_PAGES} pages"),
+            "more",
+        );
     }
-    check_owner(w, &paged, &tenant_id, &format!("GET /v1/audit-log?after= as {who}"));
+    check_owner(
+        w,
+        &paged,
+        &tenant_id,
+        &format!("GET /v1/audit-log?after= as {who}"),
+    );
     let seqs = |v: &[Value]| v.iter().map(seq).collect::<Vec<_>>();
     if seqs(&paged) != seqs(&whole) {
         w.fail_expect(
@@ -185,7 +210,8 @@ async fn busy(w: &mut AuthWorld, a: String, b: String, n: usize) {
     let mut reqs = Vec::new();
     for i in 0..n {
         for who in [&a, &b] {
-            let body = json!({"name": format!("busy {i}"), "type": "secret", "environment": "live"});
+            let body =
+                json!({"name": format!("busy {i}"), "type": "secret", "environment": "live"});
             let req = Req::new("POST", "/v1/api-keys", w.cred(who)).json(&body.to_string());
             reqs.push(w.prepare(&req));
         }

@@ -155,7 +155,7 @@ pub struct Secret {
 
 /// Shorter values are not secrets a target issues (the contract's shortest credential is a
 /// 20-character key) and would match ordinary text; they are neither scanned nor redacted.
-pub const MIN_SECRET_LEN: usize = 8;
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// Every secret of the run; a later response containing one is a leak. Also the issued key
 /// prefixes, which are identifiers: shown again they are no leak.
@@ -524,5 +524,68 @@ impl RunContext {
     /// Every finding recorded so far, in order.
     pub fn findings(&self) -> Vec<(FailureClass, String)> {
         self.findings.lock().expect("findings poisoned").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_covers_short_secrets_and_short_key_shapes() {
+        let r = SecretRegistry::default();
+        // A learned secret of 10 characters.
+        r.remember("s3cr3tv4lu", "A:secret", 1);
+        // A key-shaped string of 21 characters nobody registered.
+        let key = "pk_live_0123456789abc";
+        assert_eq!(key.len(), 21);
+        let out = r.redact(&format!("token s3cr3tv4lu and key {key} here"));
+        assert!(!out.contains("s3cr3tv4lu"), "{out}");
+        assert!(!out.contains(key), "{out}");
+        assert!(out.contains("‹secret A:secret›"), "{out}");
+        assert!(out.contains("‹key pk_live_…›"), "{out}");
+        // Ordinary words are left alone.
+        assert_eq!(r.redact("sk_live_ short"), "sk_live_ short");
+    }
+
+    #[test]
+    fn a_secret_is_a_leak_only_outside_the_exchanges_that_issued_it() {
+        let r = SecretRegistry::default();
+        r.remember_issued("tok-0123456789", "access", 1, "POST /v1/auth/login");
+        assert!(r.leaked_in("x tok-0123456789", 1).is_none());
+        assert!(r.leaked_in("x tok-0123456789", 2).is_some());
+        let again = r.remember_issued("tok-0123456789", "access", 2, "POST /v1/auth/login");
+        assert_eq!(
+            again.map(|s| s.issued_by).as_deref(),
+            Some("POST /v1/auth/login")
+        );
+        r.allow_in("tok-0123456789", 2);
+        assert!(r.leaked_in("x tok-0123456789", 2).is_none());
+        assert!(r.leaked_in("x tok-0123456789", 3).is_some());
+    }
+
+    #[test]
+    fn fallbacks_and_findings_are_kept_once() {
+        let ctx = RunContext::new(
+            "http://127.0.0.1:9".into(),
+            None,
+            None,
+            Vec::new(),
+            "t".into(),
+            Capabilities::basic(),
+            false,
+            reqwest::Client::new(),
+            None,
+        );
+        ctx.note_fallback("a");
+        ctx.note_fallback("a");
+        ctx.note_fallback("b");
+        assert_eq!(ctx.fallbacks(), vec!["a".to_owned(), "b".to_owned()]);
+        ctx.record_finding(FailureClass::Security, "x");
+        ctx.record_finding(FailureClass::Security, "x");
+        assert_eq!(
+            ctx.findings(),
+            vec![(FailureClass::Security, "x".to_owned())]
+        );
     }
 }

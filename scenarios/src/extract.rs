@@ -300,7 +300,7 @@ pub fn issued_credentials(v: &Value) -> Issued {
         match obj.get("credentials") {
             Some(c @ Value::Object(m)) => {
                 let mut slot = false;
-                for k in ["secretKey", "publicKey"] {
+                for k in ["secretKey", "publicKey", "adminKey"] {
                     if let Some(x) = m.get(k) {
                         out.credential(x, &format!("credentials.{k}"));
                         slot = true;
@@ -390,6 +390,107 @@ mod tests {
         let mint = json!({"status":"success","data":{"id":"key:3","prefix":"rk_live_r"}});
         assert_eq!(key_id(&mint).as_deref(), Some("key:3"));
         assert_eq!(key_secret(&mint).as_deref(), Some("rk_live_r"));
+    }
+
+    fn learned(v: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let i = issued_credentials(v);
+        let mut secrets: Vec<String> = i.secrets.into_iter().map(|(s, _)| s).collect();
+        secrets.sort();
+        let tokens = i.tokens.into_iter().map(|(s, _)| s).collect();
+        (secrets, i.identifiers, tokens)
+    }
+
+    #[test]
+    fn learns_every_credential_shape() {
+        // The contract's strings.
+        let seed = json!({"tenant":{"id":"t"},"credentials":{"publicKey":"pk_live_aaaaaaaaaaaaaaaaaaaa","secretKey":"sk_live_bbbbbbbbbbbbbbbbbbbb"}});
+        assert_eq!(
+            learned(&seed),
+            (
+                vec![
+                    "pk_live_aaaaaaaaaaaaaaaaaaaa".into(),
+                    "sk_live_bbbbbbbbbbbbbbbbbbbb".into()
+                ],
+                vec![],
+                vec![]
+            )
+        );
+        let key = json!({"apiKey":{"id":"k"},"credentials":{"keySecret":"sk_test_cccccccccccccccccccc"}});
+        assert_eq!(learned(&key).0, vec!["sk_test_cccccccccccccccccccc".to_owned()]);
+        // Upstream tenant creation in the envelope: `{prefix}` and `{prefix, secret}`, with
+        // prefixes of 29 and 32 characters.
+        let pk = "pk_live_AbCdEfGhIjKlMnOpQrStU"; // 29
+        let sk = "sk_live_AbCdEfGhIjKlMnOpQrStUvWx"; // 32
+        assert_eq!((pk.len(), sk.len()), (29, 32));
+        let up = json!({"status":"success","data":{"tenant":{"id":"tenant:a"},"credentials":{"publicKey":{"prefix":pk},"secretKey":{"prefix":sk,"secret":"0123456789abcdef"}}}});
+        let (secrets, ids, tokens) = learned(&up);
+        assert_eq!(
+            secrets,
+            vec!["0123456789abcdef".to_owned(), format!("{sk}:0123456789abcdef")]
+        );
+        assert_eq!(ids, vec![sk.to_owned(), pk.to_owned()]);
+        assert!(tokens.is_empty());
+        // Upstream's `{keyPrefix, keySecret}` credentials and the admin mint's `data`.
+        let kp = json!({"apiKey":{"id":"k"},"credentials":{"keyPrefix":"rk_live_q1","keySecret":"ffffffffff"}});
+        assert_eq!(
+            learned(&kp),
+            (
+                vec!["ffffffffff".into(), "rk_live_q1:ffffffffff".into()],
+                vec!["rk_live_q1".into()],
+                vec![]
+            )
+        );
+        let mint = json!({"status":"success","data":{"id":"key:3","prefix":"pk_live_zz","type":"public"}});
+        assert_eq!(learned(&mint), (vec![], vec!["pk_live_zz".into()], vec![]));
+        // Session tokens, in either place.
+        let session = json!({"success":true,"accessToken":"eyJ.a.b","data":{"refreshToken":"r-1"}});
+        assert_eq!(learned(&session).2, vec!["eyJ.a.b".to_owned(), "r-1".to_owned()]);
+        // A tenant row's prefixes outside `credentials` issue nothing.
+        let row = json!({"status":"success","data":{"id":"tenant:a","publicKey":pk,"secretKey":sk}});
+        assert_eq!(learned(&row), (vec![], vec![], vec![]));
+    }
+
+    #[test]
+    fn patterns_know_a_prefix_from_a_credential() {
+        // 21 characters: key-shaped (redacted), but not a whole credential.
+        let short = "sk_live_0123456789abc";
+        assert_eq!(short.len(), 21);
+        assert!(key_pattern().is_match(short));
+        assert!(!credential_pattern().is_match(short));
+        assert!(credential_pattern().is_match(&format!("{short}:{}", "f".repeat(64))));
+        assert!(credential_pattern().is_match(&format!("sk_live_{}", "A".repeat(38))));
+        assert!(!key_pattern().is_match("sk_live_0123456789a"));
+    }
+
+    #[test]
+    fn tenant_status_never_reads_the_envelope() {
+        let up = json!({"status":"success","data":{"id":"tenant:a","status":"deleted"}});
+        assert_eq!(tenant_status(&up).as_deref(), Some("deleted"));
+        let nested = json!({"status":"success","data":{"tenant":{"status":"active"}}});
+        assert_eq!(tenant_status(&nested).as_deref(), Some("active"));
+        let seed = json!({"tenant":{"status":"suspended"}});
+        assert_eq!(tenant_status(&seed).as_deref(), Some("suspended"));
+        assert_eq!(tenant_status(&json!({"status":"success","data":{}})), None);
+        assert_eq!(tenant_status(&json!({"status":"success"})), None);
+    }
+
+    #[test]
+    fn dialect_twins() {
+        assert_eq!(time_form(&json!("2026-01-01T00:00:00Z")), Some(TimeForm::Rfc3339));
+        assert_eq!(time_form(&json!(1_764_000_000_000u64)), Some(TimeForm::EpochMillis));
+        assert_eq!(time_form(&json!(1_764_000_000u64)), Some(TimeForm::EpochSeconds));
+        assert_eq!(time_form(&json!("tomorrow")), None);
+        assert_eq!(claim_user(&json!({"sub":"u1"})), Some(("sub", &json!("u1"))));
+        assert_eq!(claim_user(&json!({"userId":"u2"})), Some(("userId", &json!("u2"))));
+        let up = json!({"status":"success","data":{"id":"tenant:a"}});
+        assert_eq!(
+            twin_field(&up, "tenant.id"),
+            Some(("data.id".to_owned(), &json!("tenant:a")))
+        );
+        assert_eq!(
+            tenant_id(&json!({"data":{"tenant":{"id":"tenant:b"}}})).as_deref(),
+            Some("tenant:b")
+        );
     }
 
     #[test]

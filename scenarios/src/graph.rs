@@ -108,7 +108,11 @@ async fn given_chains(
         let group = |i: usize| format!("hop{n}-g{i}");
         csv.push_str(&format!("user,hop{n},member,group,{}\n", group(1)));
         for i in 1..n {
-            csv.push_str(&format!("group,{},member,group,{}\n", group(i), group(i + 1)));
+            csv.push_str(&format!(
+                "group,{},member,group,{}\n",
+                group(i),
+                group(i + 1)
+            ));
         }
         csv.push_str(&format!("group,{},{relation},{ot},{oid}\n", group(n)));
     }
@@ -147,7 +151,8 @@ async fn when_mutate(w: &mut AuthWorld, who: String, op: String, ids: String) {
 async fn note_version(w: &mut AuthWorld, who: String) {
     let s = state(w, &who).await;
     let v = number(w, &s, "version");
-    w.values.insert(format!("graph-version:{who}"), v.to_string());
+    w.values
+        .insert(format!("graph-version:{who}"), v.to_string());
 }
 
 fn noted(w: &AuthWorld, who: &str) -> i64 {
@@ -167,7 +172,10 @@ async fn version_moved(w: &mut AuthWorld, who: String, by: i64) {
     if now != before + by {
         w.fail_expect(
             Some(FailureClass::Conformance),
-            format!("version {} (noted {before}, then {by} change(s))", before + by),
+            format!(
+                "version {} (noted {before}, then {by} change(s))",
+                before + by
+            ),
             format!("version {now}"),
         );
     }
@@ -241,10 +249,9 @@ async fn validate(
     match (verdict.as_str(), valid) {
         ("valid", Some(true)) => {}
         ("invalid", Some(false)) => {
-            if !j
-                .get("reason")
+            if j.get("reason")
                 .and_then(Value::as_str)
-                .is_some_and(|r| !r.is_empty())
+                .is_none_or(str::is_empty)
             {
                 w.fail_expect(None, "a \"reason\" with the refusal", ex.body.clone());
             }
@@ -254,7 +261,11 @@ async fn validate(
             format!("{{\"valid\":false,...}} for the chain {chain:?}"),
             ex.body.clone(),
         ),
-        _ => w.fail_expect(None, format!("{{\"valid\":true}} for {chain:?}"), ex.body.clone()),
+        _ => w.fail_expect(
+            None,
+            format!("{{\"valid\":true}} for {chain:?}"),
+            ex.body.clone(),
+        ),
     }
 }
 
@@ -306,7 +317,11 @@ async fn mutation_log(w: &mut AuthWorld, who: String, step: &Step) {
     let current = ex.json().get("currentVersion").and_then(Value::as_i64);
     let last = want.last().map(|e| e.0).unwrap_or(since);
     if current != Some(last) {
-        w.fail_expect(None, format!("currentVersion {last}"), format!("{current:?}"));
+        w.fail_expect(
+            None,
+            format!("currentVersion {last}"),
+            format!("{current:?}"),
+        );
     }
 }
 
@@ -317,7 +332,10 @@ async fn detail_line_column(w: &mut AuthWorld, line: u32, column: u32) {
     let j = ex.json();
     let mut texts: Vec<String> = vec![j["detail"].as_str().unwrap_or("").to_owned()];
     if let Some(errs) = j["errors"].as_array() {
-        texts.extend(errs.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)));
+        texts.extend(
+            errs.iter()
+                .filter_map(|e| e["message"].as_str().map(str::to_owned)),
+        );
     }
     if !texts.iter().any(|t| t.contains(&want)) {
         w.fail_expect(

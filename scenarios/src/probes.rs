@@ -95,7 +95,10 @@ async fn refused_by_me_and_validate(w: &mut AuthWorld, name: String) {
         );
     }
     if me.status != 401 {
-        w.deviate(format!("expected 401 for the token {name:?}, got {}", me.status));
+        w.deviate(format!(
+            "expected 401 for the token {name:?}, got {}",
+            me.status
+        ));
     }
     let v = get_with(w, "/v1/auth/validate", &name, &token).await;
     if v.status == 404 {
@@ -203,7 +206,10 @@ async fn preflight(w: &mut AuthWorld, method: String, path: String, origin: Stri
     let req = Req::new("OPTIONS", &path, Cred::None)
         .header("Origin", &origin)
         .header("Access-Control-Request-Method", &method)
-        .header("Access-Control-Request-Headers", "authorization,content-type");
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        );
     w.send(req).await;
 }
 
@@ -252,14 +258,22 @@ async fn duplicated_tenant_header(w: &mut AuthWorld, req: Req, route: &str) {
     }
     let code = ex.json.as_ref().and_then(|j| j.get("code")).cloned();
     if code != Some(json!("tenant_mismatch")) {
-        w.deviate(format!("expected the problem code \"tenant_mismatch\", got {code:?}"));
+        w.deviate(format!(
+            "expected the problem code \"tenant_mismatch\", got {code:?}"
+        ));
     }
 }
 
 #[when(
     regex = r#"^I send GET "([^"]+)" as "([^"]+)" with the tenant header sent twice, naming "([^"]+)" and "([^"]+)"$"#
 )]
-async fn key_with_two_headers(w: &mut AuthWorld, path: String, cred: String, t1: String, t2: String) {
+async fn key_with_two_headers(
+    w: &mut AuthWorld,
+    path: String,
+    cred: String,
+    t1: String,
+    t2: String,
+) {
     let (a, b) = (w.tenant(&t1).id.clone(), w.tenant(&t2).id.clone());
     let c = w.cred(&cred);
     let req = Req::new("GET", &path, c)
@@ -283,4 +297,60 @@ async fn login_with_two_headers(w: &mut AuthWorld, user: String, t1: String, t2:
         .header("X-Tenant-ID", &b)
         .json(&json!({"email": email, "password": password}).to_string());
     duplicated_tenant_header(w, req, "POST /v1/auth/login").await;
+}
+
+/// The object with `"id": id` anywhere in `v`.
+fn find_by_id<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(o) if o.get("id") == Some(&json!(id)) => Some(v),
+        Value::Object(o) => o.values().find_map(|x| find_by_id(x, id)),
+        Value::Array(a) => a.iter().find_map(|x| find_by_id(x, id)),
+        _ => None,
+    }
+}
+
+/// A key's listed prefix (`displayPrefix`, or the public deployment's `keyPrefix`/`prefix`)
+/// is there to recognise the key, never to use it: alone it must get the 401 of a bad key.
+/// A 403 means the prefix authenticated and only then lacked the right (the public
+/// deployment's D12), a 2xx that it opened the route.
+#[then(
+    regex = r#"^the listed prefix of the key "([^"]+)" alone is refused on GET "([^"]+)" with 401$"#
+)]
+async fn listed_prefix_alone(w: &mut AuthWorld, key: String, path: String) {
+    let tenant = key.split(':').next().unwrap_or_default().to_owned();
+    let id = w.key_id(&key);
+    let list = Req::new(
+        "GET",
+        &format!("/admin/tenants/{{{tenant}.id}}/keys"),
+        w.cred("admin"),
+    );
+    let ex = w.send(list).await.clone();
+    if ex.status == 404 || ex.status == 405 {
+        w.blocked("GET", "/admin/tenants/{id}/keys", ex.status);
+    }
+    let entry = ex.json.as_ref().and_then(|j| find_by_id(j, &id)).cloned();
+    let prefix = entry.as_ref().and_then(|e| {
+        ["displayPrefix", "keyPrefix", "prefix"]
+            .iter()
+            .find_map(|f| e.get(*f).and_then(Value::as_str))
+            .map(str::to_owned)
+    });
+    let Some(prefix) = prefix else {
+        w.fail_expect(
+            Some(FailureClass::Conformance),
+            format!("the key {id} with its displayPrefix in the list"),
+            answer(&ex),
+        )
+    };
+    let label = format!("the listed prefix of {key}");
+    let probe = get_with(w, &path, &label, &prefix).await;
+    match probe.status {
+        401 => {}
+        s if s == 403 || (200..300).contains(&s) => w.fail_expect(
+            Some(FailureClass::Security),
+            format!("401 for {label} alone (it must not authenticate)"),
+            answer(&probe),
+        ),
+        _ => w.fail_expect(Some(FailureClass::Conformance), "401", answer(&probe)),
+    }
 }

@@ -1495,3 +1495,48 @@ async fn only_own_keys(w: &mut AuthWorld, tenant: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::tests::{exchange, world};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// The panic message of `judge_status` for an answer `got` where `want` was expected.
+    fn judged(got: u16, want: &[u16]) -> Option<String> {
+        let mut w = world();
+        w.last = Some(exchange("GET", "/v1/tenant", got, json!({})));
+        catch_unwind(AssertUnwindSafe(|| judge_status(&w, want)))
+            .err()
+            .map(|p| p.downcast_ref::<String>().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn statuses_are_judged_by_family() {
+        assert_eq!(judged(401, &[401]), None);
+        // Accepted where a refusal was expected: security, naming method, path, both codes.
+        assert_eq!(
+            judged(200, &[401]).as_deref(),
+            Some("[authconf:security] GET /v1/tenant: expected 401, got 200: {}")
+        );
+        assert!(judged(200, &[401, 403, 404])
+            .unwrap()
+            .starts_with("[authconf:security] GET /v1/tenant: expected 401, 403 or 404, got 200"));
+        // Refused with another code: conformance.
+        assert!(judged(400, &[401])
+            .unwrap()
+            .starts_with("[authconf:conformance] GET /v1/tenant: expected 401, got 400"));
+        assert!(judged(201, &[200])
+            .unwrap()
+            .starts_with("[authconf:conformance]"));
+        // Where the exact code is the rule (404 hides existence), the tags decide.
+        assert!(judged(403, &[404])
+            .unwrap()
+            .starts_with("GET /v1/tenant: expected 404, got 403"));
+        // A server error: unmarked; no answer at all: the harness's problem.
+        assert!(judged(500, &[400]).unwrap().starts_with("GET /v1/tenant"));
+        assert!(judged(0, &[400])
+            .unwrap()
+            .starts_with("[authconf:harness] GET /v1/tenant: expected 400, got no answer"));
+    }
+}

@@ -21,9 +21,15 @@ fn routes_for(secret: &str) -> &'static [&'static str] {
     }
 }
 
-#[given(regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#)]
-#[when(regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#)]
-#[then(regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#)]
+#[given(
+    regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#
+)]
+#[when(
+    regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#
+)]
+#[then(
+    regex = r#"^the key "([^"]+)" (works|is refused(?: with (\d+))?) on every route that accepts it$"#
+)]
 async fn key_on_every_route(w: &mut AuthWorld, key: String, how: String, status: String) {
     let cred = w.cred(&key);
     let Cred::Bearer { value, .. } = &cred else {
@@ -53,7 +59,10 @@ fn judge(w: &AuthWorld, ex: &Exchange, who: &str, works: bool, want: u16) {
     if ex.status == want {
         return;
     }
-    let msg = format!("{line}: expected {want} (the credential is revoked), got {}", ex.status);
+    let msg = format!(
+        "{line}: expected {want} (the credential is revoked), got {}",
+        ex.status
+    );
     match ex.status / 100 {
         2 | 3 => w.fail_as(FailureClass::Security, msg),
         4 => w.fail_as(FailureClass::Conformance, msg),
@@ -195,7 +204,11 @@ async fn time_logins(w: &mut AuthWorld, n: usize, tenant: String, user: String) 
             let ex = w.send(req).await.clone();
             let took = started.elapsed();
             if ex.status != 401 {
-                w.fail_expect(None, "401 for a wrong password or unknown address", ex.status);
+                w.fail_expect(
+                    None,
+                    "401 for a wrong password or unknown address",
+                    ex.status,
+                );
             }
             if round > 0 {
                 samples[i].push(took);
@@ -204,8 +217,10 @@ async fn time_logins(w: &mut AuthWorld, n: usize, tenant: String, user: String) 
     }
     let [mut k, mut u] = samples;
     let (mk, mu) = (median(&mut k), median(&mut u));
-    w.values.insert("timing:known".into(), mk.as_micros().to_string());
-    w.values.insert("timing:unknown".into(), mu.as_micros().to_string());
+    w.values
+        .insert("timing:known".into(), mk.as_micros().to_string());
+    w.values
+        .insert("timing:unknown".into(), mu.as_micros().to_string());
 }
 
 #[then(
@@ -302,4 +317,37 @@ pub(crate) fn check_internals(w: &AuthWorld, ex: &Exchange) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Values kept from an answer (platform admins' keys and ids)
+// ---------------------------------------------------------------------------------------
+
+fn field_text(w: &AuthWorld, path: &str) -> String {
+    match crate::extract::field(w.last().json(), path).and_then(serde_json::Value::as_str) {
+        Some(s) => s.to_owned(),
+        None => w.fail_expect(
+            None,
+            format!("a string in {path:?}"),
+            crate::extract::field(w.last().json(), path)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        ),
+    }
+}
+
+#[then(regex = r#"^I keep the credential in "([^"]+)" as "([^"]+)"$"#)]
+#[when(regex = r#"^I keep the credential in "([^"]+)" as "([^"]+)"$"#)]
+/// The bearer secret at `path` of the last answer becomes the credential `name`.
+async fn keep_credential(w: &mut AuthWorld, path: String, name: String) {
+    let v = field_text(w, &path);
+    w.raw_creds.insert(name, v);
+}
+
+#[then(regex = r#"^I keep the field "([^"]+)" as "([^"]+)"$"#)]
+#[when(regex = r#"^I keep the field "([^"]+)" as "([^"]+)"$"#)]
+/// The string at `path` of the last answer becomes `{value:name}`.
+async fn keep_field(w: &mut AuthWorld, path: String, name: String) {
+    let v = field_text(w, &path);
+    w.values.insert(name, v);
 }

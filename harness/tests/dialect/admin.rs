@@ -134,6 +134,10 @@ pub(crate) fn route(fake: &Fake, call: &Call) -> Response {
             None => failed(404, "Tenant not found"),
         },
         (["admin", "tenants", id, "keys"], &Method::GET) => {
+            // Upstream answers 200 `[]` for an unknown tenant (D16, not carried).
+            if !store.tenants.contains_key(*id) {
+                return failed(404, "Tenant not found");
+            }
             let data: Vec<Value> = store
                 .keys
                 .iter()

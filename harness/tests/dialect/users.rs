@@ -16,6 +16,16 @@ fn fail(status: u16, msg: &str) -> axum::response::Response {
     reply(status, json!({"success": false, "error": msg}))
 }
 
+/// Without D10 every 401 of `/v1/auth/*` (bad login, unknown tenant, any bad token) is this
+/// one body, as docs/contract.md's "one uniform 401" asks; upstream words each case.
+fn unauthorized(fake: &Fake, upstream_words: &str) -> axum::response::Response {
+    if fake.defects.d10_missing_auth_400 {
+        fail(401, upstream_words)
+    } else {
+        fail(401, "Invalid credentials")
+    }
+}
+
 fn sign(secret: &str, claims: &Value) -> String {
     let head = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string());
     let body = URL_SAFE_NO_PAD.encode(claims.to_string());
@@ -120,7 +130,7 @@ fn tenant_of(
     }
     match store.tenants.get(&first) {
         Some(t) if !d.d11_tenant_status_ignored && t.status == "deleted" => {
-            Err(fail(401, "Tenant not found"))
+            Err(unauthorized(fake, "Tenant not found"))
         }
         Some(t) if !d.d11_tenant_status_ignored && t.status == "suspended" => {
             Err(fail(403, "Tenant suspended"))
@@ -131,7 +141,7 @@ fn tenant_of(
             store.add_tenant(&first, &slug, &format!("Dev Tenant {first}"), None);
             Ok(first)
         }
-        None => Err(fail(401, "Tenant not found")),
+        None => Err(unauthorized(fake, "Tenant not found")),
     }
 }
 
@@ -209,7 +219,7 @@ fn login(fake: &Fake, call: &Call) -> axum::response::Response {
         Ok(t) => t,
         // Upstream never checks the tenant on login: an unknown one has no users.
         Err(r) if r.status() == 400 || r.status() == 403 => return r,
-        Err(_) => return fail(401, "Invalid credentials"),
+        Err(_) => return unauthorized(fake, "Invalid credentials"),
     };
     let email = body
         .get("email")
@@ -224,7 +234,7 @@ fn login(fake: &Fake, call: &Call) -> axum::response::Response {
         .cloned();
     match found {
         Some(u) => session(fake, &mut store, &u, 200),
-        None => fail(401, "Invalid credentials"),
+        None => unauthorized(fake, "Invalid credentials"),
     }
 }
 
@@ -232,7 +242,7 @@ fn login(fake: &Fake, call: &Call) -> axum::response::Response {
 /// defect every case and route gets one body.
 fn refused(fake: &Fake, leaf: &str, why: &str) -> axum::response::Response {
     if !fake.defects.d10_missing_auth_400 {
-        return fail(401, "Unauthorized");
+        return unauthorized(fake, why);
     }
     match leaf {
         "validate" => reply(200, json!({"valid": false, "error": why})),

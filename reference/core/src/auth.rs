@@ -329,8 +329,7 @@ mod tests {
 
     #[test]
     fn every_value_of_a_repeated_tenant_header_is_a_routing_source() {
-        let named = authenticator()
-            .other_routing_sources(&request(&["tenant:a", "tenant:b"]), &[]);
+        let named = authenticator().other_routing_sources(&request(&["tenant:a", "tenant:b"]), &[]);
         assert_eq!(named, vec!["tenant:a".to_owned(), "tenant:b".to_owned()]);
     }
 
