@@ -214,3 +214,9 @@ Feature: Tenant administration
       | Bearer sk_live_notTheAdminKeyxxxxxxxxxxxxxxxxxxxxxxxx |
       | Bearer                                                |
       | Basic YWRtaW46YWRtaW4=                                |
+
+  @R-ADMIN-KEY-SCOPE @R-ADMIN-AUTH
+  Scenario: The platform admin key works on admin routes whatever routing header comes with it
+    Given a tenant "A"
+    When I send GET "/admin/tenants" as "admin" with header "X-Tenant-ID" set to "{A.id}"
+    Then the status is 200

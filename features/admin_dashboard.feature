@@ -125,12 +125,8 @@ Feature: The platform admin's dashboard, usage metrics and list of all keys
 
   @R-ADMIN-ROLES @destructive
   Scenario: A readonly admin reads but changes nothing; only the root key manages admins
-    When I send POST "/admin/admins" as "admin" with body '{"email":"{slug:ro}@authconf.invalid","role":"readonly"}'
-    Then the status is 201
-    And I keep the credential in "credentials.adminKey" as "ro"
-    When I send POST "/admin/admins" as "admin" with body '{"email":"{slug:sup}@authconf.invalid","role":"support"}'
-    Then the status is 201
-    And I keep the credential in "credentials.adminKey" as "sup"
+    Given a platform admin "ro" with role "readonly"
+    And a platform admin "sup" with role "support"
     When I send GET "/admin/tenants/{A.id}" as "ro"
     Then the status is 200
     When I send PATCH "/admin/tenants/{A.id}" as "ro" with body '{"name":"Changed by readonly"}'
@@ -148,9 +144,7 @@ Feature: The platform admin's dashboard, usage metrics and list of all keys
 
   @R-ADMIN-TENANT-SCOPE @destructive @isolation
   Scenario: An admin limited to one tenant sees every other tenant as unknown
-    When I send POST "/admin/admins" as "admin" with body '{"email":"{slug:one}@authconf.invalid","role":"support","tenants":["{A.id}"]}'
-    Then the status is 201
-    And I keep the credential in "credentials.adminKey" as "one"
+    Given a platform admin "one" with role "support" limited to tenant "A"
     When I send GET "/admin/tenants/{A.id}" as "one"
     Then the status is 200
     When I send GET "/admin/tenants/{B.id}" as "one"

@@ -222,7 +222,22 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<(Value, BTreeMap<String, Source>),
             );
         }
     }
+    // Features beyond the ones scenarios need (`platformAdmins`, ...) keep their source too.
+    let extra = |doc: &Value| -> Vec<String> {
+        doc.get("features")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    if let Some(doc) = inputs.document {
+        for k in extra(doc) {
+            sources.entry(k).or_insert(Source::Document);
+        }
+    }
     if let Some((file, path)) = &inputs.file {
+        for k in extra(file) {
+            sources.insert(k, Source::File(path.clone()));
+        }
         merge(&mut merged, file);
         for (name, pointer) in &names {
             if declared(Some(file), pointer) {
@@ -446,56 +461,6 @@ pub fn lines(caps: &Capabilities, sources: &BTreeMap<String, Source>) -> Vec<Cap
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn options_complete_and_override_the_document() {
-        let doc = json!({"features": {"apiKeys": true, "graph": false, "events": true}});
-        let file = json!({"features": {"graph": true}, "testControls": {"clock": true}});
-        let assume = vec!["userAuth".to_owned(), "events=false".to_owned()];
-        let (merged, src) = resolve(&Inputs {
-            document: Some(&doc),
-            file: Some((&file, "caps.json".into())),
-            assume: &assume,
-        })
-        .unwrap();
-        let caps = capabilities_of(&merged, Some(&doc));
-        assert!(caps.feature("graph") && caps.feature("userAuth") && caps.feature("apiKeys"));
-        assert!(!caps.feature("events"));
-        assert!(caps.test_control("clock"));
-        assert_eq!(src["graph"], Source::File("caps.json".into()));
-        assert_eq!(src["userAuth"], Source::Assumed);
-        assert_eq!(src["apiKeys"], Source::Document);
-        assert!(caps.present);
-    }
-
-    #[test]
-    fn no_document_means_basics_and_not_present() {
-        let (merged, src) = resolve(&Inputs {
-            document: None,
-            file: None,
-            assume: &[],
-        })
-        .unwrap();
-        let caps = capabilities_of(&merged, None);
-        assert!(caps.feature("apiKeys") && !caps.feature("userAuth") && !caps.present);
-        assert_eq!(src["apiKeys"].kind(), "none");
-    }
-
-    #[test]
-    fn bad_assumptions_are_usage_errors() {
-        assert!(check_assumptions(&["mailCapture".into()]).is_err());
-        assert!(check_assumptions(&["graph=maybe".into()]).is_err());
-        assert!(check_assumptions(&["a/b".into()]).is_err());
-        assert!(
-            check_assumptions(&["testControls.clock".into(), "rateLimit.override".into()]).is_ok()
-        );
-    }
-}
-
 /// Fetches `/.well-known/authconf` (when served as a JSON object).
 pub async fn fetch_document(prober: &Prober<'_>) -> Option<Value> {
     let rb = crate::with_headers(
@@ -570,4 +535,54 @@ pub async fn discover(
     }
     let lines = lines(&caps, &sources);
     Ok((caps, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn options_complete_and_override_the_document() {
+        let doc = json!({"features": {"apiKeys": true, "graph": false, "events": true}});
+        let file = json!({"features": {"graph": true}, "testControls": {"clock": true}});
+        let assume = vec!["userAuth".to_owned(), "events=false".to_owned()];
+        let (merged, src) = resolve(&Inputs {
+            document: Some(&doc),
+            file: Some((&file, "caps.json".into())),
+            assume: &assume,
+        })
+        .unwrap();
+        let caps = capabilities_of(&merged, Some(&doc));
+        assert!(caps.feature("graph") && caps.feature("userAuth") && caps.feature("apiKeys"));
+        assert!(!caps.feature("events"));
+        assert!(caps.test_control("clock"));
+        assert_eq!(src["graph"], Source::File("caps.json".into()));
+        assert_eq!(src["userAuth"], Source::Assumed);
+        assert_eq!(src["apiKeys"], Source::Document);
+        assert!(caps.present);
+    }
+
+    #[test]
+    fn no_document_means_basics_and_not_present() {
+        let (merged, src) = resolve(&Inputs {
+            document: None,
+            file: None,
+            assume: &[],
+        })
+        .unwrap();
+        let caps = capabilities_of(&merged, None);
+        assert!(caps.feature("apiKeys") && !caps.feature("userAuth") && !caps.present);
+        assert_eq!(src["apiKeys"].kind(), "none");
+    }
+
+    #[test]
+    fn bad_assumptions_are_usage_errors() {
+        assert!(check_assumptions(&["mailCapture".into()]).is_err());
+        assert!(check_assumptions(&["graph=maybe".into()]).is_err());
+        assert!(check_assumptions(&["a/b".into()]).is_err());
+        assert!(
+            check_assumptions(&["testControls.clock".into(), "rateLimit.override".into()]).is_ok()
+        );
+    }
 }

@@ -381,6 +381,39 @@ pub(crate) fn with_headers(
     headers.iter().fold(rb, |rb, (k, v)| rb.header(k, v))
 }
 
+/// A scenario the target cannot run, reported as skipped with the reason.
+fn skipped_result(
+    feat: &gherkin::Feature,
+    sc: &gherkin::Scenario,
+    file: String,
+    tags: Vec<String>,
+    why: String,
+) -> ScenarioResult {
+    ScenarioResult {
+        feature: feat.name.clone(),
+        file,
+        name: sc.name.clone(),
+        tags,
+        line: sc.position.line,
+        verdict: Verdict::Skipped(why),
+        duration: Duration::ZERO,
+        steps: sc
+            .steps
+            .iter()
+            .map(|st| StepResult {
+                keyword: st.keyword.trim().to_owned(),
+                text: st.value.clone(),
+                line: st.position.line,
+                status: StepStatus::Skipped,
+                duration: Duration::ZERO,
+            })
+            .collect(),
+        failure: None,
+        class: None,
+        deviations: Vec::new(),
+    }
+}
+
 /// The scenario key (`<feature path>:<line>`, as [`ScenarioResult`] has it) and the tags
 /// (feature, rule, scenario) the `before` hook gives each World.
 fn scenario_identity(
@@ -693,29 +726,7 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
                         .iter()
                         .any(|r| r.file == file && r.line == sc.position.line)
                     {
-                        s.push(ScenarioResult {
-                            feature: feat.name.clone(),
-                            file,
-                            name: sc.name.clone(),
-                            tags,
-                            line: sc.position.line,
-                            verdict: Verdict::Skipped(why),
-                            duration: Duration::ZERO,
-                            steps: sc
-                                .steps
-                                .iter()
-                                .map(|st| StepResult {
-                                    keyword: st.keyword.trim().to_owned(),
-                                    text: st.value.clone(),
-                                    line: st.position.line,
-                                    status: StepStatus::Skipped,
-                                    duration: Duration::ZERO,
-                                })
-                                .collect(),
-                            failure: None,
-                            class: None,
-                            deviations: Vec::new(),
-                        });
+                        s.push(skipped_result(feat, sc, file, tags, why));
                     }
                     false
                 }
@@ -784,43 +795,13 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     };
     results.extend(skipped.lock().expect("skip list poisoned").drain(..));
     results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    let mut used = std::collections::BTreeSet::new();
-    for r in &mut results {
-        if let Some(reason) = known.reason(&r.name) {
-            used.insert(r.name.clone());
-            r.verdict = match &r.verdict {
-                Verdict::Failed => Verdict::ExpectedFailure(reason.to_owned()),
-                Verdict::Passed => Verdict::UnexpectedPass(reason.to_owned()),
-                v => v.clone(),
-            };
-        }
-    }
-    let unused_known_failures: Vec<String> = known
-        .entries
-        .keys()
-        .filter(|k| !used.contains(*k))
-        .cloned()
-        .collect();
+    let unused_known_failures = known.apply(&mut results);
 
     let latencies = report::latencies(&ctx.latencies.lock().expect("latencies poisoned"));
-    let mut slo_violations = Vec::new();
-    for slo in &opts.slo {
-        for l in &latencies {
-            let mut samples =
-                ctx.latencies.lock().expect("latencies poisoned")[&l.endpoint].clone();
-            samples.sort();
-            let got = report::percentile(&samples, slo.percentile);
-            if !slo.met_by(got) {
-                slo_violations.push(format!(
-                    "{}: p{} = {:.1} ms, gate {}",
-                    l.endpoint,
-                    slo.percentile,
-                    got.as_secs_f64() * 1000.0,
-                    slo.text
-                ));
-            }
-        }
-    }
+    let slo_violations = report::slo_violations(
+        &opts.slo,
+        &ctx.latencies.lock().expect("latencies poisoned"),
+    );
     let outcome = RunOutcome {
         run_id: run_id.clone(),
         report_path: run_dir.clone(),

@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the suite against the embedded reference (default) or --target URL.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List features, scenarios and tags.
     List {
         /// Feature files (a directory or one file).
@@ -216,7 +216,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, RunError> {
 async fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(a) => {
-            let opts = match run_options(a) {
+            let opts = match run_options(*a) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("authconf: {e}");

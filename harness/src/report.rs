@@ -52,6 +52,30 @@ pub fn percentile(sorted: &[Duration], p: u8) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The `--slo` gates each endpoint misses.
+pub fn slo_violations(
+    slos: &[crate::Slo],
+    samples: &BTreeMap<String, Vec<Duration>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for slo in slos {
+        for (endpoint, v) in samples {
+            let mut sorted = v.clone();
+            sorted.sort();
+            let got = percentile(&sorted, slo.percentile);
+            if !slo.met_by(got) {
+                out.push(format!(
+                    "{endpoint}: p{} = {:.1} ms, gate {}",
+                    slo.percentile,
+                    got.as_secs_f64() * 1000.0,
+                    slo.text
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Per-endpoint latency figures.
 pub fn latencies(samples: &BTreeMap<String, Vec<Duration>>) -> Vec<Latency> {
     samples

@@ -155,7 +155,7 @@ pub struct Secret {
 
 /// Shorter values are not secrets a target issues (the contract's shortest credential is a
 /// 20-character key) and would match ordinary text; they are neither scanned nor redacted.
-pub const MIN_SECRET_LEN: usize = 16;
+pub const MIN_SECRET_LEN: usize = 8;
 
 /// Every secret of the run; a later response containing one is a leak. Also the issued key
 /// prefixes, which are identifiers: shown again they are no leak.

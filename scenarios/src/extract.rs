@@ -142,7 +142,7 @@ pub fn tenant_status(v: &Value) -> Option<String> {
         .into_iter()
         .find_map(|p| path(v, p))
         .and_then(Value::as_str)
-        .filter(|s| !(!envelope && matches!(*s, "success" | "error")))
+        .filter(|s| envelope || !matches!(*s, "success" | "error"))
         .map(str::to_owned)
 }
 
@@ -238,6 +238,9 @@ pub struct Issued {
     pub tokens: Vec<(String, String)>,
     /// Key prefixes: public identifiers of issued keys, never a leak when shown again.
     pub identifiers: Vec<String>,
+    /// One bearer per issued key credential (`prefix:secret`, the key, or the secret), in
+    /// order: what a caller presents, for entropy checks.
+    pub bearers: Vec<String>,
 }
 
 impl Issued {
@@ -259,7 +262,12 @@ impl Issued {
     /// secret|keySecret}` gives an identifier, a secret and the `prefix:secret` bearer.
     fn credential(&mut self, v: &Value, label: &str) {
         match v {
-            Value::String(s) => self.secret(s, label),
+            Value::String(s) => {
+                self.secret(s, label);
+                if !s.is_empty() {
+                    self.bearers.push(s.clone());
+                }
+            }
             Value::Object(m) => {
                 let prefix = ["prefix", "keyPrefix"]
                     .iter()
@@ -275,8 +283,13 @@ impl Issued {
                 }
                 if let Some(s) = secret {
                     self.secret(s, &format!("{label}.secret"));
-                    if let Some(p) = prefix.filter(|p| !s.starts_with(*p)) {
-                        self.secret(&format!("{p}:{s}"), label);
+                    match prefix.filter(|p| !s.starts_with(*p)) {
+                        Some(p) => {
+                            let bearer = format!("{p}:{s}");
+                            self.secret(&bearer, label);
+                            self.bearers.push(bearer);
+                        }
+                        None => self.bearers.push(s.to_owned()),
                     }
                 }
             }
@@ -415,8 +428,12 @@ mod tests {
                 vec![]
             )
         );
-        let key = json!({"apiKey":{"id":"k"},"credentials":{"keySecret":"sk_test_cccccccccccccccccccc"}});
-        assert_eq!(learned(&key).0, vec!["sk_test_cccccccccccccccccccc".to_owned()]);
+        let key =
+            json!({"apiKey":{"id":"k"},"credentials":{"keySecret":"sk_test_cccccccccccccccccccc"}});
+        assert_eq!(
+            learned(&key).0,
+            vec!["sk_test_cccccccccccccccccccc".to_owned()]
+        );
         // Upstream tenant creation in the envelope: `{prefix}` and `{prefix, secret}`, with
         // prefixes of 29 and 32 characters.
         let pk = "pk_live_AbCdEfGhIjKlMnOpQrStU"; // 29
@@ -426,7 +443,10 @@ mod tests {
         let (secrets, ids, tokens) = learned(&up);
         assert_eq!(
             secrets,
-            vec!["0123456789abcdef".to_owned(), format!("{sk}:0123456789abcdef")]
+            vec![
+                "0123456789abcdef".to_owned(),
+                format!("{sk}:0123456789abcdef")
+            ]
         );
         assert_eq!(ids, vec![sk.to_owned(), pk.to_owned()]);
         assert!(tokens.is_empty());
@@ -440,13 +460,25 @@ mod tests {
                 vec![]
             )
         );
-        let mint = json!({"status":"success","data":{"id":"key:3","prefix":"pk_live_zz","type":"public"}});
+        // One bearer per credential, whatever its shape (entropy checks count them).
+        assert_eq!(
+            issued_credentials(&kp).bearers,
+            vec!["rk_live_q1:ffffffffff".to_owned()]
+        );
+        assert_eq!(issued_credentials(&up).bearers.len(), 1);
+        assert_eq!(issued_credentials(&seed).bearers.len(), 2);
+        let mint =
+            json!({"status":"success","data":{"id":"key:3","prefix":"pk_live_zz","type":"public"}});
         assert_eq!(learned(&mint), (vec![], vec!["pk_live_zz".into()], vec![]));
         // Session tokens, in either place.
         let session = json!({"success":true,"accessToken":"eyJ.a.b","data":{"refreshToken":"r-1"}});
-        assert_eq!(learned(&session).2, vec!["eyJ.a.b".to_owned(), "r-1".to_owned()]);
+        assert_eq!(
+            learned(&session).2,
+            vec!["eyJ.a.b".to_owned(), "r-1".to_owned()]
+        );
         // A tenant row's prefixes outside `credentials` issue nothing.
-        let row = json!({"status":"success","data":{"id":"tenant:a","publicKey":pk,"secretKey":sk}});
+        let row =
+            json!({"status":"success","data":{"id":"tenant:a","publicKey":pk,"secretKey":sk}});
         assert_eq!(learned(&row), (vec![], vec![], vec![]));
     }
 
@@ -476,12 +508,27 @@ mod tests {
 
     #[test]
     fn dialect_twins() {
-        assert_eq!(time_form(&json!("2026-01-01T00:00:00Z")), Some(TimeForm::Rfc3339));
-        assert_eq!(time_form(&json!(1_764_000_000_000u64)), Some(TimeForm::EpochMillis));
-        assert_eq!(time_form(&json!(1_764_000_000u64)), Some(TimeForm::EpochSeconds));
+        assert_eq!(
+            time_form(&json!("2026-01-01T00:00:00Z")),
+            Some(TimeForm::Rfc3339)
+        );
+        assert_eq!(
+            time_form(&json!(1_764_000_000_000u64)),
+            Some(TimeForm::EpochMillis)
+        );
+        assert_eq!(
+            time_form(&json!(1_764_000_000u64)),
+            Some(TimeForm::EpochSeconds)
+        );
         assert_eq!(time_form(&json!("tomorrow")), None);
-        assert_eq!(claim_user(&json!({"sub":"u1"})), Some(("sub", &json!("u1"))));
-        assert_eq!(claim_user(&json!({"userId":"u2"})), Some(("userId", &json!("u2"))));
+        assert_eq!(
+            claim_user(&json!({"sub":"u1"})),
+            Some(("sub", &json!("u1")))
+        );
+        assert_eq!(
+            claim_user(&json!({"userId":"u2"})),
+            Some(("userId", &json!("u2")))
+        );
         let up = json!({"status":"success","data":{"id":"tenant:a"}});
         assert_eq!(
             twin_field(&up, "tenant.id"),

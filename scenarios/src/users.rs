@@ -491,6 +491,21 @@ async fn logs_in_n(w: &mut AuthWorld, user: String, tenant: String, n: usize) {
     w.batch = all;
 }
 
+/// A user's session answers carried no token of this kind. When the user has sessions, the
+/// target issues no such token (upstream has no refresh token): the contract's session answer
+/// is not met. Without any session, the feature used the step wrongly.
+fn no_token(w: &AuthWorld, user: &str, kind: &str) -> ! {
+    if w.users.access.contains_key(user) {
+        w.fail_as(
+            FailureClass::Conformance,
+            format!(
+                "{user:?}'s session answers (POST /v1/auth/register, /v1/auth/login): expected a {kind}Token, got none"
+            ),
+        );
+    }
+    w.harness_error(format!("{user:?} holds no {kind} token: no session yet"))
+}
+
 #[when(regex = r#"^I remember "(\w+)"'s (access|refresh) token as "([^"]+)"$"#)]
 #[given(regex = r#"^I remember "(\w+)"'s (access|refresh) token as "([^"]+)"$"#)]
 #[then(regex = r#"^I remember "(\w+)"'s (access|refresh) token as "([^"]+)"$"#)]
@@ -501,9 +516,7 @@ async fn remember_token(w: &mut AuthWorld, user: String, kind: String, name: Str
         w.users.refresh.get(&user)
     };
     let Some(t) = list.and_then(|v| v.last()).cloned() else {
-        w.harness_error(format!(
-            "{user:?} holds no {kind} token (the target issued none)"
-        ))
+        no_token(w, &user, &kind)
     };
     w.users.named.insert(name, t);
 }
@@ -601,9 +614,7 @@ async fn refreshes(w: &mut AuthWorld, user: String, name: String) {
     let token = if name.is_empty() {
         match w.users.refresh.get(&user).and_then(|v| v.last()) {
             Some(t) => t.clone(),
-            None => w.harness_error(format!(
-                "{user:?} holds no refresh token (the target issued none)"
-            )),
+            None => no_token(w, &user, "refresh"),
         }
     } else {
         w.named_token(&name)

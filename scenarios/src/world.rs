@@ -680,8 +680,8 @@ impl AuthWorld {
             self.ctx
                 .secrets
                 .remember_issued(s, &format!("{label}#{}", ex.id), ex.id, &ex.endpoint);
-            self.issued.push(s.clone());
         }
+        self.issued.extend(issued.bearers.iter().cloned());
         for (t, field) in &issued.tokens {
             let earlier = self.ctx.secrets.remember_issued(
                 t,
@@ -690,7 +690,7 @@ impl AuthWorld {
                 &ex.endpoint,
             );
             if let Some(e) = earlier {
-
+                self.ctx.secrets.allow_in(t, ex.id);
                 self.ctx.record_finding(
                     FailureClass::Security,
                     format!(
@@ -911,14 +911,14 @@ fn stray_key(ctx: &RunContext, ex: &Exchange) -> Option<String> {
         .filter(|_| (200..300).contains(&ex.status))
         .map(extract::issued_credentials)
         .unwrap_or_default();
-    extract::key_pattern()
+    extract::credential_pattern()
         .find_iter(&text)
         .map(|m| m.as_str().to_owned())
         // A known secret is handled by the registry check (with its first-exchange rule).
         .find(|k| {
             !issued.all_secrets().any(|i| i.contains(k.as_str()))
                 && !ctx.secrets.knows(k)
-
+                && !ctx.secrets.is_identifier(k)
         })
 }
 

@@ -120,15 +120,15 @@ pub async fn after(
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        (Fault::SqlInDetail, Some(mut v)) if status.is_client_error() => {
-            if v.get("detail").is_some() {
-                v["detail"] = Value::String(
-                    "SQLITE_CONSTRAINT: UNIQUE constraint failed: api_keys.key_hash \
-                     (reference/core/src/store.rs:142) in SELECT id FROM tenants WHERE slug = ?"
-                        .into(),
-                );
-                *body = Bytes::from(serde_json::to_vec(&v).expect("json"));
-            }
+        (Fault::SqlInDetail, Some(mut v))
+            if status.is_client_error() && v.get("detail").is_some() =>
+        {
+            v["detail"] = Value::String(
+                "SQLITE_CONSTRAINT: UNIQUE constraint failed: api_keys.key_hash \
+                 (reference/core/src/store.rs:142) in SELECT id FROM tenants WHERE slug = ?"
+                    .into(),
+            );
+            *body = Bytes::from(serde_json::to_vec(&v).expect("json"));
         }
         (Fault::InvertedGraphCheck, Some(mut v)) if ok && path == "/v1/graph/check" => {
             let viewer = serde_json::from_slice::<Value>(req_body)
