@@ -213,7 +213,7 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
     if let Some(p) = &extras.jwt_secret_previous {
         validate_jwt_secret("JWT_SECRET_PREVIOUS", p)?;
     }
-    fs::create_dir_all(&config.data_dir)
+    blobs::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let admin_key = match &config.admin_key {
         Some(k) => {
