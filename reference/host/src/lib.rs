@@ -273,6 +273,7 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
             mail,
             Arc::clone(&state.db),
             Arc::clone(&state.clock),
+            state.service.authenticator().hasher.clone(),
         )?),
         None => {
             tracing::warn!(

@@ -305,13 +305,13 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         last_login_at: Some(now),
     };
     let (session, refresh, refresh_token) = new_session(ctx, &user.id);
-    let verify_token = new_secret(ctx, "ev");
+    let (seed, verify_token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
     let mail = mail::verification(
         ctx.ports.entropy,
         ctx.tid(),
         &ctx.tenant.name,
         &email,
-        &verify_token,
+        &seed,
     );
     let mut duplicate = false;
     ctx.ports
@@ -604,13 +604,13 @@ fn resend_verification(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
         if !user.email_verified && user.status == "active" {
-            let token = new_secret(ctx, "ev");
+            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
             let mail = mail::verification(
                 ctx.ports.entropy,
                 ctx.tid(),
                 &ctx.tenant.name,
                 &user.email,
-                &token,
+                &seed,
             );
             ctx.ports.db.transaction(&mut |db| {
                 store::replace_user_token(
@@ -634,13 +634,13 @@ fn forgot_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
         if user.status == "active" {
-            let token = new_secret(ctx, "pr");
+            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "pr");
             let mail = mail::reset(
                 ctx.ports.entropy,
                 ctx.tid(),
                 &ctx.tenant.name,
                 &user.email,
-                &token,
+                &seed,
             );
             ctx.ports.db.transaction(&mut |db| {
                 store::replace_user_token(
