@@ -13,6 +13,24 @@ pub type Response = http::Response<Vec<u8>>;
 /// Largest request body accepted. Hosts should stop reading after one byte more.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest `detail`, `field` or error `message` a problem document carries, in bytes. Messages
+/// may quote client input (a field name, a parser's complaint); the answer to bad input stays
+/// small whatever the input was.
+pub const MAX_PROBLEM_TEXT: usize = 512;
+
+/// `text` cut to [`MAX_PROBLEM_TEXT`] bytes (on a character boundary), marked when cut.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_PROBLEM_TEXT {
+        let mut end = MAX_PROBLEM_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// Everything that ends a request early. Each maps to one problem document; none carries an
 /// internal message to the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,17 +154,19 @@ impl ApiError {
         }
     }
 
-    /// The problem document for this error.
+    /// The problem document for this error. Its texts are bounded ([`MAX_PROBLEM_TEXT`]),
+    /// whatever input a message quotes.
     pub fn to_problem(&self) -> Problem {
         let status = self.status();
         let (code, detail) = self.code_and_detail();
+        let detail = bounded(detail);
         let (field, errors) = match self {
             ApiError::InvalidField { field, message }
             | ApiError::InvalidQuery { field, message } => (
-                Some(field.clone()),
+                Some(bounded(field.clone())),
                 vec![FieldError {
-                    field: field.clone(),
-                    message: message.clone(),
+                    field: bounded(field.clone()),
+                    message: bounded(message.clone()),
                 }],
             ),
             _ => (None, Vec::new()),
@@ -422,6 +442,20 @@ pub fn allow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message quoting megabytes of input still makes a small problem document.
+    #[test]
+    fn problem_texts_are_bounded() {
+        let long = "é".repeat(100_000);
+        let e = ApiError::field(long.clone(), long.clone());
+        let p = e.to_problem();
+        assert!(p.detail.len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.field.as_ref().unwrap().len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.errors[0].message.len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.detail.ends_with("..."));
+        let body = ApiError::InvalidJson(long).into_response();
+        assert!(body.body().len() < 2048, "{}", body.body().len());
+    }
     use serde_json::json;
 
     fn req(content_type: Option<&str>, body: &[u8]) -> Request {

@@ -284,15 +284,26 @@ async fn run_graph(
     let audit_of = call.audit();
     let route = match call {
         GraphCall::Upload => {
-            let edges = match auth_core::graph::check_upload(&req) {
-                Ok(n) => n,
-                Err(e) => return e.into_response(),
-            };
+            // Parsing up to 8 MiB and the fsynced write take long enough to stall the async
+            // workers (and every other request on them): the blocking pool does both.
+            let (blocking_state, blocking_req) = (Arc::clone(state), Arc::clone(&req));
             let key = auth_core::graph::blob_key(tenant_id);
-            if let Err(e) = state.blobs.put(&key, req.body()) {
-                tracing::error!(error = %e, "blob write failed");
-                return ApiError::Internal.into_response();
-            }
+            let stored = tokio::task::spawn_blocking(move || {
+                let edges = auth_core::graph::check_upload(&blocking_req)?;
+                match blocking_state.blobs.put(&key, blocking_req.body()) {
+                    Ok(()) => Ok(edges),
+                    Err(e) => {
+                        tracing::error!(error = %e, "blob write failed");
+                        Err(ApiError::Internal)
+                    }
+                }
+            })
+            .await;
+            let edges = match stored {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return e.into_response(),
+                Err(_) => return ApiError::Internal.into_response(),
+            };
             let answer = auth_core::graph::upload_answer(tenant_id, edges, req.body().len());
             if let Some(a) = audit_of {
                 audit(
@@ -307,7 +318,12 @@ async fn run_graph(
             }
             return answer;
         }
-        GraphCall::Reload => match state.blobs.get(&auth_core::graph::blob_key(tenant_id)) {
+        GraphCall::Reload => match {
+            let (blocking_state, key) = (Arc::clone(state), auth_core::graph::blob_key(tenant_id));
+            tokio::task::spawn_blocking(move || blocking_state.blobs.get(&key))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        } {
             Ok(Some(csv)) => GraphRoute::Reload { csv },
             Ok(None) => {
                 return ApiError::field("csv", "no graph.csv has been uploaded for this tenant")
