@@ -61,6 +61,12 @@ pub enum ApiError {
     RateLimited(u64),
     /// `GET /v1/events` without a WebSocket upgrade.
     UpgradeRequired,
+    /// The body did not arrive within the host's body read deadline.
+    RequestTimeout,
+    /// A bounded resource (the password workers) stayed full; the figure is `Retry-After`.
+    Busy(u64),
+    /// The caller's tenant or key holds as many WebSockets as it may.
+    TooManySockets,
     /// A storage failure. The cause goes to the host's log through [`crate::Outcome`].
     Internal,
 }
@@ -95,8 +101,10 @@ impl ApiError {
             | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. }
             | ApiError::CredentialsInQuery => StatusCode::BAD_REQUEST,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +155,18 @@ impl ApiError {
                 "upgrade_required",
                 "This endpoint speaks WebSocket only.".into(),
             ),
+            ApiError::RequestTimeout => (
+                "request_timeout",
+                "The request body did not arrive in time.".into(),
+            ),
+            ApiError::TooManySockets => (
+                "too_many_sockets",
+                "The tenant or the key holds as many WebSockets as it may.".into(),
+            ),
+            ApiError::Busy(secs) => (
+                "service_busy",
+                format!("The service is busy; retry in {secs} s."),
+            ),
             ApiError::Internal => (
                 "internal",
                 "The service could not complete the request.".into(),
@@ -193,7 +213,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_str(&secs.to_string()).expect("digits"),

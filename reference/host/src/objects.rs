@@ -14,7 +14,7 @@
 //!   them, so they survive eviction the way hibernatable sockets do. Each socket has a bounded
 //!   outgoing queue; a consumer too slow to drain it is closed instead of buffered forever.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -163,19 +163,23 @@ impl ObjectStorage for CallStorage<'_> {
 /// objects meanwhile instead of serialising the whole host behind one object's commit.
 struct SharedOnDemand<'a> {
     db: &'a Database,
-    conn: OnceCell<MutexGuard<'a, Connection>>,
+    conn: RefCell<Option<MutexGuard<'a, Connection>>>,
 }
 
 impl<'a> SharedOnDemand<'a> {
     fn new(db: &'a Database) -> Self {
         Self {
             db,
-            conn: OnceCell::new(),
+            conn: RefCell::new(None),
         }
+/// [`Sql::pause`] lets it go before a password hash (between statements, outside any
+/// transaction): a login must not stop every other request for the length of an argon2 run.
     }
 
-    fn sql(&self) -> SqliteSql<'_> {
-        SqliteSql(self.conn.get_or_init(|| self.db.lock()))
+    fn with_sql<R>(&self, f: impl FnOnce(&SqliteSql) -> R) -> R {
+        let mut held = self.conn.borrow_mut();
+        let guard = held.get_or_insert_with(|| self.db.lock());
+        f(&SqliteSql(guard))
     }
 }
 
@@ -185,20 +189,26 @@ impl Sql for SharedOnDemand<'_> {
         sql: &str,
         params: &[auth_core::ports::SqlValue],
     ) -> Result<usize, StorageError> {
-        self.sql().execute(sql, params)
+        self.with_sql(|s| s.execute(sql, params))
     }
     fn query(
         &self,
         sql: &str,
         params: &[auth_core::ports::SqlValue],
     ) -> Result<Vec<auth_core::ports::Row>, StorageError> {
-        self.sql().query(sql, params)
+        self.with_sql(|s| s.query(sql, params))
     }
     fn transaction(
         &self,
         work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        self.sql().transaction(work)
+        self.with_sql(|s| s.transaction(work))
+    }
+    fn pause(&self) {
+        // Busy only if called from inside a statement, which the port rules out: then keep it.
+        if let Ok(mut held) = self.conn.try_borrow_mut() {
+            held.take();
+        }
     }
 }
 
@@ -848,7 +858,7 @@ mod tests {
     /// Sets the alarm to `at` unless one at or before it is already set: the rule by which the
     /// tenant object schedules a grace end.
     fn keep_earliest(env: &ObjectEnv, at: i64) {
-        if !env.storage.alarm().is_some_and(|set| set <= at) {
+        if env.storage.alarm().is_none_or(|set| set > at) {
             env.storage.set_alarm(Some(at));
         }
     }
