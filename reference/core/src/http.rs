@@ -47,6 +47,11 @@ pub enum ApiError {
     Conflict(&'static str),
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// 410: what the request asks for existed and is gone for good (a pruned log window).
+    Gone {
+        code: &'static str,
+        detail: String,
+    },
     InvalidJson(String),
     InvalidField {
         field: String,
@@ -97,6 +102,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. }
@@ -137,6 +143,7 @@ impl ApiError {
                 "Request bodies must be application/json.".into(),
             ),
             ApiError::InvalidJson(why) => ("invalid_json", why.clone()),
+            ApiError::Gone { code, detail } => (code, detail.clone()),
             ApiError::InvalidField { field, message } => {
                 ("invalid_field", format!("{field}: {message}"))
             }

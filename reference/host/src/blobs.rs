@@ -150,7 +150,10 @@ mod tests {
         store.put("tenants/t1/graph.csv", b"x").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let root = dir.path().join("blobs");
-        assert_eq!(mode(&root.join("tenants").join("t1").join("graph%2Ecsv")), 0o600);
+        assert_eq!(
+            mode(&root.join("tenants").join("t1").join("graph%2Ecsv")),
+            0o600
+        );
         assert_eq!(mode(&root.join("tenants")), 0o700);
         assert_eq!(mode(&root), 0o700);
     }

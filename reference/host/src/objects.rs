@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +34,12 @@ use crate::{Database, HostClock, OsEntropy};
 /// past the cap the least recently used idle instances are evicted, as the platform does
 /// under memory pressure.
 pub const MAX_LIVE_OBJECTS: usize = 1024;
+
+/// Most memory the instances held at once may take, by their own estimate
+/// ([`DurableObject::memory_estimate`]): a count alone would let a thousand large graphs (up to
+/// about 300 MB each) stay in memory. Past it, least recently used idle instances are evicted
+/// the same way. One graph at its edge cap fits.
+pub const MAX_LIVE_OBJECT_BYTES: usize = 512 * 1024 * 1024;
 
 /// Frames queued per socket before the consumer counts as too slow.
 pub const SOCKET_QUEUE: usize = 256;
@@ -113,6 +119,8 @@ struct Slot<O> {
     queue: Mutex<Queue<O>>,
     sockets: Mutex<HashMap<SocketId, SocketEntry>>,
     last_used_ms: AtomicI64,
+    /// The instance's memory estimate after its last call; 0 when evicted.
+    memory: AtomicUsize,
 }
 
 /// The instance and its storage connection; both dropped on eviction.
@@ -132,7 +140,10 @@ pub struct Runtime<O> {
     clock: Arc<HostClock>,
     next_socket: AtomicU64,
     /// Instances currently in memory (with an open connection).
-    live: std::sync::atomic::AtomicUsize,
+    live: AtomicUsize,
+    /// The sum of the instances' memory estimates, and its cap.
+    memory: AtomicUsize,
+    memory_budget: AtomicUsize,
     /// Set when the service stops: the scheduler ends and sockets close.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -161,6 +172,8 @@ impl ObjectStorage for CallStorage<'_> {
 /// is the same as with the lock taken up front; calls that never read it (the rate-limit hot
 /// path, answered from the object's cache) leave the connection to the front and to other
 /// objects meanwhile instead of serialising the whole host behind one object's commit.
+/// [`Sql::pause`] lets it go before a password hash (between statements, outside any
+/// transaction): a login must not stop every other request for the length of an argon2 run.
 struct SharedOnDemand<'a> {
     db: &'a Database,
     conn: RefCell<Option<MutexGuard<'a, Connection>>>,
@@ -172,8 +185,6 @@ impl<'a> SharedOnDemand<'a> {
             db,
             conn: RefCell::new(None),
         }
-/// [`Sql::pause`] lets it go before a password hash (between statements, outside any
-/// transaction): a login must not stop every other request for the length of an argon2 run.
     }
 
     fn with_sql<R>(&self, f: impl FnOnce(&SqliteSql) -> R) -> R {
@@ -343,7 +354,9 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             db,
             clock,
             next_socket: AtomicU64::new(0),
-            live: std::sync::atomic::AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            memory: AtomicUsize::new(0),
+            memory_budget: AtomicUsize::new(MAX_LIVE_OBJECT_BYTES),
             stopping: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&runtime).run_alarms());
@@ -364,6 +377,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
                 }),
                 sockets: Mutex::new(HashMap::new()),
                 last_used_ms: AtomicI64::new(0),
+                memory: AtomicUsize::new(0),
             })
         }))
     }
@@ -420,8 +434,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             .map_err(|_| StorageError::Other("object handler panicked".into()))?;
         slot.last_used_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
-        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS {
-            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10);
+        let budget = self.memory_budget.load(Ordering::Relaxed);
+        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS
+            || self.memory.load(Ordering::Relaxed) > budget
+        {
+            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10, budget / 10 * 9);
         }
         joined
     }
@@ -534,7 +551,9 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         if live.instance.is_none() {
             live.instance = Some(O::load(&env)?);
         }
-        let result = work(live.instance.as_mut().expect("loaded above"), &env);
+        let instance = live.instance.as_mut().expect("loaded above");
+        let result = work(instance, &env);
+        self.account_memory(slot, instance.memory_estimate());
         // Output gate: the call's writes are durable before anyone hears of its result.
         tx.commit()
             .map_err(|e| StorageError::Other(e.to_string()))?;
@@ -557,6 +576,22 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         }
         let accepted = pending.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok((result, accepted, alarm_after))
+    }
+
+    /// Records an instance's new memory estimate in its slot and in the runtime's sum.
+    fn account_memory(&self, slot: &Slot<O>, bytes: usize) {
+        let before = slot.memory.swap(bytes, Ordering::Relaxed);
+        if bytes >= before {
+            self.memory.fetch_add(bytes - before, Ordering::Relaxed);
+        } else {
+            self.memory.fetch_sub(before - bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the cap on the instances' summed memory estimates ([`MAX_LIVE_OBJECT_BYTES`] by
+    /// default).
+    pub fn set_memory_budget(&self, bytes: usize) {
+        self.memory_budget.store(bytes, Ordering::Relaxed);
     }
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
@@ -770,6 +805,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             return false;
         };
         live.instance = None;
+        self.account_memory(slot, 0);
         if live.conn.take().is_some() {
             self.live.fetch_sub(1, Ordering::Relaxed);
             return true;
@@ -777,16 +813,27 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         false
     }
 
-    /// Evicts idle instances, least recently used first, until at most `keep` remain.
-    fn evict_least_recently_used(&self, keep: usize) {
+    /// Evicts idle instances, least recently used first, until at most `keep` remain and
+    /// their memory estimates sum to at most `keep_bytes`.
+    fn evict_least_recently_used(&self, keep: usize, keep_bytes: usize) {
         let mut slots: Vec<Arc<Slot<O>>> = lock(&self.slots).values().cloned().collect();
         slots.sort_by_key(|s| s.last_used_ms.load(Ordering::Relaxed));
         for slot in slots {
-            if self.live.load(Ordering::Relaxed) <= keep {
+            if self.live.load(Ordering::Relaxed) <= keep
+                && self.memory.load(Ordering::Relaxed) <= keep_bytes
+            {
                 break;
             }
             self.try_evict(&slot);
         }
+    }
+
+    /// Instances in memory and the sum of their memory estimates.
+    pub fn live_usage(&self) -> (usize, usize) {
+        (
+            self.live.load(Ordering::Relaxed),
+            self.memory.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops the runtime: the alarm scheduler ends and every socket is closed with 1001
@@ -853,6 +900,45 @@ mod tests {
             env.storage.set_alarm(Some(NEXT_ROUND));
             Ok(())
         }
+    }
+
+    /// An object whose memory estimate the test sets.
+    struct Heavy(usize);
+
+    impl DurableObject for Heavy {
+        const CLASS: &'static str = "HeavyProbe";
+
+        fn load(_: &ObjectEnv) -> Result<Self, StorageError> {
+            Ok(Heavy(0))
+        }
+
+        fn memory_estimate(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// The live-object cap counts memory, not only instances: a few large objects under the
+    /// count cap are evicted (least recently used first) once their estimates pass the budget.
+    #[tokio::test]
+    async fn large_instances_are_evicted_past_the_memory_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(&dir.path().join("auth.sqlite3")).unwrap());
+        let clock = Arc::new(HostClock::default());
+        let rt: Arc<Runtime<Heavy>> = Runtime::start(dir.path(), db, Arc::clone(&clock)).unwrap();
+        rt.set_memory_budget(1000);
+        for i in 0..6 {
+            clock.advance(1);
+            rt.call(&format!("o{i}"), false, |h: &mut Heavy, _| h.0 = 400)
+                .await
+                .unwrap();
+            let (_, bytes) = rt.live_usage();
+            assert!(bytes <= 1000, "{bytes} bytes live after object {i}");
+        }
+        let (live, bytes) = rt.live_usage();
+        assert_eq!((live, bytes), (2, 800));
+        // The most recent ones stay.
+        assert!(rt.evict_idle(0, Some("o5")) == 1 && rt.evict_idle(0, Some("o0")) == 0);
+        assert_eq!(rt.live_usage(), (1, 400));
     }
 
     /// Sets the alarm to `at` unless one at or before it is already set: the rule by which the

@@ -1449,15 +1449,16 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 /// one, without its `ev_`/`pr_` prefix).
 fn assert_no_code_at_rest(dir: &Path, codes: &[String]) {
     let files = files_under(dir);
-    assert!(files.iter().any(|f| f.ends_with("auth.sqlite3")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("auth.sqlite3")),
+        "{files:?}"
+    );
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         for code in codes {
             for needle in [code.as_str(), &code[3..]] {
                 assert!(
-                    !bytes
-                        .windows(needle.len())
-                        .any(|w| w == needle.as_bytes()),
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "the code {code} rests in {}",
                     f.display()
                 );
@@ -1481,10 +1482,7 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
                         "onboarding": {"adminEmail": "admin@rest.io", "template": "rbac"}})),
         )
         .await;
-    let tid = created.ok(201)["tenant"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tid = created.ok(201)["tenant"]["id"].as_str().unwrap().to_owned();
     s.register(&tid, "ann@rest.io").await;
     s.post_tenant(&tid, "resend-verification", json!({"email": "ann@rest.io"}))
         .await
@@ -1507,7 +1505,9 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
     )
     .await
     .ok(200);
-    s.login(&tid, "ann@rest.io", "Another-horse-43").await.ok(200);
+    s.login(&tid, "ann@rest.io", "Another-horse-43")
+        .await
+        .ok(200);
     let welcome = token_in(last_mail(&all, "admin@rest.io", "welcome"));
     s.post_tenant(
         &tid,
