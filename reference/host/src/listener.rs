@@ -76,7 +76,10 @@ pub async fn serve(
                 idle: limits.idle_timeout,
             },
             stop_rx.clone(),
-            slot,
+            Slot {
+                _held: slot,
+                all: Arc::clone(&slots),
+            },
         ));
     }
     drop(listener);
@@ -88,12 +91,24 @@ pub async fn serve(
 
 /// How long a connection may stay without a request in flight: before its first request
 /// (hyper's own header timer starts only once it knows the protocol, so a socket that never
-/// sends a byte is closed here), and between requests.
+/// sends a byte is closed here), and between requests. While every slot is taken, both shrink
+/// to [`UNDER_PRESSURE`]: idle and silent sockets make room for clients with a request.
 #[derive(Debug, Clone, Copy)]
 struct Deadlines {
     first_request: Duration,
     idle: Duration,
 }
+
+/// A connection's place under the cap (given back when the connection ends), and the cap's
+/// semaphore, to tell when every place is taken.
+struct Slot {
+    _held: OwnedSemaphorePermit,
+    all: Arc<Semaphore>,
+}
+
+/// The longest a connection may go without a request while the connection cap is reached. A
+/// real client sends its request head at once.
+const UNDER_PRESSURE: Duration = Duration::from_secs(1);
 
 /// Requests in flight on one connection and when the last one ended.
 struct Activity {
@@ -109,15 +124,18 @@ impl Activity {
             .store(self.since.elapsed().as_millis() as i64, Ordering::Relaxed);
     }
     /// Whether the connection has been without a request for longer than it may.
-    fn overdue(&self, limits: Deadlines) -> bool {
+    fn overdue(&self, limits: Deadlines, full: bool) -> bool {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return false;
         }
-        let allowed = if self.started.load(Ordering::Relaxed) == 0 {
+        let mut allowed = if self.started.load(Ordering::Relaxed) == 0 {
             limits.first_request
         } else {
             limits.idle
         };
+        if full {
+            allowed = allowed.min(UNDER_PRESSURE);
+        }
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed).max(0) as u64);
         self.since.elapsed().saturating_sub(last) >= allowed
     }
@@ -139,7 +157,7 @@ async fn connection(
     app: Router,
     deadlines: Deadlines,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let activity = Arc::new(Activity {
         since: Instant::now(),
@@ -168,7 +186,7 @@ async fn connection(
         let check = deadlines
             .first_request
             .min(deadlines.idle)
-            .min(Duration::from_secs(1));
+            .min(UNDER_PRESSURE);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -185,7 +203,7 @@ async fn connection(
             // dropped.
             _ = tokio::time::sleep(Duration::from_secs(5)), if closing => return,
             _ = tokio::time::sleep(check), if !closing => {
-                if activity.overdue(deadlines) {
+                if activity.overdue(deadlines, slot.all.available_permits() == 0) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
