@@ -425,9 +425,11 @@ async fn run_graph(
     };
     let actor_owned = actor.to_owned();
     let req2 = Arc::clone(&req);
+    let graph_limits = state.limits.graph;
     let called = state
         .graphs
         .call(tenant_id, false, move |g: &mut GraphState, env| {
+            g.set_limits(graph_limits);
             g.handle(env, route, &req2, &actor_owned)
         })
         .await;

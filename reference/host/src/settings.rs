@@ -31,6 +31,11 @@ pub struct Limits {
     pub ws_message_bytes: usize,
     /// The core's limits: keyless end-user auth per tenant, WebSockets per tenant and key.
     pub core: auth_core::limits::Limits,
+    /// The graph object's limits: edges per graph, versions the mutation log keeps.
+    pub graph: auth_core::graph::GraphLimits,
+    /// Memory the live object instances may hold together, by their own estimates, before
+    /// the least recently used idle ones are evicted.
+    pub object_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +52,8 @@ impl Default for Limits {
             keyless_auth_per_address: 600,
             ws_message_bytes: 16 * 1024,
             core: auth_core::limits::Limits::default(),
+            graph: auth_core::graph::GraphLimits::default(),
+            object_memory_bytes: crate::objects::MAX_LIVE_OBJECT_BYTES,
         }
     }
 }
@@ -93,6 +100,15 @@ pub struct LimitArgs {
     /// Open WebSockets per API key.
     #[arg(long, env = "WS_SOCKETS_PER_KEY", default_value_t = 8)]
     pub ws_sockets_per_key: usize,
+    /// Most edges (live and revoked) one tenant's graph holds, at most 200000.
+    #[arg(long, env = "GRAPH_MAX_EDGES", default_value_t = auth_core::graph::MAX_EDGES)]
+    pub graph_max_edges: usize,
+    /// Versions the graph mutation log keeps; `since` before them is 410.
+    #[arg(long, env = "GRAPH_LOG_WINDOW", default_value_t = auth_core::graph::DEFAULT_LOG_WINDOW)]
+    pub graph_log_window: i64,
+    /// MiB the live object instances may hold together (by estimate) before eviction.
+    #[arg(long, env = "OBJECT_MEMORY_MIB", default_value_t = 512)]
+    pub object_memory_mib: usize,
 }
 
 impl LimitArgs {
@@ -113,6 +129,11 @@ impl LimitArgs {
                 sockets_per_tenant: self.ws_sockets_per_tenant.max(1),
                 sockets_per_key: self.ws_sockets_per_key.max(1),
             },
+            graph: auth_core::graph::GraphLimits {
+                max_edges: self.graph_max_edges.clamp(1, auth_core::graph::MAX_EDGES),
+                log_window: self.graph_log_window.max(1),
+            },
+            object_memory_bytes: self.object_memory_mib.max(1) * 1024 * 1024,
         }
     }
 }
