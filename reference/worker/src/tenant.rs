@@ -775,11 +775,7 @@ impl TenantState {
         };
         let mut core_req = match to_core(&mut req).await {
             Ok(r) => r,
-            Err(_) => {
-                return problem(ApiError::InvalidJson(
-                    "The request could not be read.".into(),
-                ))
-            }
+            Err(e) => return problem(e),
         };
         internal::strip(core_req.headers_mut());
         if let Some(host) = forward
