@@ -2,11 +2,12 @@
 //! observations 1, 2, 3, 4, 6 and 8), repeated at a small, bounded scale on 127.0.0.1 against
 //! a service with short timeouts, and the limits that now hold asserted.
 //!
-//! Bounds stated here (generous on purpose: 2 busy cores, a debug of nothing, a limit check
-//! and not a speed test):
+//! Bounds stated here (generous on purpose: 2 busy cores; a limit check, not a speed test;
+//! the tests run one at a time):
 //! - a slow socket is closed within its timeout plus [`SLACK`];
 //! - a key-less large body is answered before it is sent (within [`SLACK`]);
-//! - `/health` p99 stays under [`HEALTH_P99_BOUND`] during a 16-client login flood;
+//! - `/health` p50 stays under [`HEALTH_P50_BOUND`] and p99 under [`HEALTH_P99_BOUND`] during
+//!   a 16-client login flood;
 //! - the process grows by less than [`RSS_GROWTH_BOUND_MB`] under the flood and the uploads.
 
 use std::time::{Duration, Instant};
@@ -29,6 +30,13 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Added to every timeout before a test gives up on the server closing a socket.
 const SLACK: Duration = Duration::from_secs(3);
 const HEALTH_P99_BOUND: Duration = Duration::from_millis(500);
+/// Argon2 runs off the shared database lock: `/health` need not wait for a hash at all (it
+/// answers in about 0.3 ms during the flood, 120 ms when hashes held the lock).
+const HEALTH_P50_BOUND: Duration = Duration::from_millis(50);
+
+/// The tests of this file run one at a time: each loads the machine on purpose, and a flood in
+/// one must not be what another measures.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const RSS_GROWTH_BOUND_MB: u64 = 200;
 const MAX_CSV: usize = 8 * 1024 * 1024;
 
@@ -191,6 +199,7 @@ async fn closed_within(mut s: TcpStream, within: Duration) -> Option<String> {
 /// closed within their timeouts; a full connection cap makes new clients wait, not fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sockets_are_closed_within_the_timeouts() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     let started = Instant::now();
     let silent = svc.raw().await;
@@ -272,6 +281,7 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
 /// over the ordinary budget is refused from its declared length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_large_bodies_are_refused_before_they_are_read() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     for auth in [
         "",
@@ -337,6 +347,7 @@ async fn keyless_large_bodies_are_refused_before_they_are_read() {
 /// hash; a bogus reset token costs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_floods_are_bounded_and_failures_cost_the_same() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     let (tid, _) = svc
         .tenant(
@@ -417,11 +428,16 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     }
     health.sort();
     let p99 = health[(health.len() * 99 / 100).min(health.len() - 1)];
+    let p50 = health[health.len() / 2];
     let grown = rss_mb().saturating_sub(rss_before);
     eprintln!(
         "login flood: {logins} logins in 4 s, /health p50 {:?} p99 {p99:?} ({} samples), RSS +{grown} MB",
         health[health.len() / 2],
         health.len()
+    );
+    assert!(
+        p50 < HEALTH_P50_BOUND,
+        "/health p50 {p50:?} under the flood"
     );
     assert!(
         p99 < HEALTH_P99_BOUND,
@@ -437,6 +453,7 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
 /// after a flood of forgot-password calls; and the flood queues one reset mail, not 110.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_auth_cannot_spend_the_tenants_quota() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     let (tid, sk) = svc.tenant("quota", 100, json!({})).await;
     svc.register(&tid, "ann@quota.io").await;
@@ -504,6 +521,7 @@ async fn close_code(
 /// are small; sockets per key and per tenant are capped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_frames_are_metered_and_sockets_capped() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     let (_, sk) = svc.tenant("sockets", 100, json!({})).await;
     let mut a = ws(&svc, &sk).await.expect("first socket");

@@ -141,6 +141,11 @@ impl Ctx<'_> {
         self.ports.db.pause();
         password::hash(self.passwords, password, self.ports.entropy)
     }
+    /// The work of a verification, for an address without an account.
+    fn verify_nothing(&self, password: &str) -> Result<(), ApiError> {
+        self.ports.db.pause();
+        password::verify_nothing(self.passwords, password)
+    }
     /// Verifies a password, with the same work whether or not `stored` is a usable hash.
     fn verify_password(&self, password: &str, stored: &str) -> Result<bool, ApiError> {
         self.ports.db.pause();
@@ -396,7 +401,7 @@ fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)?
     };
     let Some(user) = found else {
-        password::verify_nothing(ctx.passwords, &password)?;
+        ctx.verify_nothing(&password)?;
         return Err(ApiError::UserUnauthorized);
     };
     // The password is checked first, so the status of an account is told only to its owner.
