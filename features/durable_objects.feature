@@ -7,6 +7,7 @@ Feature: Tenant state behind the tenant's key
     Given a tenant "A"
     And a tenant "B"
 
+  @R-KEY-REQUIRED
   Scenario Outline: <method> <path> without a key is refused
     When I send <method> "<path>" as "none"
     Then the request is refused or not found
@@ -28,6 +29,7 @@ Feature: Tenant state behind the tenant's key
       | POST   | /do/graph-state/{A.id}/reload          |
       | GET    | /admin/debug/tenant?tenant_id={A.id}   |
 
+  @R-ROUTING-MATCH
   Scenario Outline: <path> with a routing header naming another tenant is refused
     When I send GET "<path>" as "B" with the tenant header of "A"
     Then the request is refused with 403
@@ -37,7 +39,7 @@ Feature: Tenant state behind the tenant's key
       | /v1/rate-limit  |
       | /v1/audit-log   |
 
-  @needs-audit-log
+  @needs-audit-log @R-AUDIT-COMPLETE @R-AUDIT-NO-SECRET
   Scenario: The audit log records a key's creation without its secret
     Given tenant "A" has a secret live key "ci"
     When I send GET "/v1/audit-log" as "A"
@@ -45,7 +47,7 @@ Feature: Tenant state behind the tenant's key
     And the response mentions "{A:ci.id}"
     And the response does not contain the secret of "A:ci"
 
-  @needs-audit-log
+  @needs-audit-log @R-AUDIT-TENANT
   Scenario: Another tenant's audit log does not show this tenant's actions
     Given tenant "A" has a secret live key "ci"
     When I send GET "/v1/audit-log" as "B"
@@ -53,7 +55,7 @@ Feature: Tenant state behind the tenant's key
     And the response does not mention "{A:ci.id}"
     And the response does not mention "{A.id}"
 
-  @needs-audit-log
+  @needs-audit-log @R-KEY-PERMISSIONS
   Scenario: A publishable key cannot read the audit log
     When I send GET "/v1/audit-log" as "A:public"
     Then the request is refused with 403

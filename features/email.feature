@@ -9,6 +9,7 @@ Feature: Verification and password-reset tokens by mail
     Given a tenant "A"
     And a tenant "B"
 
+  @R-EMAIL-TOKENS
   Scenario: Signing up sends a verification token that verifies the address once
     Given "ann" has signed up in tenant "A"
     When "ann" receives a verification mail
@@ -21,6 +22,7 @@ Feature: Verification and password-reset tokens by mail
     Then the response is a problem 400 "invalid_field"
     And the problem names the field "token"
 
+  @R-EMAIL-TOKENS @R-USER-REVOCATION
   Scenario: A reset token by mail sets a new password once and ends every session
     Given "ann" has signed up in tenant "A"
     And I remember "ann"'s access token as "before"
@@ -38,6 +40,7 @@ Feature: Verification and password-reset tokens by mail
     Then the response is a problem 400 "invalid_field"
     And the problem names the field "token"
 
+  @R-EMAIL-TOKENS
   Scenario: A reset token is not a verification token
     Given "ann" has signed up in tenant "A"
     When "ann" asks for a password reset in tenant "A"
@@ -48,6 +51,7 @@ Feature: Verification and password-reset tokens by mail
     When "ann" sends GET "/v1/auth/me" with her access token
     Then the field "user.emailVerified" is false
 
+  @R-EMAIL-TOKENS
   Scenario: A verification token is not a reset token
     Given "ann" has signed up in tenant "A"
     When "ann" receives a verification mail
@@ -56,6 +60,7 @@ Feature: Verification and password-reset tokens by mail
     And the problem names the field "token"
     And "ann"'s access token works
 
+  @R-EMAIL-TOKENS @R-USER-ISOLATION
   Scenario: A token of tenant A does nothing in tenant B
     Given "ann" has signed up in tenant "A"
     And "ann" has signed up in tenant "B" with another password
@@ -66,6 +71,7 @@ Feature: Verification and password-reset tokens by mail
     And the problem names the field "token"
     And "ann"'s access token works
 
+  @R-EMAIL-TOKENS @R-USER-PASSWORD-RULES
   Scenario: A weak password is refused on reset and does not use the token up
     Given "ann" has signed up in tenant "A"
     When "ann" asks for a password reset in tenant "A"
@@ -77,6 +83,7 @@ Feature: Verification and password-reset tokens by mail
     When "ann" sends her password reset token to "reset-password"
     Then the status is 200
 
+  @R-USER-NO-ENUMERATION
   Scenario: Asking for a reset answers the same for unknown and known addresses
     Given "ann" has signed up in tenant "A"
     When "ann" asks for a password reset in tenant "A"
@@ -86,6 +93,7 @@ Feature: Verification and password-reset tokens by mail
     Then the response is identical to the response "known"
     And within 1 second no mail has gone to "nobody"
 
+  @R-USER-NO-ENUMERATION
   Scenario: Asking for a new verification mail answers the same for unknown and known addresses
     Given "ann" has signed up in tenant "A"
     When "ann" asks for a new verification mail in tenant "A"
@@ -95,6 +103,7 @@ Feature: Verification and password-reset tokens by mail
     Then the response is identical to the response "known"
     And within 1 second no mail has gone to "nobody"
 
+  @R-EMAIL-TOKENS
   Scenario: A new verification mail ends the earlier verification token
     Given "ann" has signed up in tenant "A"
     When "ann" receives a verification mail
@@ -106,6 +115,7 @@ Feature: Verification and password-reset tokens by mail
     When "ann" sends her verification token to "verify-email"
     Then the status is 200
 
+  @R-MAIL-NO-SECRET
   Scenario: No mail carries a secret of this run
     Given "ann" has signed up in tenant "A"
     When "ann" receives a verification mail

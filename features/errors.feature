@@ -7,6 +7,7 @@ Feature: Errors are clear problems, never server errors
   Background:
     Given a tenant "A"
 
+  @R-INVALID-JSON @R-NO-500 @R-NO-INTERNALS
   Scenario Outline: <what> sent to <path> is invalid JSON
     When I send POST "<path>" as "<as>" with content type "application/json" and body '<body>'
     Then the response is a problem 400 "invalid_json"
@@ -18,16 +19,19 @@ Feature: Errors are clear problems, never server errors
       | A trailing comma   | /admin/tenants | admin | {"slug":"a",}    |
       | Single quotes      | /admin/tenants | admin | {'slug':'a'}     |
 
+  @R-INVALID-JSON @R-NO-500
   Scenario: An empty body where JSON is required is a problem, not a crash
     When I send POST "/v1/api-keys" as "A" with content type "application/json" and body ''
     Then the status is 400
     And the response is not a server error
 
+  @R-INVALID-JSON @R-NO-500
   Scenario: A JSON body that is not an object is a problem
     When I send POST "/v1/api-keys" as "A" with body '["name","x"]'
     Then the status is 400
     And the response is not a server error
 
+  @R-KEY-CREATE @R-INVALID-FIELD
   Scenario Outline: A key with <problem> is refused naming the field <field>
     When I send POST "/v1/api-keys" as "A" with body '<body>'
     Then the response is a problem 400 "invalid_field"
@@ -46,6 +50,7 @@ Feature: Errors are clear problems, never server errors
       | permissions on a secret key     | permissions | {"name":"x","type":"secret","environment":"live","permissions":["read:api_keys"]}     |
       | an unknown field                | admin       | {"name":"x","type":"secret","environment":"live","admin":true}                        |
 
+  @R-TENANT-FIELDS @R-INVALID-FIELD
   Scenario Outline: A tenant with <problem> is refused naming the field <field>
     When I send POST "/admin/tenants" as "admin" with body '<body>'
     Then the response is a problem 400 "invalid_field"
@@ -59,7 +64,9 @@ Feature: Errors are clear problems, never server errors
       | no slug                   | slug     | {"name":"P"}                                              |
       | a numeric slug            | slug     | {"slug":42,"name":"P"}                                    |
       | an unknown field          | parentId | {"slug":"{slug:p}","name":"P","parentId":"tenant:x"}      |
+      | the field parent_id       | parent_id | {"slug":"{slug:p}","name":"P","parent_id":"tenant:x"}    |
 
+  @R-TENANT-FIELDS @R-INVALID-FIELD
   Scenario Outline: The slug "<slug>" is refused because a slug is a DNS label
     When I send POST "/admin/tenants" as "admin" with body '{"slug":"<slug>","name":"Bad slug"}'
     Then the response is a problem 400 "invalid_field"
@@ -76,6 +83,7 @@ Feature: Errors are clear problems, never server errors
       |                                                                      |
       | {slug64:toolong}                                                     |
 
+  @R-INVALID-QUERY @R-TENANT-LIST
   Scenario Outline: The query <query> is refused naming the parameter <field>
     When I send GET "/admin/tenants?<query>" as "admin"
     Then the response is a problem 400 "invalid_query"
@@ -91,6 +99,7 @@ Feature: Errors are clear problems, never server errors
       | status=weird   | status |
       | plan=platinum  | plan   |
 
+  @R-PAYLOAD-TOO-LARGE
   Scenario Outline: A body over 64 KiB sent to <path> is refused with 413
     When I send POST "<path>" as "<as>" with a JSON body of 70000 bytes
     Then the response is a problem 413 "payload_too_large"
@@ -100,10 +109,12 @@ Feature: Errors are clear problems, never server errors
       | /v1/api-keys   | A     |
       | /admin/tenants | admin |
 
+  @R-PAYLOAD-TOO-LARGE
   Scenario: A body just under 64 KiB is judged on its content, not its size
     When I send POST "/v1/api-keys" as "A" with a JSON body of 60000 bytes
     Then the response is a problem 400 "invalid_field"
 
+  @R-MEDIA-TYPE
   Scenario Outline: A <type> body is refused with 415
     When I send POST "/v1/api-keys" as "A" with content type "<type>" and body '{"name":"x","type":"secret","environment":"live"}'
     Then the response is a problem 415 "unsupported_media_type"
@@ -114,10 +125,12 @@ Feature: Errors are clear problems, never server errors
       | application/x-www-form-urlencoded |
       | application/xml                   |
 
+  @R-MEDIA-TYPE
   Scenario: A body without a content type is refused with 415
     When I send POST "/v1/api-keys" as "A" with content type "" and body '{"name":"x","type":"secret","environment":"live"}'
     Then the response is a problem 415 "unsupported_media_type"
 
+  @R-NOT-FOUND
   Scenario Outline: The unknown route <path> answers 404
     When I send GET "<path>" as "<as>"
     Then the response is a problem 404 "not_found"
@@ -129,6 +142,7 @@ Feature: Errors are clear problems, never server errors
       | /v2/api-keys                 | A     |
       | /v1/api-keys/{A.id}/x/y      | A     |
 
+  @R-METHOD-NOT-ALLOWED
   Scenario Outline: <method> on <path> answers 405 with an Allow header
     When I send <method> "<path>" as "<as>"
     Then the response is a problem 405 "method_not_allowed"
@@ -141,14 +155,17 @@ Feature: Errors are clear problems, never server errors
       | POST   | /v1/tenant             | A     |
       | PATCH  | /admin/tenants         | admin |
 
+  @R-NOT-FOUND
   Scenario: An unknown tenant answers 404 on the admin API
     When I send GET "/admin/tenants/{unknown-tenant-id}" as "admin"
     Then the response is a problem 404 "not_found"
 
+  @R-NOT-FOUND
   Scenario: An unknown key id answers 404
     When I send GET "/v1/api-keys/{unknown-key-id}" as "A"
     Then the response is a problem 404 "not_found"
 
+  @R-NO-500 @R-NO-INTERNALS
   Scenario Outline: The odd key id <id> is an answer, never a crash
     When I send GET "/v1/api-keys/<id>" as "A"
     Then the response is not a server error
@@ -162,6 +179,7 @@ Feature: Errors are clear problems, never server errors
       | %F0%9F%94%91                                 |
       | key%3Axxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx |
 
+  @R-REQUEST-ID @R-PROBLEM
   Scenario: Every error carries a request id
     When I send GET "/v1/api-keys" as "none"
     Then the status is 401

@@ -10,6 +10,7 @@ Feature: Rotating the JWT signing secret without downtime
     And "ann" has signed up in tenant "A"
     And I remember "ann"'s access token as "before"
 
+  @R-JWT-KEYRING
   Scenario: The keyring shows key ids and statuses, never a secret, to the platform admin only
     When I send GET "/admin/jwt" as "admin"
     Then the status is 200
@@ -20,6 +21,7 @@ Feature: Rotating the JWT signing secret without downtime
     When I send GET "/admin/jwt" as "none"
     Then the response is a problem 401 "unauthorized"
 
+  @R-JWT-ROTATE
   Scenario: After a rotation old tokens still verify and new tokens carry the new key id
     When I send POST "/admin/jwt/rotate" as "admin"
     Then the status is 200
@@ -32,6 +34,7 @@ Feature: Rotating the JWT signing secret without downtime
     And the access token "before" works
     And "ann"'s access token works
 
+  @R-JWT-RETIRE
   Scenario: After retiring the previous key its tokens are refused
     When I send POST "/admin/jwt/rotate" as "admin"
     And "ann" logs in to tenant "A"
@@ -41,7 +44,7 @@ Feature: Rotating the JWT signing secret without downtime
     And the access token "before" is refused
     And "ann"'s access token works
 
-  @needs-jwt-secret
+  @needs-jwt-secret @R-JWT-ROTATE @R-USER-TOKENS
   Scenario: Tokens of a rotated key verify independently with the secret derived from JWT_SECRET
     When I send POST "/admin/jwt/rotate" as "admin"
     And "ann" logs in to tenant "A"

@@ -4,6 +4,7 @@ Feature: Onboarding a tenant with its first admin
   its keys as usual; the admin gets a welcome mail with the documentation link and a
   single-use code to set a password; the tenant's record shows how far onboarding has got.
 
+  @R-ONBOARDING
   Scenario: Onboarding creates the tenant, its keys and the onboarding state
     When the platform admin creates tenant "O" with onboarding for "olga" and the template "rbac"
     Then the status is 201
@@ -17,6 +18,7 @@ Feature: Onboarding a tenant with its first admin
     And the field "onboarding.adminEmail" is "{user:olga.email}"
     And the field "onboarding.adminUserId" is present
 
+  @R-ONBOARDING-MAIL @R-MAIL-NO-SECRET
   Scenario: The admin gets a welcome mail with the documentation link
     When the platform admin creates tenant "O" with onboarding for "olga"
     Then the status is 201
@@ -25,6 +27,7 @@ Feature: Onboarding a tenant with its first admin
     And within 5 seconds GET "/admin/tenants/{O.id}" as "admin" shows the field "onboarding.welcomeEmail" as "sent"
     And no captured mail contains a secret of this run
 
+  @R-ONBOARDING-PASSWORD
   Scenario: The welcome code sets the admin's password once
     When the platform admin creates tenant "O" with onboarding for "olga"
     And "olga" receives a welcome mail
@@ -41,12 +44,14 @@ Feature: Onboarding a tenant with its first admin
     Then the response is a problem 400 "invalid_field"
     And the problem names the field "token"
 
+  @R-ONBOARDING
   Scenario: A tenant created without onboarding shows no onboarding state
     Given a tenant "P"
     When I send GET "/admin/tenants/{P.id}" as "admin"
     Then the status is 200
     And the field "onboarding" is absent
 
+  @R-ONBOARDING-VALIDATION
   Scenario Outline: A bad onboarding request (<what>) is refused and creates nothing
     When the platform admin creates tenant "Bad" with the onboarding '<onboarding>'
     Then the response is a problem 400 "invalid_field"

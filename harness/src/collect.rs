@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authconf_scenarios::{AuthWorld, RunContext};
+use authconf_scenarios::{AuthWorld, Deviation, FailureClass, RunContext};
 use cucumber::event::{self, Cucumber, Feature, RetryableScenario, Rule, Scenario, StepError};
 use cucumber::{gherkin, parser, Event, Writer};
 
@@ -77,6 +77,9 @@ pub struct Failure {
     pub message: String,
     /// The last request and response of the scenario (redacted).
     pub exchange: Option<String>,
+    /// The harness made this failure up (no step definition, a failing hook): class
+    /// `harness` unless the message is marked.
+    pub harness: bool,
 }
 
 /// One scenario's result.
@@ -100,6 +103,10 @@ pub struct ScenarioResult {
     pub steps: Vec<StepResult>,
     /// Why it failed.
     pub failure: Option<Failure>,
+    /// The class of a failure (`None` unless the verdict is a failure, expected or not).
+    pub class: Option<FailureClass>,
+    /// Format deviations recorded while the scenario went on.
+    pub deviations: Vec<Deviation>,
 }
 
 type Key = (String, usize, usize);
@@ -180,6 +187,8 @@ impl Collector {
                             duration: Duration::ZERO,
                             steps: Vec::new(),
                             failure: None,
+                            class: None,
+                            deviations: Vec::new(),
                         },
                     },
                 );
@@ -208,6 +217,7 @@ impl Collector {
                             step: step.value.clone(),
                             message: "no step definition matches this step".into(),
                             exchange: None,
+                            harness: true,
                         });
                     }
                     event::Step::Failed(_, _, world, err) => {
@@ -222,6 +232,7 @@ impl Collector {
                             step: step.value.clone(),
                             message: self.ctx.secrets.redact(&message),
                             exchange,
+                            harness: false,
                         });
                     }
                 }
@@ -233,6 +244,7 @@ impl Collector {
                         step: "(hook)".into(),
                         message: self.ctx.secrets.redact(&panic_text(&info)),
                         exchange: None,
+                        harness: true,
                     });
                 }
             }
@@ -258,12 +270,16 @@ impl Collector {
                         duration: Duration::ZERO,
                     });
                 }
+                let deviations = self
+                    .ctx
+                    .take_deviations(&scenario_key(&r.result.file, r.result.line));
+                crate::verdicts::decide(&mut r.result, deviations);
                 if self.progress {
                     let n = st.results.len() + 1;
-                    let mark = if r.result.verdict == Verdict::Passed {
-                        "ok  "
-                    } else {
-                        "FAIL"
+                    let mark = match (&r.result.verdict, r.result.class) {
+                        (Verdict::Passed, _) => "ok  ".to_owned(),
+                        (_, Some(c)) => format!("FAIL [{c}]"),
+                        _ => "FAIL".to_owned(),
                     };
                     println!(
                         "[{n:>3}/{}] {mark} {} › {} ({} ms)",
@@ -284,6 +300,13 @@ impl Collector {
             _ => {}
         }
     }
+}
+
+/// The key deviations are recorded under: `<feature path>:<scenario line>`, exactly the
+/// `file` and `line` of [`ScenarioResult`] (the harness's `before` hook gives it to each
+/// World).
+pub fn scenario_key(file: &str, line: usize) -> String {
+    format!("{file}:{line}")
 }
 
 fn panic_text(info: &event::Info) -> String {

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::collect::{ScenarioResult, Verdict};
 use crate::RunError;
 
 /// Scenario name -> reason.
@@ -85,6 +86,27 @@ impl KnownFailures {
     /// The reason a scenario is listed, if it is.
     pub fn reason(&self, scenario: &str) -> Option<&str> {
         self.entries.get(scenario).map(String::as_str)
+    }
+
+    /// Turns listed failures into expected ones and listed passes into unexpected passes (a
+    /// failure keeps its class); returns the entries that matched no scenario.
+    pub fn apply(&self, results: &mut [ScenarioResult]) -> Vec<String> {
+        let mut used = std::collections::BTreeSet::new();
+        for r in results.iter_mut() {
+            if let Some(reason) = self.reason(&r.name) {
+                used.insert(r.name.clone());
+                r.verdict = match &r.verdict {
+                    Verdict::Failed => Verdict::ExpectedFailure(reason.to_owned()),
+                    Verdict::Passed => Verdict::UnexpectedPass(reason.to_owned()),
+                    v => v.clone(),
+                };
+            }
+        }
+        self.entries
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect()
     }
 }
 

@@ -10,25 +10,34 @@
 //! call, and is deleted at the end of the run, after failures and after Ctrl-C too.
 
 pub mod bench;
+pub mod capabilities;
+pub mod cleanup;
 pub mod collect;
 pub mod known;
 pub mod mail;
 pub mod options;
+pub mod preflight;
 pub mod report;
+pub mod rules;
+pub mod sections;
+pub mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authconf_scenarios::{AuthWorld, Capabilities, Propagation, RunContext};
+use authconf_scenarios::{AuthWorld, Capabilities, FailureClass, Propagation, RunContext};
 use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::tag::Ext as _;
 use cucumber::{gherkin, World as _};
 
+pub use capabilities::{CapabilityLine, Source as CapabilitySource};
+pub use cleanup::{cleanup, CleanupOutcome};
 pub use collect::{Failure, ScenarioResult, StepResult, StepStatus, Verdict};
 pub use known::KnownFailures;
-pub use options::{RunOptions, Slo, Target};
+pub use options::{FailOn, RunOptions, Slo, Target};
 pub use report::Latency;
+pub use verdicts::Cause;
 
 /// Why a run could not be carried out (as opposed to a scenario failing).
 #[derive(Debug, thiserror::Error)]
@@ -86,23 +95,48 @@ pub struct RunOutcome {
     pub wall: Duration,
     /// Time spent deleting the run's tenants afterwards.
     pub cleanup_time: Duration,
-    /// Tenants deleted afterwards.
+    /// Tenants this run's cleanup deleted (and confirmed gone).
     pub tenants_deleted: usize,
+    /// The run's tenants that were already gone (never created, or deleted by a scenario).
+    pub tenants_already_gone: usize,
+    /// Deleted tenants whose key was tried after the delete.
+    pub deleted_keys_checked: usize,
+    /// Which failure classes fail the run.
+    pub fail_on: FailOn,
+    /// Run-wide findings that are no scenario's failure (non-unique tokens, keys of deleted
+    /// tenants that still authenticate), redacted.
+    pub findings: Vec<(FailureClass, String)>,
+    /// Dialect fallbacks setup steps used, each once.
+    pub fallbacks: Vec<String>,
+    /// Every capability the run used, with where it came from.
+    pub capabilities: Vec<CapabilityLine>,
 }
 
 impl RunOutcome {
-    /// 0 passed, 1 a scenario failed (or an SLO was missed), 130 interrupted.
+    /// 0 passed, 1 a failure of a class `--fail-on` gates on (a failed scenario or a
+    /// finding), a known failure that passed, a missed SLO or a feature file error; 130
+    /// interrupted.
     pub fn exit_code(&self) -> i32 {
+        let gated = self.scenarios.iter().any(|r| match r.verdict {
+            Verdict::Failed => self.fail_on.gates(r.class),
+            Verdict::UnexpectedPass(_) => true,
+            _ => false,
+        }) || self
+            .findings
+            .iter()
+            .any(|(c, _)| self.fail_on.gates(Some(*c)));
         if self.interrupted {
             EXIT_INTERRUPTED
-        } else if self.scenarios.iter().any(|r| r.verdict.fails_run())
-            || !self.slo_violations.is_empty()
-            || !self.parse_errors.is_empty()
-        {
+        } else if gated || !self.slo_violations.is_empty() || !self.parse_errors.is_empty() {
             1
         } else {
             0
         }
+    }
+
+    /// Failures grouped by cause, most scenarios first.
+    pub fn causes(&self) -> Vec<Cause> {
+        verdicts::causes(&self.scenarios)
     }
 
     /// The result of the scenario with this name.
@@ -329,7 +363,7 @@ async fn prepare_target(opts: &RunOptions) -> Result<Prepared, RunError> {
     }
 }
 
-fn client(headers: &[(String, String)]) -> Result<reqwest::Client, RunError> {
+pub(crate) fn client(headers: &[(String, String)]) -> Result<reqwest::Client, RunError> {
     let _ = headers;
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -340,94 +374,86 @@ fn client(headers: &[(String, String)]) -> Result<reqwest::Client, RunError> {
         .map_err(|e| RunError::Usage(format!("HTTP client: {e}")))
 }
 
-fn with_headers(
+pub(crate) fn with_headers(
     rb: reqwest::RequestBuilder,
     headers: &[(String, String)],
 ) -> reqwest::RequestBuilder {
     headers.iter().fold(rb, |rb, (k, v)| rb.header(k, v))
 }
 
-/// Fails with [`RunError::Unreachable`] when the target does not answer HTTP at all; any
-/// status counts as an answer.
-async fn check_reachable(
-    client: &reqwest::Client,
-    base: &str,
-    headers: &[(String, String)],
-) -> Result<(), RunError> {
-    let rb = with_headers(client.get(format!("{base}/health")), headers)
-        .timeout(Duration::from_secs(10));
-    rb.send()
-        .await
-        .map(|_| ())
-        .map_err(|e| RunError::Unreachable(format!("{base}: {e}")))
-}
-
-/// A refused admin key is a configuration error, reported once rather than as a failure of
-/// every scenario.
-async fn check_admin_key(
-    client: &reqwest::Client,
-    prepared: &Prepared,
-    headers: &[(String, String)],
-) -> Result<(), RunError> {
-    let Some(key) = &prepared.admin_key else {
-        return Ok(());
-    };
-    let rb = client
-        .get(format!("{}/admin/tenants?limit=1", prepared.base_url))
-        .bearer_auth(key);
-    match with_headers(rb, headers).send().await {
-        Ok(r) if r.status().as_u16() == 401 || r.status().as_u16() == 403 => Err(RunError::Usage(
-            format!("the target refuses the platform admin key ({})", r.status()),
-        )),
-        _ => Ok(()),
+/// A scenario the target cannot run, reported as skipped with the reason.
+fn skipped_result(
+    feat: &gherkin::Feature,
+    sc: &gherkin::Scenario,
+    file: String,
+    tags: Vec<String>,
+    why: String,
+) -> ScenarioResult {
+    ScenarioResult {
+        feature: feat.name.clone(),
+        file,
+        name: sc.name.clone(),
+        tags,
+        line: sc.position.line,
+        verdict: Verdict::Skipped(why),
+        duration: Duration::ZERO,
+        steps: sc
+            .steps
+            .iter()
+            .map(|st| StepResult {
+                keyword: st.keyword.trim().to_owned(),
+                text: st.value.clone(),
+                line: st.position.line,
+                status: StepStatus::Skipped,
+                duration: Duration::ZERO,
+            })
+            .collect(),
+        failure: None,
+        class: None,
+        deviations: Vec::new(),
     }
 }
 
-async fn capabilities(
-    client: &reqwest::Client,
-    base: &str,
-    headers: &[(String, String)],
-) -> Capabilities {
-    let rb = with_headers(client.get(format!("{base}/.well-known/authconf")), headers);
-    match rb.send().await {
-        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-            Ok(doc) if doc.is_object() => Capabilities::from_document(&doc),
-            _ => Capabilities::basic(),
-        },
-        _ => Capabilities::basic(),
-    }
+/// The scenario key (`<feature path>:<line>`, as [`ScenarioResult`] has it) and the tags
+/// (feature, rule, scenario) the `before` hook gives each World.
+fn scenario_identity(
+    feat: &gherkin::Feature,
+    rule: Option<&gherkin::Rule>,
+    sc: &gherkin::Scenario,
+) -> (String, Vec<String>) {
+    let file = feat
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let tags = feat
+        .tags
+        .iter()
+        .chain(rule.iter().flat_map(|r| r.tags.iter()))
+        .chain(sc.tags.iter())
+        .cloned()
+        .collect();
+    (collect::scenario_key(&file, sc.position.line), tags)
 }
 
-/// What the harness itself adds to, or must correct in, the target's capabilities document.
-///
-/// - `features.mailCapture` means "authconf can read the target's mail": true exactly when
-///   the harness installed a capture: the embedded reference's wiremock mail API, or the one
-///   `--mail-capture ADDR` starts for a URL target configured to send to it. A target that
-///   declares it otherwise is not believed: this harness has no reader for a deployment's
-///   own capture (the hook is [`authconf_scenarios::MailCapture`]).
-/// - `features.userAuth`: the document's word; for the embedded reference only, which the
-///   harness started with a JWT secret and therefore end-user auth, a document that does not
-///   (yet) declare it is checked by one probe: `GET /v1/auth/me` without a token must answer
-///   401 (a target without end-user auth answers 404). The probe is not trusted for URL
-///   targets, where a 401 could come from a gateway.
-/// - `features.jwtSecretKnown` (harness-only): the harness knows `JWT_SECRET`.
-async fn adjust_capabilities(
-    caps: &mut Capabilities,
-    prepared: &Prepared,
-    http: &reqwest::Client,
-    headers: &[(String, String)],
-) {
-    caps.features
-        .insert("mailCapture".into(), prepared.mail.is_some());
-    caps.features
-        .insert("jwtSecretKnown".into(), prepared.jwt_secret.is_some());
-    if prepared.embedded.is_some() && !caps.feature("userAuth") {
-        let rb = with_headers(
-            http.get(format!("{}/v1/auth/me", prepared.base_url)),
-            headers,
-        );
-        let answers_401 = matches!(rb.send().await, Ok(r) if r.status().as_u16() == 401);
-        caps.features.insert("userAuth".into(), answers_401);
+/// Keeps one key of each tenant the scenario created (its secret key, else any of its
+/// keys), so that cleanup can check the key stops working once the tenant is deleted.
+fn remember_tenant_keys(w: &AuthWorld, keys: &cleanup::TenantKeys) {
+    let mut k = keys.lock().expect("tenant keys poisoned");
+    for (name, t) in &w.tenants {
+        let secret = w
+            .keys
+            .get(&format!("{name}:secret"))
+            .and_then(|r| r.secret.clone())
+            .or_else(|| {
+                w.keys
+                    .values()
+                    .filter(|r| &r.tenant == name)
+                    .find_map(|r| r.secret.clone())
+            });
+        if let Some(s) = secret {
+            k.entry(t.id.clone()).or_insert(s);
+        }
     }
 }
 
@@ -566,15 +592,41 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     if total_hint == 0 {
         return Err(RunError::Usage("the selection matches no scenario".into()));
     }
+    capabilities::check_assumptions(&opts.assume)?;
+    let caps_file = opts
+        .capabilities_file
+        .as_deref()
+        .map(|p| capabilities::load_file(p).map(|v| (v, p.display().to_string())))
+        .transpose()?;
 
     let started = Instant::now();
     let prepared = prepare_target(&opts).await?;
     let http = client(&opts.headers)?;
-    check_reachable(&http, &prepared.base_url, &opts.headers).await?;
-    check_admin_key(&http, &prepared, &opts.headers).await?;
-    let mut caps = capabilities(&http, &prepared.base_url, &opts.headers).await;
+    preflight::check_reachable(&http, &prepared.base_url, &opts.headers).await?;
+    preflight::check_admin_api(
+        &http,
+        &prepared.base_url,
+        prepared.admin_key.as_deref(),
+        &opts.headers,
+    )
+    .await?;
+    let prober = capabilities::Prober {
+        http: &http,
+        base: &prepared.base_url,
+        admin_key: prepared.admin_key.as_deref(),
+        headers: &opts.headers,
+    };
+    let (caps, capability_lines) = capabilities::discover(
+        &prober,
+        caps_file.as_ref().map(|(v, p)| (v, p.clone())),
+        &opts.assume,
+        capabilities::HarnessSide {
+            mail_capture: prepared.mail.is_some(),
+            jwt_secret_known: prepared.jwt_secret.is_some(),
+        },
+    )
+    .await?;
     let embedded = prepared.embedded.is_some();
-    adjust_capabilities(&mut caps, &prepared, &http, &opts.headers).await;
     let base_domain = opts
         .base_domain
         .clone()
@@ -626,8 +678,14 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
             opts.concurrency
         );
         if !caps.present {
+            println!("  the target serves no /.well-known/authconf");
+        }
+        for l in &capability_lines {
             println!(
-                "  the target serves no /.well-known/authconf: assuming tenants and API keys only"
+                "  capability {}: {} ({})",
+                l.name,
+                if l.enabled { "yes" } else { "no" },
+                l.source
             );
         }
     }
@@ -668,27 +726,7 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
                         .iter()
                         .any(|r| r.file == file && r.line == sc.position.line)
                     {
-                        s.push(ScenarioResult {
-                            feature: feat.name.clone(),
-                            file,
-                            name: sc.name.clone(),
-                            tags,
-                            line: sc.position.line,
-                            verdict: Verdict::Skipped(why),
-                            duration: Duration::ZERO,
-                            steps: sc
-                                .steps
-                                .iter()
-                                .map(|st| StepResult {
-                                    keyword: st.keyword.trim().to_owned(),
-                                    text: st.value.clone(),
-                                    line: st.position.line,
-                                    status: StepStatus::Skipped,
-                                    duration: Duration::ZERO,
-                                })
-                                .collect(),
-                            failure: None,
-                        });
+                        s.push(skipped_result(feat, sc, file, tags, why));
                     }
                     false
                 }
@@ -698,7 +736,23 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
 
     let state: Arc<Mutex<collect::Collected>> = Arc::default();
     let writer = collect::Collector::new(state.clone(), ctx.clone(), opts.progress, total_hint);
+    let tenant_keys: cleanup::TenantKeys = Arc::default();
     let mut cucumber = AuthWorld::cucumber()
+        .before(|feat, rule, sc, world| {
+            let (key, tags) = scenario_identity(feat, rule, sc);
+            world.scenario_key = Some(key);
+            world.scenario_tags = tags;
+            Box::pin(async {})
+        })
+        .after({
+            let tenant_keys = tenant_keys.clone();
+            move |_, _, _, _, world| {
+                if let Some(w) = world {
+                    remember_tenant_keys(w, &tenant_keys);
+                }
+                Box::pin(async {})
+            }
+        })
         .with_writer(writer)
         .with_cli(cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default())
         .max_concurrent_scenarios(opts.concurrency);
@@ -719,10 +773,17 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     }
 
     let cleanup_started = Instant::now();
-    let tenants_deleted = ctx.tenants.lock().expect("tenants poisoned").len();
-    let cleanup_errors = delete_tenants(&ctx, &opts.headers, opts.progress).await;
+    let deleted = cleanup::delete_tenants(&ctx, &opts.headers).await;
+    if opts.progress && !deleted.errors.is_empty() {
+        eprintln!(
+            "{} tenants could not be deleted; run `authconf cleanup`",
+            deleted.errors.len()
+        );
+    }
+    let keys = std::mem::take(&mut *tenant_keys.lock().expect("tenant keys poisoned"));
+    let deleted_keys_checked =
+        cleanup::check_deleted_keys(&ctx, &opts.headers, &deleted.gone, &keys).await;
     let cleanup_time = cleanup_started.elapsed();
-    let tenants_deleted = tenants_deleted.saturating_sub(cleanup_errors.len());
 
     // Verdicts: collected results, skipped ones, then the known-failures list.
     let (mut results, parse_errors) = {
@@ -734,43 +795,13 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     };
     results.extend(skipped.lock().expect("skip list poisoned").drain(..));
     results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    let mut used = std::collections::BTreeSet::new();
-    for r in &mut results {
-        if let Some(reason) = known.reason(&r.name) {
-            used.insert(r.name.clone());
-            r.verdict = match &r.verdict {
-                Verdict::Failed => Verdict::ExpectedFailure(reason.to_owned()),
-                Verdict::Passed => Verdict::UnexpectedPass(reason.to_owned()),
-                v => v.clone(),
-            };
-        }
-    }
-    let unused_known_failures: Vec<String> = known
-        .entries
-        .keys()
-        .filter(|k| !used.contains(*k))
-        .cloned()
-        .collect();
+    let unused_known_failures = known.apply(&mut results);
 
     let latencies = report::latencies(&ctx.latencies.lock().expect("latencies poisoned"));
-    let mut slo_violations = Vec::new();
-    for slo in &opts.slo {
-        for l in &latencies {
-            let mut samples =
-                ctx.latencies.lock().expect("latencies poisoned")[&l.endpoint].clone();
-            samples.sort();
-            let got = report::percentile(&samples, slo.percentile);
-            if !slo.met_by(got) {
-                slo_violations.push(format!(
-                    "{}: p{} = {:.1} ms, gate {}",
-                    l.endpoint,
-                    slo.percentile,
-                    got.as_secs_f64() * 1000.0,
-                    slo.text
-                ));
-            }
-        }
-    }
+    let slo_violations = report::slo_violations(
+        &opts.slo,
+        &ctx.latencies.lock().expect("latencies poisoned"),
+    );
     let outcome = RunOutcome {
         run_id: run_id.clone(),
         report_path: run_dir.clone(),
@@ -785,11 +816,17 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
         slo_violations,
         parse_errors,
         unused_known_failures,
-        cleanup_errors,
+        cleanup_errors: deleted.errors,
         interrupted,
         wall,
         cleanup_time,
-        tenants_deleted,
+        tenants_deleted: deleted.deleted,
+        tenants_already_gone: deleted.already_gone,
+        deleted_keys_checked,
+        fail_on: opts.fail_on,
+        findings: ctx.findings(),
+        fallbacks: ctx.fallbacks(),
+        capabilities: capability_lines,
     };
     let redact = |s: &str| ctx.secrets.redact(s);
     report::write_all(&outcome, &run_dir, &redact)?;
@@ -820,52 +857,7 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
     Ok(outcome)
 }
 
-/// Deletes the run's tenants (8 at a time); returns what could not be deleted.
-async fn delete_tenants(
-    ctx: &RunContext,
-    headers: &[(String, String)],
-    progress: bool,
-) -> Vec<String> {
-    let ids = ctx.take_tenants();
-    let Some(key) = ctx.admin_key.clone() else {
-        return Vec::new();
-    };
-    use futures::StreamExt as _;
-    let errors: Vec<String> = futures::stream::iter(ids)
-        .map(|id| {
-            let key = key.clone();
-            async move {
-                let enc: String = url_segment(&id);
-                let rb = ctx
-                    .client
-                    .delete(format!("{}/admin/tenants/{enc}", ctx.base_url))
-                    .bearer_auth(&key);
-                match with_headers(rb, headers).send().await {
-                    Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {
-                        if let Some(slug) = id.strip_prefix("tenant:") {
-                            let _ = ctx.ledger.append(slug, "deleted");
-                        }
-                        None
-                    }
-                    Ok(r) => Some(format!("deleting {id}: status {}", r.status())),
-                    Err(e) => Some(format!("deleting {id}: {e}")),
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .filter_map(|x| async move { x })
-        .collect()
-        .await;
-    if progress && !errors.is_empty() {
-        eprintln!(
-            "{} tenants could not be deleted; run `authconf cleanup`",
-            errors.len()
-        );
-    }
-    errors
-}
-
-fn url_segment(s: &str) -> String {
+pub(crate) fn url_segment(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
@@ -875,116 +867,6 @@ fn url_segment(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// What `authconf cleanup` did.
-#[derive(Debug, Default, Clone)]
-pub struct CleanupOutcome {
-    /// Tenant ids deleted (or that would be, with `dry_run`).
-    pub deleted: Vec<String>,
-    /// Failures.
-    pub errors: Vec<String>,
-}
-
-/// Deletes every tenant left by interrupted runs: those with the `authconf-` slug prefix in
-/// `GET /admin/tenants` (all pages) and those in ledgers under `report_dir`.
-pub async fn cleanup(
-    target: &str,
-    admin_key: &str,
-    headers: &[(String, String)],
-    report_dir: &Path,
-    dry_run: bool,
-) -> Result<CleanupOutcome, RunError> {
-    let http = client(headers)?;
-    let base = target.trim_end_matches('/');
-    check_reachable(&http, base, headers).await?;
-    let mut ids = std::collections::BTreeSet::new();
-    // Ledgers first: they name tenants even if the listing is unavailable.
-    if let Ok(runs) = std::fs::read_dir(report_dir) {
-        for run in runs.flatten() {
-            let p = run.path().join("ledger.jsonl");
-            let Ok(text) = std::fs::read_to_string(&p) else {
-                continue;
-            };
-            for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let Some(slug) = v.get("slug").and_then(|s| s.as_str()) {
-                        if slug.starts_with(authconf_scenarios::SLUG_PREFIX) {
-                            ids.insert(format!("tenant:{slug}"));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for page in 1..=10_000u32 {
-        let rb = http
-            .get(format!("{base}/admin/tenants?page={page}&limit=100"))
-            .bearer_auth(admin_key);
-        let resp = with_headers(rb, headers)
-            .send()
-            .await
-            .map_err(|e| RunError::Unreachable(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(RunError::Usage(format!(
-                "GET /admin/tenants answered {} (is AUTHCONF_ADMIN_KEY right?)",
-                resp.status()
-            )));
-        }
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        let list = authconf_scenarios::extract::list(&v, "tenants")
-            .cloned()
-            .unwrap_or_default();
-        for t in &list {
-            let slug = t.get("slug").and_then(|s| s.as_str()).unwrap_or_default();
-            let status = t.get("status").and_then(|s| s.as_str()).unwrap_or_default();
-            if slug.starts_with(authconf_scenarios::SLUG_PREFIX) && status != "deleted" {
-                if let Some(id) = t.get("id").and_then(|s| s.as_str()) {
-                    ids.insert(id.to_owned());
-                }
-            } else if slug.starts_with(authconf_scenarios::SLUG_PREFIX) {
-                ids.remove(t.get("id").and_then(|s| s.as_str()).unwrap_or_default());
-            }
-        }
-        let pages = authconf_scenarios::extract::field(&v, "pagination.pages")
-            .and_then(|p| p.as_u64())
-            .unwrap_or(0);
-        if list.is_empty() || u64::from(page) >= pages {
-            break;
-        }
-    }
-    let mut out = CleanupOutcome::default();
-    for id in ids {
-        // Ledgers also name tenants that were never created (refused slugs) or are already
-        // deleted: only live tenants are deleted and reported.
-        let rb = http
-            .get(format!("{base}/admin/tenants/{}", url_segment(&id)))
-            .bearer_auth(admin_key);
-        match with_headers(rb, headers).send().await {
-            Ok(r) if r.status().is_success() => {
-                let v: serde_json::Value = r.json().await.unwrap_or_default();
-                if authconf_scenarios::extract::tenant_status(&v).as_deref() == Some("deleted") {
-                    continue;
-                }
-            }
-            Ok(r) if r.status().as_u16() == 404 => continue,
-            _ => {}
-        }
-        if dry_run {
-            out.deleted.push(id);
-            continue;
-        }
-        let rb = http
-            .delete(format!("{base}/admin/tenants/{}", url_segment(&id)))
-            .bearer_auth(admin_key);
-        match with_headers(rb, headers).send().await {
-            Ok(r) if r.status().is_success() => out.deleted.push(id),
-            Ok(r) if r.status().as_u16() == 404 => {}
-            Ok(r) => out.errors.push(format!("{id}: {}", r.status())),
-            Err(e) => out.errors.push(format!("{id}: {e}")),
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,9 +8,12 @@ use authconf::{options, RunError, RunOptions, Slo, Target};
 use clap::{Parser, Subcommand};
 
 const EXIT_CODES: &str = "Exit codes:
-  0    every selected scenario passed (skips and expected failures allowed)
-  1    a scenario failed, a known failure passed, or an --slo gate was missed
-  2    usage or configuration error
+  0    every selected scenario passed (skips and expected failures allowed), or every
+       failure is of a class --fail-on does not gate on
+  1    a scenario or finding of a gated class failed, a known failure passed, or an --slo
+       gate was missed
+  2    usage or configuration error (also: the target has no admin API at GET
+       /admin/tenants, or refuses the admin key)
   3    target unreachable (or the embedded reference did not start)
   130  interrupted (Ctrl-C); the run's tenants were deleted";
 
@@ -26,12 +29,16 @@ struct Cli {
 enum Command {
     /// Run the suite against the embedded reference (default) or --target URL.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List features, scenarios and tags.
     List {
         /// Feature files (a directory or one file).
         #[arg(long, value_name = "PATH")]
         features: Option<PathBuf>,
+        /// Print the contract's rules (docs/contract.md) and the scenarios that check each;
+        /// exit 1 when a rule has no scenario, a tag names no rule or a scenario names none.
+        #[arg(long)]
+        rules: bool,
     },
     /// HTTP load benchmark over loopback against a bare hyper server (see reports/bench).
     Bench {
@@ -127,6 +134,19 @@ struct RunArgs {
     /// No progress lines, only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Which failure classes fail the run (exit 1): security, conformance (security and
+    /// conformance) or any (also blocked and harness).
+    #[arg(long, default_value = "any", value_name = "CLASS")]
+    fail_on: String,
+    /// A capabilities document (the JSON of /.well-known/authconf) for a target that serves
+    /// none, or to correct the one it serves; merged over the target's, key by key.
+    #[arg(long, value_name = "FILE")]
+    capabilities: Option<PathBuf>,
+    /// Take a capability as offered whatever the target declares (repeatable): a feature
+    /// (userAuth, adminDashboard, graph, events, auditLog, rateLimit, ...),
+    /// testControls.<name> or rateLimit.override; NAME=false takes it as absent.
+    #[arg(long, value_name = "NAME")]
+    assume: Vec<String>,
 }
 
 fn admin_key_from_env() -> Option<String> {
@@ -187,13 +207,16 @@ fn run_options(a: RunArgs) -> Result<RunOptions, RunError> {
         report_dir: a.report_dir,
         progress: !a.quiet,
         summary: true,
+        fail_on: authconf::FailOn::parse(&a.fail_on)?,
+        capabilities_file: a.capabilities,
+        assume: a.assume,
     })
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(a) => {
-            let opts = match run_options(a) {
+            let opts = match run_options(*a) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("authconf: {e}");
@@ -253,7 +276,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::List { features } => {
+        Command::List { features, rules } => {
             let path = features.unwrap_or_else(options::default_features_dir);
             let listed = match authconf::list_features(&path) {
                 Ok(l) => l,
@@ -262,6 +285,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(e.exit_code());
                 }
             };
+            if rules {
+                let contract = authconf::rules::contract_beside(&path);
+                let text = std::fs::read_to_string(&contract)
+                    .with_context(|| format!("reading {}", contract.display()))?;
+                let map = authconf::rules::map(&text, &listed);
+                print!("{}", authconf::rules::render(&map));
+                return Ok(if map.is_complete() { 0 } else { 1 });
+            }
             let mut feature = String::new();
             let mut tags = std::collections::BTreeMap::<String, usize>::new();
             for l in &listed {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use authconf_scenarios::FailureClass;
+
 use crate::RunError;
 
 /// Which deployment the suite checks.
@@ -88,6 +90,55 @@ pub fn parse_header(text: &str) -> Result<(String, String), RunError> {
     Ok((k.to_owned(), v.trim().to_owned()))
 }
 
+/// Which failures make the run fail (`--fail-on`): a team can gate on security first while
+/// it fixes formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailOn {
+    /// Only `security` failures and findings.
+    Security,
+    /// `security` and `conformance`.
+    Conformance,
+    /// Every failure, `blocked` and `harness` included (the default).
+    #[default]
+    Any,
+}
+
+impl FailOn {
+    /// Parses `security`, `conformance` or `any`.
+    pub fn parse(text: &str) -> Result<Self, RunError> {
+        match text.trim() {
+            "security" => Ok(FailOn::Security),
+            "conformance" => Ok(FailOn::Conformance),
+            "any" => Ok(FailOn::Any),
+            t => Err(RunError::Usage(format!(
+                "--fail-on {t:?}: expected security, conformance or any"
+            ))),
+        }
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailOn::Security => "security",
+            FailOn::Conformance => "conformance",
+            FailOn::Any => "any",
+        }
+    }
+
+    /// Whether a failure of `class` fails the run. A failure without a class (none is
+    /// decided only for verdicts that are no failure) gates like `any`.
+    pub fn gates(self, class: Option<FailureClass>) -> bool {
+        match (self, class) {
+            (FailOn::Any, _) => true,
+            (_, None) => false,
+            (FailOn::Security, Some(c)) => c == FailureClass::Security,
+            (FailOn::Conformance, Some(c)) => {
+                matches!(c, FailureClass::Security | FailureClass::Conformance)
+            }
+        }
+    }
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -129,6 +180,15 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print the summary table at the end.
     pub summary: bool,
+    /// Which failure classes fail the run (`--fail-on`).
+    pub fail_on: FailOn,
+    /// A capabilities document for a target that serves none, or to correct the one it
+    /// serves (`--capabilities FILE`: the JSON of `/.well-known/authconf`).
+    pub capabilities_file: Option<PathBuf>,
+    /// Capabilities taken as offered whatever the target declares (`--assume NAME`,
+    /// `NAME=false` to take one as absent): a feature (`userAuth`), `testControls.<name>` or
+    /// `rateLimit.override`.
+    pub assume: Vec<String>,
 }
 
 /// The repository's `features/` when run from the workspace, else `./features`.
@@ -164,6 +224,9 @@ impl Default for RunOptions {
             report_dir: PathBuf::from("reports"),
             progress: true,
             summary: true,
+            fail_on: FailOn::Any,
+            capabilities_file: None,
+            assume: Vec::new(),
         }
     }
 }
@@ -184,6 +247,18 @@ mod tests {
             .met_by(Duration::from_secs(1)));
         assert!(Slo::parse("fast").is_err());
         assert!(Slo::parse("p0<1ms").is_err());
+    }
+
+    #[test]
+    fn fail_on_gates_by_class() {
+        use FailureClass::*;
+        assert!(FailOn::Security.gates(Some(Security)));
+        assert!(!FailOn::Security.gates(Some(Conformance)));
+        assert!(FailOn::Conformance.gates(Some(Conformance)));
+        assert!(!FailOn::Conformance.gates(Some(Blocked)));
+        assert!(FailOn::Any.gates(Some(Harness)));
+        assert_eq!(FailOn::parse("security").unwrap(), FailOn::Security);
+        assert!(FailOn::parse("all").is_err());
     }
 
     #[test]

@@ -52,6 +52,30 @@ pub fn percentile(sorted: &[Duration], p: u8) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The `--slo` gates each endpoint misses.
+pub fn slo_violations(
+    slos: &[crate::Slo],
+    samples: &BTreeMap<String, Vec<Duration>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for slo in slos {
+        for (endpoint, v) in samples {
+            let mut sorted = v.clone();
+            sorted.sort();
+            let got = percentile(&sorted, slo.percentile);
+            if !slo.met_by(got) {
+                out.push(format!(
+                    "{endpoint}: p{} = {:.1} ms, gate {}",
+                    slo.percentile,
+                    got.as_secs_f64() * 1000.0,
+                    slo.text
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Per-endpoint latency figures.
 pub fn latencies(samples: &BTreeMap<String, Vec<Duration>>) -> Vec<Latency> {
     samples
@@ -150,10 +174,13 @@ pub fn text_summary(o: &RunOutcome) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n{}", table("feature", &by_feature));
     let _ = writeln!(s, "{}", table("area", &by_area));
+    // A handful of failures are listed one by one; many are read through their causes.
+    let list_each = total.failed <= 20;
     for r in &o.scenarios {
         match &r.verdict {
-            Verdict::Failed => {
-                let _ = writeln!(s, "FAILED   {} › {}", r.feature, r.name);
+            Verdict::Failed if list_each => {
+                let class = r.class.map(|c| format!(" [{c}]")).unwrap_or_default();
+                let _ = writeln!(s, "FAILED{class}   {} › {}", r.feature, r.name);
                 if let Some(f) = &r.failure {
                     let _ = writeln!(s, "         step: {}", f.step);
                     let _ = writeln!(
@@ -173,6 +200,8 @@ pub fn text_summary(o: &RunOutcome) -> String {
             _ => {}
         }
     }
+    s.push('\n');
+    s.push_str(&crate::sections::text(o));
     for v in &o.slo_violations {
         let _ = writeln!(s, "SLO      {v}");
     }
@@ -196,10 +225,13 @@ pub fn text_summary(o: &RunOutcome) -> String {
     );
     let _ = writeln!(
         s,
-        "suite wall time: {:.2} s, then {:.2} s deleting {} tenants (run {}), reports in {}",
+        "suite wall time: {:.2} s, then {:.2} s of cleanup: {} tenants deleted, {} already gone, {} not deleted, keys of {} deleted tenants tried (run {}), reports in {}",
         o.wall.as_secs_f64(),
         o.cleanup_time.as_secs_f64(),
         o.tenants_deleted,
+        o.tenants_already_gone,
+        o.cleanup_errors.len(),
+        o.deleted_keys_checked,
         o.run_id,
         o.report_path.display()
     );
@@ -217,15 +249,8 @@ fn xml(s: &str) -> String {
 }
 
 fn failure_text(r: &ScenarioResult) -> String {
-    match &r.failure {
-        Some(f) => format!(
-            "step: {}\n{}\n\n{}",
-            f.step,
-            f.message,
-            f.exchange.clone().unwrap_or_default()
-        ),
-        None => String::new(),
-    }
+    let class = r.class.map(|c| format!("class: {c}\n")).unwrap_or_default();
+    format!("{class}{}", crate::sections::transcript(r))
 }
 
 /// junit.xml: one testsuite per feature.
@@ -261,7 +286,15 @@ pub fn junit(o: &RunOutcome) -> String {
                 xml(&r.name),
                 r.duration.as_secs_f64()
             );
+            if let Some(c) = r.class {
+                // The class of a failure, for CI tools that filter on testcase properties.
+                let _ = write!(
+                    s,
+                    ">\n      <properties><property name=\"authconf.class\" value=\"{c}\"/></properties"
+                );
+            }
             match &r.verdict {
+                Verdict::Passed if r.class.is_some() => s.push_str(">\n    </testcase>\n"),
                 Verdict::Passed => s.push_str("/>\n"),
                 Verdict::Skipped(why) => {
                     let _ = writeln!(
@@ -350,7 +383,8 @@ pub fn cucumber_json(o: &RunOutcome) -> serde_json::Value {
                         "authconf": {"verdict": r.verdict.label(), "reason": match &r.verdict {
                             Verdict::Skipped(w) | Verdict::ExpectedFailure(w) | Verdict::UnexpectedPass(w) => json!(w),
                             _ => serde_json::Value::Null,
-                        }},
+                        }, "class": r.class.map(|c| c.name()),
+                           "deviations": r.deviations.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
                     })
                 })
                 .collect();
@@ -404,6 +438,7 @@ pub fn markdown(o: &RunOutcome) -> String {
         }
         s.push('\n');
     }
+    s.push_str(&crate::sections::markdown(o));
     let failed: Vec<&ScenarioResult> = o
         .scenarios
         .iter()
@@ -534,6 +569,7 @@ details{margin:.5em 0}</style></head><body>");
         .iter()
         .filter(|r| r.verdict.fails_run())
         .collect();
+    s.push_str(&crate::sections::html(o));
     if !failed.is_empty() {
         s.push_str("<h2>Failures</h2>");
         for r in failed {
@@ -613,6 +649,9 @@ pub fn write_all(
     std::fs::write(dir.join("cucumber.json"), redact(&j))?;
     std::fs::write(dir.join("summary.md"), redact(&markdown(o)))?;
     std::fs::write(dir.join("summary.html"), redact(&html(o)))?;
+    let r = serde_json::to_string_pretty(&crate::sections::results_json(o))
+        .unwrap_or_else(|_| "{}".into());
+    std::fs::write(dir.join("results.json"), redact(&r))?;
     Ok(())
 }
 

@@ -40,6 +40,40 @@ fn expectation(fault: Fault) -> (&'static str, &'static str) {
             "@user-auth",
             "Logout refuses the token on the very next request",
         ),
+        Fault::RetryAfterMs => (
+            "@rate-limit",
+            "Refusals over the limit are 429 problems with Retry-After",
+        ),
+        Fault::RevocationNotAudited | Fault::AuditOutOfOrder | Fault::ForeignAuditRecords => (
+            "@needs-audit-log",
+            "After a sequence of changes the log holds one record per change",
+        ),
+        Fault::ValidateAfterLogout => (
+            "@user-auth",
+            "Logout refuses the token on the very next request",
+        ),
+        Fault::SlowKnownLogins => (
+            "@timing",
+            "Wrong-password logins for a known and an unknown address take the same time",
+        ),
+        Fault::SqlInDetail => ("@errors", "is invalid JSON"),
+        Fault::InvertedGraphCheck => (
+            "@graph",
+            "Check follows direct edges and membership, and denies what does not hold",
+        ),
+        Fault::InvalidCsvAccepted => (
+            "@graph",
+            "A bad CSV is refused naming its line and column, and nothing of it is stored",
+        ),
+        Fault::GraphVersionStuck => ("@graph", "Each mutation call is one new version"),
+        Fault::FirstEventOnly => (
+            "@needs-events",
+            "A stream receives every event of a sequence of changes",
+        ),
+        Fault::CachedRevokedKeys => (
+            "@rotation",
+            "Revoking a key refuses it at once and repeating the revocation is harmless",
+        ),
     }
 }
 
@@ -116,9 +150,37 @@ catalogue! {
     a_tenant_key_accepted_on_admin_routes_is_caught => TenantKeyIsAdmin,
     object_state_open_without_a_key_is_caught => ObjectStateWithoutKey,
     a_logout_that_keeps_the_token_alive_is_caught => LogoutKeepsToken,
+    retry_after_in_milliseconds_is_caught => RetryAfterMs,
+    a_revocation_missing_from_the_audit_log_is_caught => RevocationNotAudited,
+    audit_records_out_of_order_are_caught => AuditOutOfOrder,
+    another_tenants_audit_records_are_caught => ForeignAuditRecords,
+    validate_trusting_a_logged_out_token_is_caught => ValidateAfterLogout,
+    slower_logins_for_known_addresses_are_caught => SlowKnownLogins,
+    sql_text_in_a_problem_detail_is_caught => SqlInDetail,
+    an_inverted_graph_check_is_caught => InvertedGraphCheck,
+    an_invalid_csv_accepted_is_caught => InvalidCsvAccepted,
+    a_graph_version_that_never_moves_is_caught => GraphVersionStuck,
+    a_stream_that_delivers_only_its_first_event_is_caught => FirstEventOnly,
+    a_response_cache_serving_revoked_keys_is_caught => CachedRevokedKeys,
 }
 
 #[test]
 fn the_catalogue_holds_at_least_ten_faults() {
     assert!(Fault::ALL.len() >= 10);
+}
+
+/// Each fault of issue 13 must be caught by the scenario written for it: it must fail there
+/// and the scenario must be one that the stricter steps made able to fail (the expectation
+/// names a scenario that exists).
+#[test]
+fn every_expected_scenario_exists() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../features");
+    let listed = authconf::list_features(&root).expect("features parse");
+    for f in Fault::ALL {
+        let (_, name) = expectation(f);
+        assert!(
+            listed.iter().any(|l| l.name.contains(name)),
+            "{f:?}: no scenario named like {name:?}"
+        );
+    }
 }

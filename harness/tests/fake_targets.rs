@@ -117,8 +117,15 @@ impl Respond for LeakyList {
     }
 }
 
-/// A fake with health, tenant and key creation, and a key list that leaks secrets.
+/// A fake with health, tenant and key creation, a key list that leaks secrets, and
+/// upstream's D1 (any key is an admin key).
 async fn leaky_target() -> MockServer {
+    leaky_target_with(true).await
+}
+
+/// [`leaky_target`]; `any_key_is_admin: false` lets only the admin key list tenants (so the
+/// cleanup's check of deleted tenants' keys finds nothing).
+async fn leaky_target_with(any_key_is_admin: bool) -> MockServer {
     let server = MockServer::start().await;
     let issuer = Issuer::default();
     Mock::given(method("GET"))
@@ -148,13 +155,32 @@ async fn leaky_target() -> MockServer {
         .mount(&server)
         .await;
     // Upstream's D1: any key is an admin key.
-    Mock::given(method("GET"))
-        .and(path("/admin/tenants"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"tenants": [], "pagination": {"page": 1, "limit": 20, "total": 0, "pages": 0}}),
-        ))
-        .mount(&server)
-        .await;
+    let admin_only = (!any_key_is_admin).then(|| wiremock::matchers::bearer_token(ADMIN));
+    let list = ResponseTemplate::new(200).set_body_json(
+        json!({"tenants": [], "pagination": {"page": 1, "limit": 20, "total": 0, "pages": 0}}),
+    );
+    match admin_only {
+        Some(m) => {
+            Mock::given(method("GET"))
+                .and(path("/admin/tenants"))
+                .and(m)
+                .respond_with(list)
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path("/admin/tenants"))
+                .respond_with(problem(403, "forbidden"))
+                .mount(&server)
+                .await;
+        }
+        None => {
+            Mock::given(method("GET"))
+                .and(path("/admin/tenants"))
+                .respond_with(list)
+                .mount(&server)
+                .await;
+        }
+    }
     Mock::given(method("GET"))
         .and(path("/v1/tenant"))
         .respond_with(problem(401, "unauthorized"))
@@ -259,7 +285,7 @@ fn regex_lite_key() -> impl Fn(&str) -> bool {
 
 #[tokio::test]
 async fn known_failures_turn_failures_into_expected_ones() {
-    let server = leaky_target().await;
+    let server = leaky_target_with(false).await;
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("known.txt");
     std::fs::write(
@@ -334,6 +360,14 @@ async fn mail_scenarios_are_skipped_on_a_url_target_without_a_readable_capture()
         })))
         .mount(&server)
         .await;
+    // Preflight needs an admin API.
+    Mock::given(method("GET"))
+        .and(path("/admin/tenants"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "tenants": [], "pagination": {"page": 1, "limit": 20, "total": 0, "pages": 0}
+        })))
+        .mount(&server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(server.uri(), dir.path());
     o.tags = Some("@needs-mail".into());
@@ -381,7 +415,10 @@ async fn a_tenant_key_accepted_on_admin_routes_fails_isolation() {
     let (v, msg) =
         verdict_of("A tenant's secret key on GET /admin/tenants is refused with 403").await;
     assert_eq!(v, Verdict::Failed);
-    assert!(msg.contains("expected status 403, got 200"), "{msg}");
+    assert!(
+        msg.contains("GET /admin/tenants") && msg.contains("403") && msg.contains("got 200"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -409,20 +446,32 @@ async fn cleanup_deletes_only_the_suites_leftover_tenants() {
         })))
         .mount(&server)
         .await;
-    for (slug, status) in [
-        ("authconf-1-a", "active"),
-        ("authconf-2-ledger", "suspended"),
+    // Two tenants a DELETE really deletes; a third (in upstream's envelope, whose own
+    // "status":"success" is not the tenant's) that a DELETE answers 200 for but keeps.
+    for (slug, status, really) in [
+        ("authconf-1-a", "active", true),
+        ("authconf-2-ledger", "suspended", true),
+        ("authconf-3-stays", "active", false),
     ] {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Mock::given(method("GET"))
             .and(path(format!("/admin/tenants/tenant%3A{slug}")))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({"tenant": tenant(slug, status)})),
-            )
+            .respond_with(TenantView {
+                body: if really {
+                    json!({"tenant": tenant(slug, status)})
+                } else {
+                    json!({"status": "success", "data": tenant(slug, status)})
+                },
+                gone: gone.clone(),
+            })
             .mount(&server)
             .await;
         Mock::given(method("DELETE"))
             .and(path(format!("/admin/tenants/tenant%3A{slug}")))
-            .respond_with(ResponseTemplate::new(200))
+            .respond_with(Deleting {
+                gone: gone.clone(),
+                really,
+            })
             .expect(1)
             .mount(&server)
             .await;
@@ -432,7 +481,7 @@ async fn cleanup_deletes_only_the_suites_leftover_tenants() {
     std::fs::create_dir_all(dir.path().join("run1")).unwrap();
     std::fs::write(
         dir.path().join("run1/ledger.jsonl"),
-        "{\"slug\":\"authconf-2-ledger\",\"event\":\"create\"}\n{\"slug\":\"not-ours\",\"event\":\"create\"}\n",
+        "{\"slug\":\"authconf-2-ledger\",\"event\":\"create\"}\n{\"slug\":\"authconf-3-stays\",\"event\":\"create\"}\n{\"slug\":\"not-ours\",\"event\":\"create\"}\n",
     )
     .unwrap();
     let out = authconf::cleanup(&server.uri(), ADMIN, &[], dir.path(), false)
@@ -441,8 +490,45 @@ async fn cleanup_deletes_only_the_suites_leftover_tenants() {
     let mut deleted = out.deleted.clone();
     deleted.sort();
     assert_eq!(deleted, ["tenant:authconf-1-a", "tenant:authconf-2-ledger"]);
-    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    // The tenant still there after its DELETE answered 200 is not counted as deleted.
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].contains("authconf-3-stays") && out.errors[0].contains("still shows it"),
+        "{:?}",
+        out.errors
+    );
     // Dropping the server checks each DELETE happened exactly once (and no other).
+}
+
+/// A tenant's admin view: 404 once deleted.
+struct TenantView {
+    body: serde_json::Value,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Respond for TenantView {
+    fn respond(&self, _req: &Request) -> ResponseTemplate {
+        if self.gone.load(Ordering::SeqCst) {
+            problem(404, "not_found")
+        } else {
+            ResponseTemplate::new(200).set_body_json(self.body.clone())
+        }
+    }
+}
+
+/// A DELETE that answers 200, and deletes only if `really`.
+struct Deleting {
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    really: bool,
+}
+
+impl Respond for Deleting {
+    fn respond(&self, _req: &Request) -> ResponseTemplate {
+        if self.really {
+            self.gone.store(true, Ordering::SeqCst);
+        }
+        ResponseTemplate::new(200)
+    }
 }
 
 /// Upstream's rotation: a successor is issued, but nothing refuses the old key (and every key
@@ -463,6 +549,18 @@ async fn rotation_that_keeps_the_old_key_alive_fails_rotation() {
             .mount(&server)
             .await;
     }
+    Mock::given(method("GET"))
+        .and(path("/admin/tenants"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"tenants": [], "pagination": {"page": 1, "limit": 20, "total": 0, "pages": 0}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/api-keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"apiKeys": []})))
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path_regex("^/v1/api-keys/[^/]+/rotate$"))
         .respond_with(issuer.clone())
@@ -473,6 +571,12 @@ async fn rotation_that_keeps_the_old_key_alive_fails_rotation() {
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"tenant": {"id": "tenant:x"}})),
         )
+        .mount(&server)
+        .await;
+    // Every other tenant route accepts every key too.
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();

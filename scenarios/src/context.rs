@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::extract;
+use crate::verdict::{Deviation, FailureClass};
 
 /// What the target says it offers (`GET /.well-known/authconf`).
 ///
@@ -145,31 +146,91 @@ pub struct Secret {
     pub label: String,
     /// The exchange allowed to contain it (the one that issued it); 0 for none.
     pub first_exchange: u64,
+    /// `METHOD path` of the exchange that issued it (empty when the target did not).
+    pub issued_by: String,
+    /// Later exchanges that issued the very same value again (a non-unique token): they may
+    /// contain it too, the duplicate is reported as a finding instead.
+    pub reissued_by: Vec<u64>,
 }
 
-/// Every secret of the run; a later response containing one is a leak.
+/// Shorter values are not secrets a target issues (the contract's shortest credential is a
+/// 20-character key) and would match ordinary text; they are neither scanned nor redacted.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// Every secret of the run; a later response containing one is a leak. Also the issued key
+/// prefixes, which are identifiers: shown again they are no leak.
 #[derive(Debug, Default)]
 pub struct SecretRegistry {
     secrets: Mutex<Vec<Secret>>,
+    identifiers: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SecretRegistry {
     /// Remembers a secret first shown by `exchange` (0: never legitimately shown, e.g. the
     /// admin key that the operator supplied).
     pub fn remember(&self, value: &str, label: &str, exchange: u64) {
-        // Short values cannot be told apart from ordinary text; real secrets are long.
-        if value.len() < 16 {
-            return;
+        self.remember_issued(value, label, exchange, "");
+    }
+
+    /// Remembers a secret issued by `exchange`, which was `request` (`METHOD path`).
+    /// Returns the earlier secret when the value was already issued by another exchange (a
+    /// non-unique token, or a key secret handed out twice); the caller decides whether this
+    /// exchange may contain it ([`Self::allow_in`]).
+    pub fn remember_issued(
+        &self,
+        value: &str,
+        label: &str,
+        exchange: u64,
+        request: &str,
+    ) -> Option<Secret> {
+        if value.len() < MIN_SECRET_LEN {
+            return None;
         }
         let mut s = self.secrets.lock().expect("secret registry poisoned");
-        if s.iter().any(|x| x.value == value) {
-            return;
+        if let Some(x) = s.iter_mut().find(|x| x.value == value) {
+            let again = exchange != 0 && x.first_exchange != 0 && x.first_exchange != exchange;
+            if again {
+                return Some(x.clone());
+            }
+            return None;
         }
         s.push(Secret {
             value: value.to_owned(),
             label: label.to_owned(),
             first_exchange: exchange,
+            issued_by: request.to_owned(),
+            reissued_by: Vec::new(),
         });
+        None
+    }
+
+    /// Remembers an issued key prefix: an identifier that lists and later answers may show.
+    pub fn remember_identifier(&self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        self.identifiers
+            .lock()
+            .expect("secret registry poisoned")
+            .insert(value.to_owned());
+    }
+
+    /// Whether `value` is an issued identifier (a key prefix).
+    pub fn is_identifier(&self, value: &str) -> bool {
+        self.identifiers
+            .lock()
+            .expect("secret registry poisoned")
+            .contains(value)
+    }
+
+    /// Marks `value`, already remembered, as issued again by `exchange` (allowed there).
+    pub fn allow_in(&self, value: &str, exchange: u64) {
+        let mut s = self.secrets.lock().expect("secret registry poisoned");
+        if let Some(x) = s.iter_mut().find(|x| x.value == value) {
+            if x.first_exchange != exchange && !x.reissued_by.contains(&exchange) {
+                x.reissued_by.push(exchange);
+            }
+        }
     }
 
     /// Gives a remembered secret a readable label (`A:ci`) for reports.
@@ -184,7 +245,11 @@ impl SecretRegistry {
     pub fn leaked_in(&self, text: &str, exchange: u64) -> Option<Secret> {
         let s = self.secrets.lock().expect("secret registry poisoned");
         s.iter()
-            .find(|x| x.first_exchange != exchange && text.contains(&x.value))
+            .find(|x| {
+                x.first_exchange != exchange
+                    && !x.reissued_by.contains(&exchange)
+                    && text.contains(&x.value)
+            })
             .cloned()
     }
 
@@ -314,6 +379,13 @@ pub struct RunContext {
     /// The target's `JWT_SECRET`, when the harness knows it (it chose it for the embedded
     /// reference; `AUTHCONF_JWT_SECRET` for a URL): lets steps sign tokens independently.
     pub jwt_secret: std::sync::OnceLock<String>,
+    /// Format deviations recorded by scenarios that went on, by scenario key
+    /// (`<feature path>:<scenario line>`, see [`crate::AuthWorld::scenario_key`]).
+    pub deviations: Mutex<BTreeMap<String, Vec<Deviation>>>,
+    /// Dialect fallbacks used by setup steps, each distinct text once, in first-use order.
+    fallbacks: Mutex<Vec<String>>,
+    /// Run-wide findings that are no scenario's failure (e.g. non-unique tokens).
+    findings: Mutex<Vec<(FailureClass, String)>>,
     exchange_seq: AtomicU64,
     slug_seq: AtomicU64,
 }
@@ -353,6 +425,9 @@ impl RunContext {
             propagation: Mutex::new(Vec::new()),
             mail: std::sync::OnceLock::new(),
             jwt_secret: std::sync::OnceLock::new(),
+            deviations: Mutex::new(BTreeMap::new()),
+            fallbacks: Mutex::new(Vec::new()),
+            findings: Mutex::new(Vec::new()),
             exchange_seq: AtomicU64::new(1),
             slug_seq: AtomicU64::new(0),
         })
@@ -401,5 +476,116 @@ impl RunContext {
     /// Takes the list of tenants to delete.
     pub fn take_tenants(&self) -> Vec<String> {
         std::mem::take(&mut *self.tenants.lock().expect("tenants poisoned"))
+    }
+
+    /// Records a format deviation of the scenario `key`; the scenario goes on.
+    pub fn record_deviation(&self, key: &str, d: Deviation) {
+        let mut m = self.deviations.lock().expect("deviations poisoned");
+        let list = m.entry(key.to_owned()).or_default();
+        // The same deviation seen twice in one scenario (a retried request) is one deviation.
+        if !list.contains(&d) {
+            list.push(d);
+        }
+    }
+
+    /// Takes the deviations recorded for the scenario `key` (empty when none).
+    pub fn take_deviations(&self, key: &str) -> Vec<Deviation> {
+        self.deviations
+            .lock()
+            .expect("deviations poisoned")
+            .remove(key)
+            .unwrap_or_default()
+    }
+
+    /// Notes that a setup step used a dialect fallback; each distinct text is kept once.
+    pub fn note_fallback(&self, text: impl Into<String>) {
+        let text = text.into();
+        let mut f = self.fallbacks.lock().expect("fallbacks poisoned");
+        if !f.contains(&text) {
+            f.push(text);
+        }
+    }
+
+    /// Every fallback noted so far, in first-use order.
+    pub fn fallbacks(&self) -> Vec<String> {
+        self.fallbacks.lock().expect("fallbacks poisoned").clone()
+    }
+
+    /// Records a run-wide finding that is no scenario's failure; the same finding is kept
+    /// once. The text is redacted before it is stored.
+    pub fn record_finding(&self, class: FailureClass, text: impl Into<String>) {
+        let text = self.secrets.redact(&text.into());
+        let mut f = self.findings.lock().expect("findings poisoned");
+        if !f.iter().any(|(c, t)| *c == class && *t == text) {
+            f.push((class, text));
+        }
+    }
+
+    /// Every finding recorded so far, in order.
+    pub fn findings(&self) -> Vec<(FailureClass, String)> {
+        self.findings.lock().expect("findings poisoned").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_covers_short_secrets_and_short_key_shapes() {
+        let r = SecretRegistry::default();
+        // A learned secret of 10 characters.
+        r.remember("s3cr3tv4lu", "A:secret", 1);
+        // A key-shaped string of 21 characters nobody registered.
+        let key = "pk_live_0123456789abc";
+        assert_eq!(key.len(), 21);
+        let out = r.redact(&format!("token s3cr3tv4lu and key {key} here"));
+        assert!(!out.contains("s3cr3tv4lu"), "{out}");
+        assert!(!out.contains(key), "{out}");
+        assert!(out.contains("‹secret A:secret›"), "{out}");
+        assert!(out.contains("‹key pk_live_…›"), "{out}");
+        // Ordinary words are left alone.
+        assert_eq!(r.redact("sk_live_ short"), "sk_live_ short");
+    }
+
+    #[test]
+    fn a_secret_is_a_leak_only_outside_the_exchanges_that_issued_it() {
+        let r = SecretRegistry::default();
+        r.remember_issued("tok-0123456789", "access", 1, "POST /v1/auth/login");
+        assert!(r.leaked_in("x tok-0123456789", 1).is_none());
+        assert!(r.leaked_in("x tok-0123456789", 2).is_some());
+        let again = r.remember_issued("tok-0123456789", "access", 2, "POST /v1/auth/login");
+        assert_eq!(
+            again.map(|s| s.issued_by).as_deref(),
+            Some("POST /v1/auth/login")
+        );
+        r.allow_in("tok-0123456789", 2);
+        assert!(r.leaked_in("x tok-0123456789", 2).is_none());
+        assert!(r.leaked_in("x tok-0123456789", 3).is_some());
+    }
+
+    #[test]
+    fn fallbacks_and_findings_are_kept_once() {
+        let ctx = RunContext::new(
+            "http://127.0.0.1:9".into(),
+            None,
+            None,
+            Vec::new(),
+            "t".into(),
+            Capabilities::basic(),
+            false,
+            reqwest::Client::new(),
+            None,
+        );
+        ctx.note_fallback("a");
+        ctx.note_fallback("a");
+        ctx.note_fallback("b");
+        assert_eq!(ctx.fallbacks(), vec!["a".to_owned(), "b".to_owned()]);
+        ctx.record_finding(FailureClass::Security, "x");
+        ctx.record_finding(FailureClass::Security, "x");
+        assert_eq!(
+            ctx.findings(),
+            vec![(FailureClass::Security, "x".to_owned())]
+        );
     }
 }

@@ -64,7 +64,7 @@ async fn connect(w: &AuthWorld, cred: &Cred) -> Result<Stream, String> {
 }
 
 /// Reads frames for up to `wait`, until `want` accepts one; returns it.
-async fn read_until(
+pub(crate) async fn read_until(
     w: &mut AuthWorld,
     name: &str,
     wait: Duration,
@@ -77,23 +77,28 @@ async fn read_until(
             return None;
         }
         let Some(s) = w.streams.get_mut(name) else {
-            w.fail(format!("no open stream {name:?}"))
+            w.harness_error(format!("no open stream {name:?}"))
         };
         let next = tokio::time::timeout(deadline - now, s.ws.next()).await;
         let text = match next {
             Err(_) => return None,
             Ok(None) => return None,
-            Ok(Some(Err(e))) => w.fail(format!("the stream {name:?} failed: {e}")),
+            Ok(Some(Err(e))) => w.fail(format!(
+                "GET /v1/events (stream {name:?}): expected frames, got a transport error: {e}"
+            )),
             Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
             Ok(Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(_))) => continue,
         };
         // A frame is a response like any other: it must not repeat a secret.
         if let Some(leak) = w.ctx.secrets.leaked_in(&text, 0) {
-            w.fail(format!(
-                "SECRET LEAK: the stream {name:?} carried the secret {:?}",
-                leak.label
-            ));
+            w.fail_as(
+                crate::FailureClass::Security,
+                format!(
+                    "SECRET LEAK: GET /v1/events (stream {name:?}): expected no secret in a frame, got the secret {:?}",
+                    leak.label
+                ),
+            );
         }
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if let Some(s) = w.streams.get_mut(name) {
@@ -112,22 +117,42 @@ async fn open(w: &mut AuthWorld, cred: String, name: String) {
         Ok(s) => {
             w.streams.insert(name.clone(), s);
         }
-        Err(e) => w.fail(format!("opening the event stream as {cred:?} failed: {e}")),
+        Err(e)
+            if e.starts_with("HTTP 404")
+                || e.starts_with("HTTP 405")
+                || e.starts_with("HTTP 501") =>
+        {
+            let status = e[5..8].parse().unwrap_or(404);
+            w.blocked_with(
+                "GET",
+                "/v1/events",
+                status,
+                format!("opening the event stream as {cred:?}: {e}"),
+            )
+        }
+        Err(e) => w.fail(format!(
+            "GET /v1/events (WebSocket) as {cred:?}: expected the stream to open, got {e}"
+        )),
     }
     let hello = read_until(w, &name, Duration::from_secs(3), &|v| {
         v["type"] == "connected"
     })
     .await;
     match hello {
-        None => w.fail("the stream sent no \"connected\" message"),
+        None => w.fail(format!(
+            "GET /v1/events as {cred:?}: expected a \"connected\" message within 3 s, got none"
+        )),
         Some(v) => {
             let tenant = cred.split(':').next().unwrap_or_default().to_owned();
             if let Some(t) = w.tenants.get(&tenant) {
                 if v.get("tenantId").and_then(Value::as_str) != Some(t.id.as_str()) {
-                    w.fail(format!(
-                        "the stream says it is for {}, not {}",
-                        v["tenantId"], t.id
-                    ));
+                    w.fail_as(
+                        crate::FailureClass::Security,
+                        format!(
+                            "GET /v1/events as {cred:?}: expected a stream of tenant {}, got one of {}",
+                            t.id, v["tenantId"]
+                        ),
+                    );
                 }
             }
         }
@@ -138,9 +163,14 @@ async fn open(w: &mut AuthWorld, cred: String, name: String) {
 async fn open_refused(w: &mut AuthWorld, cred: String) {
     let c = w.cred(&cred);
     match connect(w, &c).await {
-        Ok(_) => w.fail(format!("the event stream opened for {cred:?}")),
+        Ok(_) => w.fail_as(
+            crate::FailureClass::Security,
+            format!("GET /v1/events (WebSocket) as {cred:?}: expected a 4xx refusal, got an open stream"),
+        ),
         Err(e) if e.starts_with("HTTP 4") => {}
-        Err(e) => w.fail(format!("expected a 4xx refusal, got {e}")),
+        Err(e) => w.fail(format!(
+            "GET /v1/events (WebSocket) as {cred:?}: expected a 4xx refusal, got {e}"
+        )),
     }
 }
 
@@ -150,7 +180,9 @@ async fn send_frame(w: &mut AuthWorld, text: String, name: String) {
         w.fail(format!("no open stream {name:?}"))
     };
     if let Err(e) = s.ws.send(Message::text(text)).await {
-        w.fail(format!("sending on {name:?} failed: {e}"));
+        w.fail(format!(
+            "GET /v1/events (stream {name:?}): expected to send a frame, got {e}"
+        ));
     }
 }
 
@@ -163,7 +195,9 @@ async fn receives_type(w: &mut AuthWorld, name: String, ty: String, secs: u64) {
     })
     .await;
     if got.is_none() {
-        w.fail(format!("no {ty:?} message on {name:?} within {secs} s"));
+        w.fail(format!(
+            "GET /v1/events (stream {name:?}): expected a {ty:?} message within {secs} s, got none"
+        ));
     }
 }
 
@@ -178,7 +212,7 @@ async fn receives_event(w: &mut AuthWorld, name: String, text: String, secs: u64
     .await;
     if got.is_none() {
         w.fail(format!(
-            "no event mentioning {text:?} on {name:?} within {secs} s"
+            "GET /v1/events (stream {name:?}): expected an event mentioning {text:?} within {secs} s, got none"
         ));
     }
 }
@@ -190,9 +224,12 @@ async fn receives_nothing(w: &mut AuthWorld, name: String, secs: u64) {
     })
     .await;
     if let Some(v) = got {
-        w.fail(format!(
-            "the stream {name:?} received an event meant for someone else: {v}"
-        ));
+        w.fail_as(
+            crate::FailureClass::Security,
+            format!(
+                "GET /v1/events (stream {name:?}): expected no event within {secs} s, got one meant for someone else: {v}"
+            ),
+        );
     }
 }
 
@@ -202,10 +239,12 @@ async fn closed_by_target(w: &mut AuthWorld, name: String, secs: u64) {
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            w.fail(format!("the stream {name:?} is still open after {secs} s"));
+            w.fail(format!(
+                "GET /v1/events (stream {name:?}): expected the target to close it within {secs} s, got it still open"
+            ));
         }
         let Some(s) = w.streams.get_mut(&name) else {
-            w.fail(format!("no open stream {name:?}"))
+            w.harness_error(format!("no open stream {name:?}"))
         };
         match tokio::time::timeout(deadline - now, s.ws.next()).await {
             Err(_) => continue,
@@ -213,10 +252,13 @@ async fn closed_by_target(w: &mut AuthWorld, name: String, secs: u64) {
             Ok(Some(Ok(Message::Text(t)))) => {
                 // Frames before the close (the revocation's own event) are still checked.
                 if let Some(leak) = w.ctx.secrets.leaked_in(&t, 0) {
-                    w.fail(format!(
-                        "SECRET LEAK: the stream {name:?} carried the secret {:?}",
-                        leak.label
-                    ));
+                    w.fail_as(
+                        crate::FailureClass::Security,
+                        format!(
+                            "SECRET LEAK: GET /v1/events (stream {name:?}): expected no secret in a frame, got the secret {:?}",
+                            leak.label
+                        ),
+                    );
                 }
             }
             Ok(Some(Ok(_))) => {}

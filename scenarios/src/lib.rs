@@ -18,6 +18,7 @@ mod graph;
 mod probes;
 pub mod shapes;
 mod steps;
+mod strict;
 pub mod users;
 pub mod verdict;
 pub mod world;

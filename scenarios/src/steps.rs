@@ -12,7 +12,8 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 
 use crate::extract;
-use crate::world::{AuthWorld, Body, Cred, Exchange, Req};
+use crate::verdict::FailureClass;
+use crate::world::{excerpt, statuses, AuthWorld, Body, Cred, Exchange, Req};
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -47,6 +48,101 @@ pub(crate) fn normalized(ex: &Exchange, ids: &[&str]) -> String {
         }
     }
     b
+}
+
+/// Judges the last answer's status against the statuses a step accepts, and fails with the
+/// class the difference deserves (every message names method, path, expected and got):
+///
+/// - no answer at all: `harness` (the harness could not reach the target);
+/// - a refusal (401, 403 or 404) was expected and the target accepted (2xx/3xx): `security`,
+///   whatever the scenario: a request that must be refused went through;
+/// - the status family is right but the code differs (400 for 401, 403 for 401, 200 for
+///   201): `conformance`, the target did refuse (or accept) but says it otherwise than the
+///   contract. EXCEPT when the exact code is the rule: 404 (a foreign or missing resource must
+///   look absent, so 403 reveals that it exists) and 429 (the rate limit's own answer); then
+///   the failure is left unmarked and the scenario's tags decide (`@isolation`,
+///   `@rate-limit`: security);
+/// - anything else (a 5xx, an error where success was expected, a success where a validation
+///   error was expected): unmarked, the scenario's tags decide.
+pub(crate) fn judge_status(w: &AuthWorld, want: &[u16]) {
+    let ex = w.last();
+    let got = ex.status;
+    if want.contains(&got) {
+        return;
+    }
+    let expected = statuses(want);
+    if got == 0 {
+        w.harness_error(format!(
+            "{} {}: expected {expected}, got no answer: {}",
+            ex.method, ex.path, ex.body
+        ));
+    }
+    let msg = format!(
+        "{} {}: expected {expected}, got {got}: {}",
+        ex.method,
+        ex.path,
+        excerpt(&ex.body)
+    );
+    let family = |s: u16| s / 100;
+    let all_4xx = want.iter().all(|s| family(*s) == 4);
+    let all_2xx = want.iter().all(|s| family(*s) == 2);
+    let refusal = want.iter().any(|s| matches!(s, 401 | 403 | 404));
+    let class = if all_4xx && (family(got) == 2 || family(got) == 3) && refusal {
+        Some(FailureClass::Security)
+    } else if all_4xx && family(got) == 4 {
+        let exact_rule = want.iter().all(|s| matches!(s, 404 | 429));
+        (!exact_rule).then_some(FailureClass::Conformance)
+    } else if all_2xx && family(got) == 2 {
+        Some(FailureClass::Conformance)
+    } else {
+        None
+    };
+    match class {
+        Some(c) => w.fail_as(c, msg),
+        None => w.fail(msg),
+    }
+}
+
+/// An answer 404, 405 or 501 where a step expected another status may mean that the target
+/// has no such route at all. Asked again without any credential, a route that exists answers
+/// differently (401, or the resource); the very same answer means the route is missing, and
+/// the scenario is blocked on it (`METHOD template answered N`) rather than failed. A request
+/// that carried no credential is not asked again: nothing would tell the two apart.
+pub(crate) async fn blocked_if_route_missing(w: &mut AuthWorld, want: &[u16]) {
+    let ex = w.last().clone();
+    if want.contains(&ex.status) || !matches!(ex.status, 404 | 405 | 501) {
+        return;
+    }
+    let Some(req) = w.last_req.clone() else {
+        return;
+    };
+    if matches!(req.cred, Cred::None) {
+        return;
+    }
+    let mut bare = req.clone();
+    bare.cred = Cred::None;
+    let other = w.send_prepared(bare).await.clone();
+    // The answer under test stays the last one.
+    w.last = Some(ex.clone());
+    w.last_req = Some(req);
+    if other.status == ex.status && normalized(&other, &[]) == normalized(&ex, &[]) {
+        let (method, template) = ex
+            .endpoint
+            .split_once(' ')
+            .unwrap_or((ex.method.as_str(), ex.path.as_str()));
+        w.blocked_with(
+            method,
+            template,
+            ex.status,
+            format!(
+                "{} {}: expected {}, got {} with or without a credential: the target has no such route",
+                ex.method,
+                ex.path,
+                statuses(want),
+                ex.status
+            ),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -98,11 +194,8 @@ async fn tenant_status(w: &mut AuthWorld, tenant: String, status: String) {
         )
         .json(&json!({"status": status}).to_string())
     };
-    let ex = w.send(req).await;
-    if ex.status != 200 {
-        let msg = format!("making {tenant:?} {status} failed with {}", ex.status);
-        w.fail(msg);
-    }
+    let ex = w.send(req).await.clone();
+    w.expect_setup(&ex, &[200, 204], &format!("making {tenant:?} {status}"));
 }
 
 #[given(regex = r#"^the key "([^"]+)" is revoked$"#)]
@@ -113,11 +206,8 @@ async fn key_revoked(w: &mut AuthWorld, key: String) {
         &format!("/v1/api-keys/{{{key}.id}}"),
         w.cred(&tenant),
     );
-    let ex = w.send(req).await;
-    if ex.status != 200 {
-        let msg = format!("revoking {key:?} failed with {}", ex.status);
-        w.fail(msg);
-    }
+    let ex = w.send(req).await.clone();
+    w.expect_setup(&ex, &[200, 204], &format!("revoking {key:?}"));
 }
 
 #[given(regex = r#"^the key ids of tenant "([^"]+)" are known$"#)]
@@ -193,10 +283,12 @@ async fn mutated_cred(w: &mut AuthWorld, name: String, from: String, how: String
         "changing its type to secret" => replace_type(&key, "sk"),
         "changing its environment to test" => key.replacen("_live_", "_test_", 1),
         "changing its environment to live" => key.replacen("_test_", "_live_", 1),
-        other => w.fail(format!("unknown key mutation {other:?}")),
+        other => w.harness_error(format!("unknown key mutation {other:?}")),
     };
     if out == key {
-        w.fail("the mutation did not change the key");
+        w.harness_error(format!(
+            "the mutation {how:?} did not change the key {from:?}"
+        ));
     }
     w.raw_creds.insert(name, out);
 }
@@ -281,7 +373,7 @@ async fn send_routed(
         }
         _ => {
             let Some(base) = w.ctx.base_domain.clone() else {
-                w.fail("the target has no routing base domain (use --base-domain)")
+                w.harness_error("the target has no routing base domain (use --base-domain)")
             };
             let port = reqwest::Url::parse(&w.ctx.base_url)
                 .ok()
@@ -412,14 +504,8 @@ async fn remember(w: &mut AuthWorld, name: String) {
 
 #[then(regex = r"^the status is (\d+)$")]
 async fn status_is(w: &mut AuthWorld, status: u16) {
-    let ex = w.last();
-    if ex.status != status {
-        let msg = format!(
-            "expected status {status}, got {} for {} {}",
-            ex.status, ex.method, ex.path
-        );
-        w.fail(msg);
-    }
+    blocked_if_route_missing(w, &[status]).await;
+    judge_status(w, &[status]);
 }
 
 #[then(regex = r"^the request is refused with (\d+)$")]
@@ -429,46 +515,62 @@ async fn refused_with(w: &mut AuthWorld, status: u16) {
 
 #[then(regex = r"^the request is refused$")]
 async fn refused(w: &mut AuthWorld) {
-    let ex = w.last();
-    if ex.status != 401 && ex.status != 403 {
-        let msg = format!("expected 401 or 403, got {}", ex.status);
-        w.fail(msg);
-    }
+    blocked_if_route_missing(w, &[401, 403]).await;
+    judge_status(w, &[401, 403]);
 }
 
 #[then(regex = r"^the request succeeds$")]
 async fn succeeds(w: &mut AuthWorld) {
+    blocked_if_route_missing(w, &[200, 201, 204]).await;
     let ex = w.last();
     if !(200..300).contains(&ex.status) {
-        let msg = format!("expected a 2xx status, got {}", ex.status);
+        if ex.status == 0 {
+            w.harness_error(format!(
+                "{} {}: expected a 2xx status, got no answer: {}",
+                ex.method, ex.path, ex.body
+            ));
+        }
+        let msg = format!(
+            "{} {}: expected a 2xx status, got {}: {}",
+            ex.method,
+            ex.path,
+            ex.status,
+            excerpt(&ex.body)
+        );
         w.fail(msg);
     }
 }
 
 #[then(regex = r#"^the response is a problem (\d+) "([^"]+)"$"#)]
+/// The status is judged (a wrong status is a failure); the problem's format (media type,
+/// shape, `code`, `status` member) is a deviation outside `@contract` scenarios, so the
+/// scenario goes on to its behavioural steps.
 async fn problem(w: &mut AuthWorld, status: u16, code: String) {
-    status_is(w, status).await;
-    let ex = w.last();
-    let ct = ex.header("content-type").unwrap_or("");
+    blocked_if_route_missing(w, &[status]).await;
+    judge_status(w, &[status]);
+    let ex = w.last().clone();
+    let ct = ex.header("content-type").unwrap_or("").to_owned();
     if !ct.starts_with("application/problem+json") {
-        let msg = format!("expected Content-Type application/problem+json, got {ct:?}");
-        w.fail(msg);
+        w.deviate(format!(
+            "expected Content-Type application/problem+json, got {ct:?}"
+        ));
     }
     if let Err(e) = crate::shapes::check("problem", ex.json()) {
-        let msg = format!("the problem body is malformed: {e}");
-        w.fail(msg);
+        w.deviate(format!(
+            "expected a problem body (docs/contract.md), got {}: {e}",
+            excerpt(&ex.body)
+        ));
     }
     let j = ex.json();
-    if j["code"] != json!(code) {
-        let msg = format!("expected code {code:?}, got {}", j["code"]);
-        w.fail(msg);
+    let got_code = extract::error_code(j);
+    if got_code.as_deref() != Some(code.as_str()) {
+        w.deviate(format!("expected problem code {code:?}, got {got_code:?}"));
     }
     if j["status"] != json!(status) {
-        let msg = format!(
-            "the problem's status {} differs from the HTTP status",
+        w.deviate(format!(
+            "expected the problem's status member {status}, got {}",
             j["status"]
-        );
-        w.fail(msg);
+        ));
     }
 }
 
@@ -486,34 +588,47 @@ async fn problem_field(w: &mut AuthWorld, field: String) {
         .is_some_and(|a| a.iter().any(|e| names(&e["field"])));
     if !direct && !listed {
         let msg = format!(
-            "the problem does not name the field {field:?}: {}",
-            w.last().body
+            "expected the problem to name the field {field:?}, got {}",
+            excerpt(&w.last().body)
         );
-        w.fail(msg);
+        w.deviate(msg);
     }
 }
 
 #[then(regex = r"^the response is not a server error$")]
 async fn not_5xx(w: &mut AuthWorld) {
     let ex = w.last();
-    if ex.status == 0 || ex.status >= 500 {
-        let msg = format!("expected no server error, got {}", ex.status);
+    if ex.status == 0 {
+        w.harness_error(format!(
+            "{} {}: expected no server error, got no answer: {}",
+            ex.method, ex.path, ex.body
+        ));
+    }
+    if ex.status >= 500 {
+        let msg = format!(
+            "{} {}: expected no server error, got {}: {}",
+            ex.method,
+            ex.path,
+            ex.status,
+            excerpt(&ex.body)
+        );
         w.fail(msg);
     }
 }
 
 #[then(regex = r#"^the response has the header "([^"]+)"(?: containing "([^"]*)")?$"#)]
+/// A header is a format property (`WWW-Authenticate`, `X-Request-Id`, `RateLimit-*`,
+/// `Allow`): a deviation outside `@contract` scenarios.
 async fn has_header(w: &mut AuthWorld, name: String, containing: String) {
-    let ex = w.last();
-    match ex.header(&name) {
+    let got = w.last().header(&name).map(str::to_owned);
+    match got {
         Some(v)
             if v.to_ascii_lowercase()
                 .contains(&containing.to_ascii_lowercase()) => {}
-        Some(v) => {
-            let msg = format!("header {name} is {v:?}, expected it to contain {containing:?}");
-            w.fail(msg);
-        }
-        None => w.fail(format!("the response has no {name} header")),
+        Some(v) => w.deviate(format!(
+            "expected the header {name} containing {containing:?}, got {v:?}"
+        )),
+        None => w.deviate(format!("expected the header {name}, got none")),
     }
 }
 
@@ -522,7 +637,10 @@ async fn same_as_unknown(w: &mut AuthWorld) {
     let ex = w.last().clone();
     let ours = w.last_key_id_in_path();
     let Some(ours) = ours else {
-        w.fail("the last request has no key id in its path")
+        w.harness_error(format!(
+            "{} {}: the step needs a key id in the path",
+            ex.method, ex.path
+        ))
     };
     let unknown = "key:0000000000000000";
     let enc: String =
@@ -535,11 +653,19 @@ async fn same_as_unknown(w: &mut AuthWorld) {
     req.path = path;
     let other = w.send_prepared(req).await.clone();
     if other.status != ex.status || normalized(&other, &[unknown]) != normalized(&ex, &[&ours]) {
+        // Telling "exists elsewhere" from "does not exist" reveals another tenant's keys.
         let msg = format!(
-            "another tenant's key answers differently from an unknown one: {} {:?} vs {} {:?}",
-            ex.status, ex.body, other.status, other.body
+            "{} {}: expected the same answer as for an unknown key id ({} {}), got {} {:?} vs {} {:?}",
+            ex.method,
+            ex.path,
+            other.method,
+            other.path,
+            ex.status,
+            excerpt(&ex.body),
+            other.status,
+            excerpt(&other.body)
         );
-        w.fail(msg);
+        w.fail_as(FailureClass::Security, msg);
     }
 }
 
@@ -550,26 +676,34 @@ async fn same_as_no_key(w: &mut AuthWorld) {
     req.cred = Cred::None;
     req.path = ex.path.clone();
     let other = w.send_prepared(req).await.clone();
+    // What the credential was (revoked, foreign, malformed) must not show in the answer.
     if other.status != ex.status {
         let msg = format!(
-            "status {} differs from {} without a key",
-            ex.status, other.status
+            "{} {}: expected the status without a key ({}), got {}",
+            ex.method, ex.path, other.status, ex.status
         );
         w.fail(msg);
     }
     if normalized(&other, &[]) != normalized(&ex, &[]) {
         let msg = format!(
-            "the 401 body differs from the one without a key: {:?} vs {:?}",
-            ex.body, other.body
+            "{} {}: expected the body without a key {:?}, got {:?}",
+            ex.method,
+            ex.path,
+            excerpt(&other.body),
+            excerpt(&ex.body)
         );
         w.fail(msg);
     }
-    if ex.header("www-authenticate").map(str::to_ascii_lowercase)
-        != other
-            .header("www-authenticate")
-            .map(str::to_ascii_lowercase)
-    {
-        w.fail("the WWW-Authenticate header differs from the one without a key");
+    let ours = ex.header("www-authenticate").map(str::to_ascii_lowercase);
+    let theirs = other
+        .header("www-authenticate")
+        .map(str::to_ascii_lowercase);
+    // The answer under test stays the last one.
+    w.last = Some(ex);
+    if ours != theirs {
+        w.deviate(format!(
+            "expected the WWW-Authenticate header of the answer without a key ({theirs:?}), got {ours:?}"
+        ));
     }
 }
 
@@ -577,12 +711,19 @@ async fn same_as_no_key(w: &mut AuthWorld) {
 async fn same_as_saved(w: &mut AuthWorld, name: String) {
     let ex = w.last().clone();
     let Some(other) = w.saved.get(&name).cloned() else {
-        w.fail(format!("no saved response {name:?}"))
+        w.harness_error(format!("no saved response {name:?}"))
     };
     if other.status != ex.status || normalized(&other, &[]) != normalized(&ex, &[]) {
         let msg = format!(
-            "the responses differ: {} {:?} vs {} {:?}",
-            ex.status, ex.body, other.status, other.body
+            "{} {}: expected the same answer as {name:?} ({} {}: {} {:?}), got {} {:?}",
+            ex.method,
+            ex.path,
+            other.method,
+            other.path,
+            other.status,
+            excerpt(&other.body),
+            ex.status,
+            excerpt(&ex.body)
         );
         w.fail(msg);
     }
@@ -599,30 +740,89 @@ async fn field_is(w: &mut AuthWorld, path: String, value: String) {
     let value = w.expand(&value, false);
     let want: Value = match serde_json::from_str(&value) {
         Ok(v) => v,
-        Err(_) => w.fail(format!("{value:?} is not a JSON value (quote strings)")),
+        Err(_) => w.harness_error(format!("{value:?} is not a JSON value (quote strings)")),
     };
-    let got = extract::field(w.last().json(), &path).cloned();
-    if got.as_ref() != Some(&want) {
-        let msg = format!("field {path:?}: expected {want}, got {got:?}");
-        w.fail(msg);
+    let j = w.last().json().clone();
+    let got = extract::field(&j, &path).cloned();
+    if got.as_ref() == Some(&want) {
+        return;
     }
+    // Upstream's envelope puts the named object itself in `data` (`tenant.id` at `data.id`):
+    // the right value there is a shape difference, not a wrong value.
+    if got.is_none() {
+        if let Some((twin, v)) = extract::twin_field(&j, &path) {
+            if v == &want {
+                w.deviate(format!("expected the field {path:?}, found it at {twin:?}"));
+                return;
+            }
+            let msg = format!(
+                "{}: expected the field {path:?} = {want}, got {v} (at {twin:?})",
+                w.last_request_line()
+            );
+            w.fail(msg);
+        }
+    }
+    // A field the answer does not carry at all is a shape difference: the value cannot be
+    // judged, the scenario goes on (and fails as conformance if nothing worse happens). A
+    // field that is there with another value is a failure.
+    let Some(got) = got else {
+        w.deviate(format!(
+            "expected the field {path:?} = {want}, got no such field"
+        ));
+        return;
+    };
+    let msg = format!(
+        "{}: expected the field {path:?} = {want}, got {got}",
+        w.last_request_line()
+    );
+    w.fail(msg);
 }
 
 #[then(regex = r#"^the field "([^"]+)" is (present|absent|a timestamp|not null)$"#)]
+/// A timestamp written as epoch seconds or milliseconds (upstream) is a format deviation:
+/// the time is there. A field found only at its envelope twin (`data.x` for `tenant.x`) is a
+/// shape deviation.
 async fn field_presence(w: &mut AuthWorld, path: String, what: String) {
-    let got = extract::field(w.last().json(), &path).cloned();
+    let j = w.last().json().clone();
+    let mut got = extract::field(&j, &path).cloned();
+    if got.is_none() && what != "absent" {
+        if let Some((twin, v)) = extract::twin_field(&j, &path) {
+            w.deviate(format!("expected the field {path:?}, found it at {twin:?}"));
+            got = Some(v.clone());
+        }
+    }
+    if what == "present" && got.is_none() {
+        w.deviate(format!("expected the field {path:?}, got no such field"));
+        return;
+    }
     let ok = match what.as_str() {
         "present" => got.is_some(),
         "absent" => got.is_none(),
         "not null" => got.as_ref().is_some_and(|v| !v.is_null()),
-        _ => got.as_ref().and_then(Value::as_str).is_some_and(|s| {
-            regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-                .expect("static regex")
-                .is_match(s)
-        }),
+        _ => match got.as_ref().and_then(extract::time_form) {
+            Some(extract::TimeForm::Rfc3339) => {
+                // The contract writes UTC with `Z`.
+                got.as_ref()
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.ends_with('Z'))
+            }
+            Some(form) => {
+                w.deviate(format!(
+                    "expected the field {path:?} as an RFC 3339 timestamp, got {} ({})",
+                    form.describe(),
+                    got.as_ref().map(Value::to_string).unwrap_or_default()
+                ));
+                true
+            }
+            None => false,
+        },
     };
     if !ok {
-        let msg = format!("field {path:?} is not {what}: {got:?}");
+        let got = got.map_or_else(|| "no such field".to_owned(), |v| v.to_string());
+        let msg = format!(
+            "{}: expected the field {path:?} {what}, got {got}",
+            w.last_request_line()
+        );
         w.fail(msg);
     }
 }
@@ -637,7 +837,11 @@ async fn list_len(w: &mut AuthWorld, name: String, how: String, n: usize) {
         (_, Some(l)) => l == n,
     };
     if !ok {
-        let msg = format!("list {name:?} should have {how} {n} items, has {len:?}");
+        let got = len.map_or_else(|| "no list".to_owned(), |l| format!("{l} items"));
+        let msg = format!(
+            "{}: expected the list {name:?} to have {how} {n} items, got {got}",
+            w.last_request_line()
+        );
         w.fail(msg);
     }
 }
@@ -655,13 +859,19 @@ fn key_list_ids(w: &AuthWorld) -> Vec<String> {
 #[then(regex = r#"^the key list (contains|does not contain) the key "([^"]+)"$"#)]
 async fn key_list_contains(w: &mut AuthWorld, how: String, key: String) {
     if extract::list(w.last().json(), "apiKeys").is_none() {
-        w.fail("the response has no key list");
+        let msg = format!(
+            "{}: expected a key list, got {}",
+            w.last_request_line(),
+            excerpt(&w.last().body)
+        );
+        w.fail(msg);
     }
     let id = w.key_id(&key);
     let has = key_list_ids(w).contains(&id);
     if has != (how == "contains") {
         let msg = format!(
-            "the key list {how} {key:?} was expected, but it is {}",
+            "{}: expected the key list {how} {key:?}, got it {}",
+            w.last_request_line(),
             if has { "listed" } else { "missing" }
         );
         w.fail(msg);
@@ -671,10 +881,15 @@ async fn key_list_contains(w: &mut AuthWorld, how: String, key: String) {
 #[then(regex = r#"^every key in the list is an? (test|live) key$"#)]
 async fn every_key_env(w: &mut AuthWorld, env: String) {
     let Some(list) = extract::list(w.last().json(), "apiKeys").cloned() else {
-        w.fail("the response has no key list")
+        let msg = format!("{}: expected a key list, got none", w.last_request_line());
+        w.fail(msg)
     };
     if list.is_empty() {
-        w.fail("the key list is empty");
+        let msg = format!(
+            "{}: expected {env} keys in the list, got an empty list",
+            w.last_request_line()
+        );
+        w.fail(msg);
     }
     for k in &list {
         let e = k
@@ -688,7 +903,11 @@ async fn every_key_env(w: &mut AuthWorld, env: String) {
                     .and_then(|p| p.split('_').nth(1).map(str::to_owned))
             });
         if e.as_deref() != Some(env.as_str()) {
-            let msg = format!("the list holds a key that is not {env}: {k}");
+            let msg = format!(
+                "{}: expected only {env} keys, got {e:?} for {}",
+                w.last_request_line(),
+                k.get("id").cloned().unwrap_or(Value::Null)
+            );
             w.fail(msg);
         }
     }
@@ -701,30 +920,41 @@ async fn no_key_named(w: &mut AuthWorld, name: String, tenant: String) {
     let list = extract::list(ex.json(), "apiKeys")
         .cloned()
         .unwrap_or_default();
-    if ex.status != 200 {
-        let msg = format!("listing {tenant:?}'s keys failed with {}", ex.status);
-        w.fail(msg);
-    }
+    w.expect_setup(&ex, &[200], &format!("listing {tenant:?}'s keys"));
     if list.iter().any(|k| k.get("name") == Some(&json!(name))) {
-        let msg = format!("tenant {tenant:?} has a key named {name:?}");
+        let msg =
+            format!("GET /v1/api-keys as {tenant:?}: expected no key named {name:?}, got one");
         w.fail(msg);
     }
 }
 
 #[then(regex = r#"^the response does not contain the secret of "([^"]+)"$"#)]
 async fn no_secret_of(w: &mut AuthWorld, key: String) {
-    let secret = w.secret_of(&key);
+    let bearer = w.secret_of(&key);
+    // An upstream `prefix:secret` bearer: its prefix is an issued identifier (rows and lists
+    // show it), so the secret part is what must not show. A credential that is its prefix
+    // alone (upstream public and restricted keys) has no secret part to look for.
+    let (secret, core) = match bearer.split_once(':') {
+        Some((p, s)) if w.ctx.secrets.is_identifier(p) => (bearer.clone(), s.to_owned()),
+        _ if w.ctx.secrets.is_identifier(&bearer) => return,
+        // The part after the type and environment, so a re-encoded key is caught too.
+        _ => (
+            bearer.clone(),
+            bearer.get(8..).unwrap_or(&bearer).to_owned(),
+        ),
+    };
     let ex = w.last();
     let mut text = ex.body.clone();
     for (k, v) in &ex.headers {
         text.push_str(k);
         text.push_str(v);
     }
-    // The secret part after the type and environment, so a re-encoded key is caught too.
-    let core = secret.get(8..).unwrap_or(&secret);
-    if text.contains(&secret) || text.contains(core) {
-        let msg = format!("the response contains the secret of {key:?}");
-        w.fail(msg);
+    if text.contains(&secret) || text.contains(&core) {
+        let msg = format!(
+            "SECRET LEAK: {}: expected no trace of the secret of {key:?}, got it in the answer",
+            w.last_request_line()
+        );
+        w.fail_as(FailureClass::Security, msg);
     }
 }
 
@@ -732,7 +962,14 @@ async fn no_secret_of(w: &mut AuthWorld, key: String) {
     regex = r#"^the response contains no value of the key "([^"]+)" beyond its display prefix$"#
 )]
 async fn no_more_than_prefix(w: &mut AuthWorld, key: String) {
-    let secret = w.secret_of(&key);
+    let bearer = w.secret_of(&key);
+    // An upstream `prefix:secret` bearer: the prefix is the key's public identifier (lists
+    // show it whole), so only the secret part is looked for.
+    let secret = match bearer.split_once(':') {
+        Some((p, s)) if w.ctx.secrets.is_identifier(p) => s.to_owned(),
+        _ if w.ctx.secrets.is_identifier(&bearer) => return,
+        _ => bearer,
+    };
     let ex = w.last();
     // Any 13 consecutive characters of the key would be more than its 12-character display
     // prefix: enough to narrow a guess.
@@ -740,8 +977,11 @@ async fn no_more_than_prefix(w: &mut AuthWorld, key: String) {
     for start in 0..chars.len().saturating_sub(12) {
         let window: String = chars[start..start + 13].iter().collect();
         if ex.body.contains(&window) {
-            let msg = format!("the response shows more of {key:?} than its display prefix");
-            w.fail(msg);
+            let msg = format!(
+                "SECRET LEAK: {} {}: expected at most the display prefix of {key:?}, got 13 or more of its characters",
+                ex.method, ex.path
+            );
+            w.fail_as(FailureClass::Security, msg);
         }
     }
 }
@@ -750,27 +990,59 @@ async fn no_more_than_prefix(w: &mut AuthWorld, key: String) {
 // Then: keys
 // ---------------------------------------------------------------------------------------
 
+/// Tries a key on `GET /v1/tenant`, the harness's probe. When the probe answers 404, 405 or
+/// 501, the route itself may be missing: asked again without any key, the same answer means
+/// the target has no such route and the scenario is blocked (its keys cannot be judged this
+/// way), not that the key was refused.
 async fn probe(w: &mut AuthWorld, key: &str) -> u16 {
     let req = Req::new("GET", "/v1/tenant", w.cred(key));
-    w.send(req).await.status
+    let ex = w.send(req).await.clone();
+    if matches!(ex.status, 404 | 405 | 501) {
+        let bare = Req::new("GET", "/v1/tenant", Cred::None);
+        let without = w.send(bare).await.status;
+        w.last = Some(ex.clone());
+        if without == ex.status {
+            w.blocked_with(
+                "GET",
+                "/v1/tenant",
+                ex.status,
+                format!("the harness tries keys on GET /v1/tenant (key {key:?}), which the target does not serve"),
+            );
+        }
+    }
+    ex.status
 }
 
 #[then(regex = r#"^the key "([^"]+)" (?:still )?works$"#)]
 async fn key_works(w: &mut AuthWorld, key: String) {
     let s = probe(w, &key).await;
     if s != 200 {
-        w.fail(format!("{key:?} should work on GET /v1/tenant, got {s}"));
+        let msg = format!(
+            "GET /v1/tenant as {key:?}: expected 200 (the key works), got {s}: {}",
+            excerpt(&w.last().body)
+        );
+        w.fail(msg);
     }
 }
 
 #[then(regex = r#"^the key "([^"]+)" is refused(?: with (\d+))?$"#)]
 async fn key_refused(w: &mut AuthWorld, key: String, status: String) {
-    let s = probe(w, &key).await;
+    probe(w, &key).await;
     let want: u16 = status.parse().unwrap_or(401);
-    if s != want {
-        w.fail(format!(
-            "{key:?} should be refused with {want} on GET /v1/tenant, got {s}"
-        ));
+    judge_status(w, &[want]);
+}
+
+/// A key that should be refused answered `s` (not its 401): a success is a broken security
+/// property, another refusal a different code, anything else is left to the tags.
+fn refused_otherwise(w: &AuthWorld, key: &str, s: u16, why: &str) -> ! {
+    let msg = format!(
+        "GET /v1/tenant as {key:?}: expected 401 ({why}), got {s}: {}",
+        excerpt(&w.last().body)
+    );
+    match s / 100 {
+        2 | 3 => w.fail_as(FailureClass::Security, msg),
+        4 => w.fail_as(FailureClass::Conformance, msg),
+        _ => w.fail(msg),
     }
 }
 
@@ -786,10 +1058,17 @@ async fn eventually_refused(w: &mut AuthWorld, secs: u64, key: String) {
             return;
         }
         if s != 200 {
-            w.fail(format!("{key:?} answered {s} while its grace period ran"));
+            let msg = format!(
+                "GET /v1/tenant as {key:?}: expected 200 during the grace period, then 401, got {s}: {}",
+                excerpt(&w.last().body)
+            );
+            match s / 100 {
+                4 => w.fail_as(FailureClass::Conformance, msg),
+                _ => w.fail(msg),
+            }
         }
         if start.elapsed() > deadline {
-            w.fail(format!("{key:?} still works {secs} s later"));
+            refused_otherwise(w, &key, s, &format!("the grace period ended {secs} s ago"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -813,11 +1092,8 @@ async fn refused_per_caps(w: &mut AuthWorld, key: String) {
             w.ctx.record_propagation("revocation", start.elapsed());
             return;
         }
-        if start.elapsed() >= max {
-            w.fail(format!(
-                "{key:?} still answers {s} after revocation (declared delay {:?})",
-                max
-            ));
+        if start.elapsed() >= max || !(200..300).contains(&s) {
+            refused_otherwise(w, &key, s, &format!("revoked; declared delay {:?}", max));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -826,15 +1102,23 @@ async fn refused_per_caps(w: &mut AuthWorld, key: String) {
 #[then(regex = r#"^the secret of "([^"]+)" has the key format with prefix "([^"]+)"$"#)]
 async fn key_format(w: &mut AuthWorld, key: String, prefix: String) {
     let s = w.secret_of(&key);
+    let shape = match s.split_once(':') {
+        Some((p, rest)) => format!("{}…:‹{} characters›", &p[..p.len().min(8)], rest.len()),
+        None => format!("{}…, {} characters", &s[..s.len().min(8)], s.len()),
+    };
     if !extract::key_format().is_match(&s) {
-        w.fail(format!(
-            "the secret of {key:?} does not match (pk|sk|rk)_(live|test)_[0-9A-Za-z]{{38,}}"
-        ));
+        w.fail_as(
+            FailureClass::Conformance,
+            format!(
+                "the key {key:?} as issued: expected the format (pk|sk|rk)_(live|test)_[0-9A-Za-z]{{38,}}, got {shape}"
+            ),
+        );
     }
     if !s.starts_with(&prefix) {
-        w.fail(format!(
-            "the secret of {key:?} does not start with {prefix:?}"
-        ));
+        w.fail_as(
+            FailureClass::Conformance,
+            format!("the key {key:?} as issued: expected the prefix {prefix:?}, got {shape}"),
+        );
     }
 }
 
@@ -844,7 +1128,7 @@ async fn key_format(w: &mut AuthWorld, key: String, prefix: String) {
 async fn distinct_secrets(w: &mut AuthWorld, n: usize, run: usize) {
     let secrets: Vec<String> = w.issued.clone();
     if secrets.len() != n {
-        w.fail(format!("expected {n} new secrets, saw {}", secrets.len()));
+        w.harness_error(format!("expected {n} new secrets, saw {}", secrets.len()));
     }
     let mut seen = std::collections::HashMap::new();
     for (i, s) in secrets.iter().enumerate() {
@@ -856,10 +1140,13 @@ async fn distinct_secrets(w: &mut AuthWorld, n: usize, run: usize) {
                 continue;
             }
             if let Some(j) = seen.insert(win.clone(), i) {
-                w.fail(format!(
-                    "secrets #{j} and #{i} share the run {:?}",
-                    &win[..4.min(win.len())]
-                ));
+                w.fail_as(
+                    FailureClass::Security,
+                    format!(
+                        "POST /v1/api-keys: expected unrelated secrets, got secrets #{j} and #{i} sharing a run of {run} characters ({:?}…)",
+                        &win[..4.min(win.len())]
+                    ),
+                );
             }
         }
     }
@@ -871,7 +1158,7 @@ async fn charset(w: &mut AuthWorld, n: usize) {
         w.issued.iter().flat_map(|s| s.chars().skip(8)).collect();
     if set.len() < n {
         w.fail(format!(
-            "the random parts use only {} different characters",
+            "POST /v1/api-keys: expected the new secrets' random parts to use at least {n} different characters, got {}",
             set.len()
         ));
     }
@@ -885,9 +1172,21 @@ async fn batch_statuses(w: &mut AuthWorld, n: usize, status: u16, others: u16) {
         .iter()
         .all(|e| e.status == status || e.status == others);
     if hits != n || !rest_ok {
+        if let Some(first) = w.batch.first().cloned() {
+            if w.batch.iter().all(|e| e.status == first.status) {
+                w.last = Some(first);
+                blocked_if_route_missing(w, &[status, others]).await;
+            }
+        }
         let all: Vec<u16> = w.batch.iter().map(|e| e.status).collect();
+        let req = w
+            .batch
+            .last()
+            .map(|e| format!("{} {}", e.method, e.path))
+            .unwrap_or_default();
         w.fail(format!(
-            "expected exactly {n} x {status} and the rest {others}, got {all:?}"
+            "{req} x {}: expected exactly {n} x {status} and the rest {others}, got {all:?}",
+            all.len()
         ));
     }
 }
@@ -899,16 +1198,21 @@ async fn rotation_keeps(w: &mut AuthWorld) {
     let old = extract::field(&j, "previousKey")
         .cloned()
         .unwrap_or(Value::Null);
+    let line = w.last_request_line();
     if new.is_null() || old.is_null() {
-        w.fail("the rotation response lacks apiKey or previousKey");
+        w.deviate("expected apiKey and previousKey in the rotation answer, got not both; rotated key not compared");
+        return;
     }
     if new.get("id") == old.get("id") {
-        w.fail("the rotated key kept its id");
+        w.fail(format!(
+            "{line}: expected a new key id, got the old one {:?}",
+            old.get("id")
+        ));
     }
     for f in ["name", "type", "environment", "permissions"] {
         if new.get(f) != old.get(f) {
             w.fail(format!(
-                "the rotated key changed {f}: {:?} -> {:?}",
+                "{line}: expected the rotated key to keep {f} {:?}, got {:?}",
                 old.get(f),
                 new.get(f)
             ));
@@ -928,7 +1232,12 @@ async fn previous_marked(w: &mut AuthWorld, how: String) {
         "expiresAt"
     };
     if old.get(field).is_none_or(Value::is_null) {
-        w.fail(format!("previousKey.{field} is not set: {old}"));
+        let msg = format!(
+            "{}: expected previousKey.{field} set, got {}",
+            w.last_request_line(),
+            old
+        );
+        w.fail(msg);
     }
 }
 
@@ -939,8 +1248,9 @@ async fn previous_marked(w: &mut AuthWorld, how: String) {
 #[then(regex = r#"^the body has the shape "([^"]+)"$"#)]
 async fn shape(w: &mut AuthWorld, name: String) {
     if let Err(e) = crate::shapes::check(&name, w.last().json()) {
-        let msg = format!("the body is not a {name:?} of docs/contract.md: {e}");
-        w.fail(msg);
+        w.deviate(format!(
+            "expected the body to be a {name:?} of docs/contract.md, got: {e}"
+        ));
     }
 }
 
@@ -950,9 +1260,7 @@ pub(crate) async fn all_tenants(w: &mut AuthWorld, query: &str) -> Vec<Value> {
         let path = format!("/admin/tenants?{query}page={page}&limit=100");
         let req = Req::new("GET", &path, w.cred("admin"));
         let ex = w.send(req).await.clone();
-        if ex.status != 200 {
-            w.fail(format!("listing tenants failed with {}", ex.status));
-        }
+        w.expect_setup(&ex, &[200], "listing tenants");
         let list = extract::list(ex.json(), "tenants")
             .cloned()
             .unwrap_or_default();
@@ -976,7 +1284,7 @@ async fn tenant_order(w: &mut AuthWorld, a: String, b: String) {
     match (pos(&ia), pos(&ib)) {
         (Some(x), Some(y)) if x < y => {}
         (x, y) => w.fail(format!(
-            "expected {a:?} before {b:?}, positions {x:?} and {y:?}"
+            "GET /admin/tenants: expected {a:?} before {b:?}, got positions {x:?} and {y:?}"
         )),
     }
 }
@@ -988,7 +1296,8 @@ async fn tenant_filter(w: &mut AuthWorld, filter: String, how: String, t: String
     let has = list.iter().any(|x| x.get("id") == Some(&json!(id)));
     if has != (how == "includes") {
         w.fail(format!(
-            "the list filtered by {filter:?} {how} {t:?} was expected"
+            "GET /admin/tenants?{filter}: expected the list {how} {t:?}, got {}",
+            if has { "it listed" } else { "it missing" }
         ));
     }
 }
@@ -999,9 +1308,13 @@ async fn every_tenant(w: &mut AuthWorld, field: String, value: String) {
         .cloned()
         .unwrap_or_default();
     if let Some(bad) = list.iter().find(|t| t.get(&field) != Some(&json!(value))) {
-        w.fail(format!(
-            "a listed tenant has {field} other than {value:?}: {bad}"
-        ));
+        let msg = format!(
+            "{}: expected every tenant with {field} = {value:?}, got {:?} for {}",
+            w.last_request_line(),
+            bad.get(&field),
+            bad.get("id").cloned().unwrap_or(Value::Null)
+        );
+        w.fail(msg);
     }
 }
 
@@ -1016,7 +1329,11 @@ async fn tenant_has_status(w: &mut AuthWorld, t: String, status: String) {
     let got = extract::tenant_status(ex.json());
     if got.as_deref() != Some(status.as_str()) {
         w.fail(format!(
-            "tenant {t:?} has status {got:?}, expected {status:?}"
+            "{} {}: expected the tenant {t:?} with status {status:?}, got {} (HTTP {})",
+            ex.method,
+            ex.path,
+            got.map_or_else(|| "no status".to_owned(), |g| format!("{g:?}")),
+            ex.status
         ));
     }
 }
@@ -1024,7 +1341,17 @@ async fn tenant_has_status(w: &mut AuthWorld, t: String, status: String) {
 #[then(regex = r#"^the capabilities document (is served|is absent)$"#)]
 async fn caps_served(w: &mut AuthWorld, how: String) {
     if w.ctx.caps.present != (how == "is served") {
-        w.fail(format!("the capabilities document {how} was expected"));
+        w.fail_as(
+            FailureClass::Conformance,
+            format!(
+                "GET /.well-known/authconf: expected the capabilities document {how}, got it {}",
+                if w.ctx.caps.present {
+                    "served"
+                } else {
+                    "absent"
+                }
+            ),
+        );
     }
 }
 
@@ -1036,9 +1363,18 @@ async fn display_prefix(w: &mut AuthWorld, key: String) {
         .map(str::to_owned);
     match dp {
         Some(p) if p.len() == 12 && secret.starts_with(&p) => {}
-        other => w.fail(format!(
-            "displayPrefix {other:?} is not the first 12 characters of the secret"
-        )),
+        other => {
+            let msg = format!(
+                "{}: expected apiKey.displayPrefix = the first 12 characters of the secret of {key:?}, got {}",
+                w.last_request_line(),
+                match &other {
+                    Some(p) if secret.starts_with(p.as_str()) => format!("{} characters of it", p.len()),
+                    Some(_) => "another value".to_owned(),
+                    None => "none".to_owned(),
+                }
+            );
+            w.deviate(msg);
+        }
     }
 }
 
@@ -1050,14 +1386,12 @@ async fn rate_limit_override(w: &mut AuthWorld, tenant: String, n: u32, secs: u3
         w.cred("admin"),
     )
     .json(&json!({"rateLimit": {"requests": n, "windowSeconds": secs}}).to_string());
-    let ex = w.send(req).await;
-    if ex.status != 200 {
-        let msg = format!(
-            "setting the rate limit of {tenant:?} failed with {}",
-            ex.status
-        );
-        w.fail(msg);
-    }
+    let ex = w.send(req).await.clone();
+    w.expect_setup(
+        &ex,
+        &[200],
+        &format!("setting the rate limit of {tenant:?}"),
+    );
 }
 
 #[when(regex = r#"^I send (GET|POST|DELETE) "([^"]*)" as "([^"]+)" (\d+) times concurrently$"#)]
@@ -1096,19 +1430,34 @@ async fn send_sequentially(
 )]
 async fn every_problem(w: &mut AuthWorld, status: u16, code: String, header: String) {
     let batch = w.batch.clone();
+    let req = batch
+        .last()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .unwrap_or_default();
     if !batch.iter().any(|e| e.status == status) {
-        w.fail(format!("no response had status {status}"));
+        let all: Vec<u16> = batch.iter().map(|e| e.status).collect();
+        w.fail(format!(
+            "{req} x {}: expected some answers {status}, got {all:?}",
+            all.len()
+        ));
     }
     for e in batch.iter().filter(|e| e.status == status) {
-        if e.json()["code"] != json!(code) {
-            w.fail(format!(
-                "a {status} has code {} rather than {code:?}",
-                e.json()["code"]
+        let got = extract::error_code(e.json());
+        if got.as_deref() != Some(code.as_str()) {
+            w.deviate(format!(
+                "expected every {status} to be a problem {code:?}, got code {got:?}"
             ));
+            break;
         }
-        if e.header(&header).is_none() {
-            w.fail(format!("a {status} response lacks the {header} header"));
-        }
+    }
+    if let Some(e) = batch
+        .iter()
+        .find(|e| e.status == status && e.header(&header).is_none())
+    {
+        let _ = e;
+        w.deviate(format!(
+            "expected every {status} with the header {header}, got one without"
+        ));
     }
 }
 
@@ -1119,14 +1468,22 @@ async fn count_down(w: &mut AuthWorld, n: usize, header: String) {
         .iter()
         .map(|e| e.header(&header).and_then(|v| v.trim().parse().ok()))
         .collect();
+    let req = w
+        .batch
+        .last()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .unwrap_or_default();
     if values.len() != n || values.iter().any(Option::is_none) {
         w.fail(format!(
-            "expected {n} responses with a numeric {header}, got {values:?}"
+            "{req} x {n}: expected a numeric {header} on every answer, got {values:?}"
         ));
     }
     let v: Vec<i64> = values.into_iter().flatten().collect();
     if v.windows(2).any(|p| p[1] != p[0] - 1) {
-        w.fail(format!("{header} does not count down by one: {v:?}"));
+        w.fail_as(
+            FailureClass::Security,
+            format!("{req} x {n}: expected {header} to count down by one, got {v:?}"),
+        );
     }
 }
 
@@ -1149,7 +1506,9 @@ async fn eventually_status(
             return;
         }
         if start.elapsed() > Duration::from_secs(secs) {
-            w.fail(format!("still {got} after {secs} s"));
+            w.fail(format!(
+                "{method} {path} as {cred:?}: expected {status} within {secs} s, got {got}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1160,26 +1519,33 @@ async fn mentions(w: &mut AuthWorld, how: String, text: String) {
     let text = w.expand(&text, false);
     let has = w.last().body.contains(&text);
     if has != (how == "mentions") {
-        let msg = format!("the response {how} {text:?} was expected");
+        let msg = format!(
+            "{}: expected the answer {how} {text:?}, got {}",
+            w.last_request_line(),
+            if has { "it mentioned" } else { "no mention" }
+        );
         w.fail(msg);
     }
 }
 
 #[then(regex = r#"^the request is refused or not found$"#)]
 async fn refused_or_missing(w: &mut AuthWorld) {
-    let s = w.last().status;
-    if ![401, 403, 404].contains(&s) {
-        w.fail(format!("expected 401, 403 or 404, got {s}"));
-    }
+    blocked_if_route_missing(w, &[401, 403, 404]).await;
+    judge_status(w, &[401, 403, 404]);
 }
 
 #[then(regex = r#"^the key list shows only keys of tenant "([^"]+)"$"#)]
 async fn only_own_keys(w: &mut AuthWorld, tenant: String) {
     let Some(list) = extract::list(w.last().json(), "apiKeys").cloned() else {
-        w.fail("the response has no key list")
+        let msg = format!("{}: expected a key list, got none", w.last_request_line());
+        w.fail(msg)
     };
     if list.is_empty() {
-        w.fail("the key list is empty");
+        let msg = format!(
+            "{}: expected {tenant:?}'s keys, got an empty list",
+            w.last_request_line()
+        );
+        w.fail(msg);
     }
     // Every listed key must be one this tenant was given: its display prefix starts one of
     // the tenant's secrets (a foreign key's 4 random characters will not match).
@@ -1196,10 +1562,57 @@ async fn only_own_keys(w: &mut AuthWorld, tenant: String) {
             .and_then(Value::as_str)
             .unwrap_or("");
         if prefix.len() < 8 || !own.iter().any(|s| s.starts_with(prefix)) {
-            w.fail(format!(
-                "the key list of {tenant:?} shows a key that is not one of its own: {}",
+            let msg = format!(
+                "{}: expected only {tenant:?}'s own keys, got the key {}",
+                w.last_request_line(),
                 k.get("id").cloned().unwrap_or(Value::Null)
-            ));
+            );
+            w.fail_as(FailureClass::Security, msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::tests::{exchange, world};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// The panic message of `judge_status` for an answer `got` where `want` was expected.
+    fn judged(got: u16, want: &[u16]) -> Option<String> {
+        let mut w = world();
+        w.last = Some(exchange("GET", "/v1/tenant", got, json!({})));
+        catch_unwind(AssertUnwindSafe(|| judge_status(&w, want)))
+            .err()
+            .map(|p| p.downcast_ref::<String>().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn statuses_are_judged_by_family() {
+        assert_eq!(judged(401, &[401]), None);
+        // Accepted where a refusal was expected: security, naming method, path, both codes.
+        assert_eq!(
+            judged(200, &[401]).as_deref(),
+            Some("[authconf:security] GET /v1/tenant: expected 401, got 200: {}")
+        );
+        assert!(judged(200, &[401, 403, 404])
+            .unwrap()
+            .starts_with("[authconf:security] GET /v1/tenant: expected 401, 403 or 404, got 200"));
+        // Refused with another code: conformance.
+        assert!(judged(400, &[401])
+            .unwrap()
+            .starts_with("[authconf:conformance] GET /v1/tenant: expected 401, got 400"));
+        assert!(judged(201, &[200])
+            .unwrap()
+            .starts_with("[authconf:conformance]"));
+        // Where the exact code is the rule (404 hides existence), the tags decide.
+        assert!(judged(403, &[404])
+            .unwrap()
+            .starts_with("GET /v1/tenant: expected 404, got 403"));
+        // A server error: unmarked; no answer at all: the harness's problem.
+        assert!(judged(500, &[400]).unwrap().starts_with("GET /v1/tenant"));
+        assert!(judged(0, &[400])
+            .unwrap()
+            .starts_with("[authconf:harness] GET /v1/tenant: expected 400, got no answer"));
     }
 }

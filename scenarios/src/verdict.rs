@@ -94,16 +94,25 @@ mod tests {
 
     #[test]
     fn a_marked_message_gives_its_class_and_the_rest() {
-        let msg = format!("{}GET /v1/tenant: expected 401, got 200", FailureClass::Security.marker());
+        let msg = format!(
+            "{}GET /v1/tenant: expected 401, got 200",
+            FailureClass::Security.marker()
+        );
         assert_eq!(
             split_marker(&msg),
-            (Some(FailureClass::Security), "GET /v1/tenant: expected 401, got 200")
+            (
+                Some(FailureClass::Security),
+                "GET /v1/tenant: expected 401, got 200"
+            )
         );
     }
 
     #[test]
     fn an_unmarked_or_unknown_marker_is_left_alone() {
         assert_eq!(split_marker("plain"), (None, "plain"));
-        assert_eq!(split_marker("[authconf:nope] x"), (None, "[authconf:nope] x"));
+        assert_eq!(
+            split_marker("[authconf:nope] x"),
+            (None, "[authconf:nope] x")
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! A proxy over the real reference, rather than a hand-written fake, keeps every other rule
 //! intact: the suite must find exactly the broken one, not trip over a fake's gaps.
 
+mod more;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,10 +50,36 @@ pub enum Fault {
     /// Logout answers success but the access token keeps working (the seed's §14 defect:
     /// tokens that survive logout).
     LogoutKeepsToken,
+    /// `Retry-After` in milliseconds rather than seconds.
+    RetryAfterMs,
+    /// A key's revocation never shows in the audit log.
+    RevocationNotAudited,
+    /// The first two records of an audit-log page come out swapped.
+    AuditOutOfOrder,
+    /// A record of another caller's log is mixed into a page.
+    ForeignAuditRecords,
+    /// After logout, `GET /v1/auth/validate` keeps answering 200 for the token (`me` is
+    /// right).
+    ValidateAfterLogout,
+    /// Wrong-password logins for known addresses take 300 ms longer than for unknown ones.
+    SlowKnownLogins,
+    /// 4xx problems carry SQL text and a source path in `detail`.
+    SqlInDetail,
+    /// `check` answers the opposite for the relation `viewer`.
+    InvertedGraphCheck,
+    /// A CSV the target refuses is answered 200 (and still not stored).
+    InvalidCsvAccepted,
+    /// Every graph answer says version 1.
+    GraphVersionStuck,
+    /// An event stream delivers only its first event.
+    FirstEventOnly,
+    /// A response cache in front of the target serves `GET /v1/tenant` per Authorization for
+    /// a minute, revoked keys included.
+    CachedRevokedKeys,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 23] = [
         Fault::SecretInList,
         Fault::LaggingRevocation,
         Fault::ForeignKeyListed,
@@ -63,6 +91,18 @@ impl Fault {
         Fault::TenantKeyIsAdmin,
         Fault::ObjectStateWithoutKey,
         Fault::LogoutKeepsToken,
+        Fault::RetryAfterMs,
+        Fault::RevocationNotAudited,
+        Fault::AuditOutOfOrder,
+        Fault::ForeignAuditRecords,
+        Fault::ValidateAfterLogout,
+        Fault::SlowKnownLogins,
+        Fault::SqlInDetail,
+        Fault::InvertedGraphCheck,
+        Fault::InvalidCsvAccepted,
+        Fault::GraphVersionStuck,
+        Fault::FirstEventOnly,
+        Fault::CachedRevokedKeys,
     ];
 }
 
@@ -79,6 +119,8 @@ struct Proxy {
     lists: Mutex<HashMap<String, Value>>,
     /// Every event frame from any upstream socket, for `EventsToWrongTenant`.
     events: broadcast::Sender<String>,
+    /// State of the faults in [`more`].
+    more: more::State,
 }
 
 /// A running faulty target.
@@ -107,6 +149,7 @@ pub async fn start(fault: Fault, upstream: &str, admin_key: &str) -> Faulty {
         tenant_keys: Mutex::new(HashMap::new()),
         lists: Mutex::new(HashMap::new()),
         events,
+        more: more::State::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -163,6 +206,10 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let method = parts.method.clone();
     let mut headers = parts.headers.clone();
     let mut body = bytes.to_vec();
+    let auth = bearer(&headers).unwrap_or_default();
+    if let Some(r) = more::before(&p, &method, &path, &auth) {
+        return r;
+    }
 
     match p.fault {
         Fault::BadJson500 => {
@@ -291,6 +338,7 @@ async fn forward(
         }
         return (status, axum::Json(v)).into_response();
     }
+    let req_body = body.clone();
     let mut req = p.http.request(method.clone(), url).body(body);
     for (k, v) in headers {
         if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
@@ -375,6 +423,25 @@ async fn forward(
         }
         _ => {}
     }
+    let path = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.find('/').map(|i| &r[i..]))
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    more::after(
+        p,
+        method,
+        path,
+        &auth,
+        &req_body,
+        &mut status,
+        &mut out_headers,
+        &mut body,
+    )
+    .await;
     out_headers.remove(http::header::CONTENT_LENGTH);
     out_headers.remove(http::header::TRANSFER_ENCODING);
     let mut r = Response::new(Body::from(body));
@@ -421,11 +488,19 @@ async fn websocket(
         let (mut up_tx, mut up_rx) = upstream.split();
         let (mut cl_tx, mut cl_rx) = client.split();
         let mut fanout = p2.events.subscribe();
+        let mut events_seen = 0usize;
         loop {
             tokio::select! {
                 m = up_rx.next() => match m {
                     Some(Ok(TMessage::Text(t))) => {
                         let t = t.to_string();
+                        let is_event = t.contains("\"type\":\"event\"");
+                        if is_event {
+                            events_seen += 1;
+                        }
+                        if is_event && !more::pass_event(p2.fault, events_seen - 1) {
+                            continue;
+                        }
                         if p2.fault == Fault::EventsToWrongTenant && t.contains("\"event\"") {
                             let _ = p2.events.send(t);
                         } else if cl_tx.send(AxMessage::Text(t.into())).await.is_err() {

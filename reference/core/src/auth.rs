@@ -274,11 +274,14 @@ impl Authenticator {
     /// Tenant ids named by the header, the subdomain and the query, in that order.
     pub fn other_routing_sources(&self, req: &Request, query: &[(String, String)]) -> Vec<String> {
         let mut named = Vec::new();
-        if let Some(h) = header_str(req, "x-tenant-id") {
-            named.push(normalise_tenant_ref(h));
-        } else if req.headers().contains_key("x-tenant-id") {
-            // Present but not text: it names no tenant we could match.
-            named.push(String::new());
+        // Every value of the header, and every item of a folded value (`a, b`), is a source
+        // of its own: reading only the first would let a second, different one pass unseen.
+        for value in req.headers().get_all("x-tenant-id") {
+            match value.to_str() {
+                Ok(text) => named.extend(text.split(',').map(normalise_tenant_ref)),
+                // Present but not text: it names no tenant we could match.
+                Err(_) => named.push(String::new()),
+            }
         }
         if let Some(slug) = self.subdomain_slug(req) {
             named.push(TenantRecord::id_for_slug(&slug));
@@ -301,5 +304,44 @@ impl Authenticator {
         let host = host.split(':').next().unwrap_or("");
         let label = host.strip_suffix(base)?.strip_suffix('.')?;
         (!label.is_empty()).then(|| label.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> Authenticator {
+        Authenticator {
+            hasher: KeyHasher::new(b"pepper"),
+            admin_key_hash: String::new(),
+            base_domain: None,
+        }
+    }
+
+    fn request(tenant_headers: &[&str]) -> Request {
+        let mut b = http::Request::builder().uri("/v1/tenant");
+        for h in tenant_headers {
+            b = b.header("x-tenant-id", *h);
+        }
+        b.body(Vec::new()).expect("request")
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_tenant_header_is_a_routing_source() {
+        let named = authenticator().other_routing_sources(&request(&["tenant:a", "tenant:b"]), &[]);
+        assert_eq!(named, vec!["tenant:a".to_owned(), "tenant:b".to_owned()]);
+    }
+
+    #[test]
+    fn a_folded_tenant_header_names_each_of_its_tenants() {
+        let named = authenticator().other_routing_sources(&request(&["tenant:a, b"]), &[]);
+        assert_eq!(named, vec!["tenant:a".to_owned(), "tenant:b".to_owned()]);
+    }
+
+    #[test]
+    fn one_tenant_header_names_one_tenant() {
+        let named = authenticator().other_routing_sources(&request(&["a"]), &[]);
+        assert_eq!(named, vec!["tenant:a".to_owned()]);
     }
 }
