@@ -13,6 +13,24 @@ pub type Response = http::Response<Vec<u8>>;
 /// Largest request body accepted. Hosts should stop reading after one byte more.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest `detail`, `field` or error `message` a problem document carries, in bytes. Messages
+/// may quote client input (a field name, a parser's complaint); the answer to bad input stays
+/// small whatever the input was.
+pub const MAX_PROBLEM_TEXT: usize = 512;
+
+/// `text` cut to [`MAX_PROBLEM_TEXT`] bytes (on a character boundary), marked when cut.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_PROBLEM_TEXT {
+        let mut end = MAX_PROBLEM_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// Everything that ends a request early. Each maps to one problem document; none carries an
 /// internal message to the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +47,11 @@ pub enum ApiError {
     Conflict(&'static str),
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// 410: what the request asks for existed and is gone for good (a pruned log window).
+    Gone {
+        code: &'static str,
+        detail: String,
+    },
     InvalidJson(String),
     InvalidField {
         field: String,
@@ -43,6 +66,12 @@ pub enum ApiError {
     RateLimited(u64),
     /// `GET /v1/events` without a WebSocket upgrade.
     UpgradeRequired,
+    /// The body did not arrive within the host's body read deadline.
+    RequestTimeout,
+    /// A bounded resource (the password workers) stayed full; the figure is `Retry-After`.
+    Busy(u64),
+    /// The caller's tenant or key holds as many WebSockets as it may.
+    TooManySockets,
     /// A storage failure. The cause goes to the host's log through [`crate::Outcome`].
     Internal,
 }
@@ -73,12 +102,15 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. }
             | ApiError::CredentialsInQuery => StatusCode::BAD_REQUEST,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +143,7 @@ impl ApiError {
                 "Request bodies must be application/json.".into(),
             ),
             ApiError::InvalidJson(why) => ("invalid_json", why.clone()),
+            ApiError::Gone { code, detail } => (code, detail.clone()),
             ApiError::InvalidField { field, message } => {
                 ("invalid_field", format!("{field}: {message}"))
             }
@@ -129,6 +162,18 @@ impl ApiError {
                 "upgrade_required",
                 "This endpoint speaks WebSocket only.".into(),
             ),
+            ApiError::RequestTimeout => (
+                "request_timeout",
+                "The request body did not arrive in time.".into(),
+            ),
+            ApiError::TooManySockets => (
+                "too_many_sockets",
+                "The tenant or the key holds as many WebSockets as it may.".into(),
+            ),
+            ApiError::Busy(secs) => (
+                "service_busy",
+                format!("The service is busy; retry in {secs} s."),
+            ),
             ApiError::Internal => (
                 "internal",
                 "The service could not complete the request.".into(),
@@ -136,17 +181,19 @@ impl ApiError {
         }
     }
 
-    /// The problem document for this error.
+    /// The problem document for this error. Its texts are bounded ([`MAX_PROBLEM_TEXT`]),
+    /// whatever input a message quotes.
     pub fn to_problem(&self) -> Problem {
         let status = self.status();
         let (code, detail) = self.code_and_detail();
+        let detail = bounded(detail);
         let (field, errors) = match self {
             ApiError::InvalidField { field, message }
             | ApiError::InvalidQuery { field, message } => (
-                Some(field.clone()),
+                Some(bounded(field.clone())),
                 vec![FieldError {
-                    field: field.clone(),
-                    message: message.clone(),
+                    field: bounded(field.clone()),
+                    message: bounded(message.clone()),
                 }],
             ),
             _ => (None, Vec::new()),
@@ -173,7 +220,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_str(&secs.to_string()).expect("digits"),
@@ -422,6 +469,20 @@ pub fn allow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message quoting megabytes of input still makes a small problem document.
+    #[test]
+    fn problem_texts_are_bounded() {
+        let long = "é".repeat(100_000);
+        let e = ApiError::field(long.clone(), long.clone());
+        let p = e.to_problem();
+        assert!(p.detail.len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.field.as_ref().unwrap().len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.errors[0].message.len() <= MAX_PROBLEM_TEXT + 3);
+        assert!(p.detail.ends_with("..."));
+        let body = ApiError::InvalidJson(long).into_response();
+        assert!(body.body().len() < 2048, "{}", body.body().len());
+    }
     use serde_json::json;
 
     fn req(content_type: Option<&str>, body: &[u8]) -> Request {

@@ -22,6 +22,7 @@ pub mod graph;
 pub mod handlers;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod migrations;
 pub mod model;
@@ -105,6 +106,8 @@ pub struct Service {
     config: Config,
     authenticator: Authenticator,
     jwt: Option<users::jwt::JwtSecrets>,
+    passwords: std::sync::Arc<dyn users::password::PasswordWork>,
+    limits: limits::Limits,
 }
 
 /// Every route the service answers, as `(method, OpenAPI path template)`. HEAD is answered
@@ -203,7 +206,33 @@ impl Service {
             config,
             authenticator,
             jwt: None,
+            passwords: std::sync::Arc::new(users::password::Inline),
+            limits: limits::Limits::default(),
         }
+    }
+
+    /// Sets the limits (keyless end-user auth, WebSockets); the defaults apply otherwise.
+    pub fn with_limits(mut self, limits: limits::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &limits::Limits {
+        &self.limits
+    }
+
+    /// Runs password hashing on `work` (the native host's bounded pool) instead of inline.
+    pub fn with_password_work(
+        mut self,
+        work: std::sync::Arc<dyn users::password::PasswordWork>,
+    ) -> Self {
+        self.passwords = work;
+        self
+    }
+
+    /// Where password hashing runs.
+    pub fn password_work(&self) -> &dyn users::password::PasswordWork {
+        &*self.passwords
     }
 
     /// Turns on end-user auth with these signing secrets (`JWT_SECRET`, `JWT_SECRET_PREVIOUS`).

@@ -15,4 +15,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_admin_metrics.sql",
         include_str!("../../migrations/0003_admin_metrics.sql"),
     ),
+    (
+        "0004_mail_code_seed.sql",
+        include_str!("../../migrations/0004_mail_code_seed.sql"),
+    ),
 ];

@@ -101,4 +101,11 @@ pub trait DurableObject: Sized {
     fn websocket_closed(&mut self, env: &ObjectEnv, socket: SocketId) {
         let _ = (env, socket);
     }
+
+    /// About how many bytes of memory the instance holds, for a host that caps the memory of
+    /// its live instances (the platform evicts under memory pressure). Called after each call,
+    /// so it must be cheap. Small instances keep the default.
+    fn memory_estimate(&self) -> usize {
+        0
+    }
 }

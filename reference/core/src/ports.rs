@@ -79,6 +79,10 @@ pub trait Sql {
         &self,
         work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
     ) -> Result<(), StorageError>;
+    /// Long work that touches no storage follows (a password hash): a host whose storage is
+    /// behind a lock shared with other requests may let it go now; the next statement takes it
+    /// again. Never called inside [`Sql::transaction`]. Does nothing by default.
+    fn pause(&self) {}
 }
 
 /// Wall-clock time. The core never reads a clock of its own, so hosts and tests can set it.

@@ -98,6 +98,9 @@ pub struct TenantState {
     tenant: Option<TenantRecord>,
     keys_by_hash: HashMap<String, KeyRecord>,
     window: FixedWindow,
+    /// Keyless end-user auth requests ([`crate::limits::Limits::keyless_auth_requests`]). Kept
+    /// in memory only: a flood keeps the object alive, and an evicted object starts afresh.
+    keyless_window: FixedWindow,
 }
 
 impl DurableObject for TenantState {
@@ -136,6 +139,7 @@ impl DurableObject for TenantState {
             tenant: None,
             keys_by_hash: HashMap::new(),
             window,
+            keyless_window: FixedWindow::default(),
         })
     }
 
@@ -169,6 +173,9 @@ impl DurableObject for TenantState {
         _attachment: &str,
         text: &str,
     ) {
+        if !self.meter_frame(env, socket) {
+            return;
+        }
         let reply = match serde_json::from_str::<Value>(text) {
             Ok(v) => match v.get("type").and_then(Value::as_str) {
                 Some("ping") => json!({"type": "pong", "timestamp": env.clock.now_ms()}),
@@ -367,6 +374,25 @@ impl TenantState {
         Ok(())
     }
 
+    /// Counts one inbound WebSocket frame (a message or a ping) against the tenant's quota,
+    /// like a request. Over the quota the socket is closed (1008): frames cannot go past the
+    /// limit requests are held to. Answers whether the frame may be handled.
+    pub fn meter_frame(&mut self, env: &ObjectEnv, socket: SocketId) -> bool {
+        let Ok(Some(tenant)) = self.tenant(env) else {
+            return false;
+        };
+        let now = env.clock.now_ms();
+        let quota = Quota::for_tenant(tenant.plan, tenant.rate_limit);
+        if !self.window.admit(quota, now).allowed {
+            env.sockets
+                .close(socket, CLOSE_CREDENTIAL_ENDED, "rate limited");
+            return false;
+        }
+        // A lost count is the lesser harm, as for requests.
+        let _ = self.persist_window(env);
+        true
+    }
+
     /// Moves the counted requests to the shared `usage_metrics` table now (the alarm does it
     /// every few seconds; admin metric routes ask for it before they read).
     pub fn flush_metrics(&mut self, env: &ObjectEnv) -> Result<usize, StorageError> {
@@ -439,6 +465,27 @@ impl TenantState {
         Ok((decision, headers))
     }
 
+    /// Counts a keyless end-user auth request in its own window: the tenant's quota capped at
+    /// `cap`, so a flood without a key never spends what the tenant's keys are allowed.
+    fn count_keyless(
+        &mut self,
+        tenant: &TenantRecord,
+        now: i64,
+        cap: u32,
+    ) -> Result<(Decision, HeaderMap), Refusal> {
+        let mut quota = Quota::for_tenant(tenant.plan, tenant.rate_limit);
+        quota.requests = quota.requests.min(cap);
+        let decision = self.keyless_window.admit(quota, now);
+        let headers = rate_headers(quota, &decision);
+        if !decision.allowed {
+            return Err(Box::new((
+                ApiError::RateLimited(decision.reset_seconds),
+                headers,
+            )));
+        }
+        Ok((decision, headers))
+    }
+
     /// An end-user auth request (`/v1/auth/*`): the tenant must be usable and every routing
     /// source agree; a key, when the request carries one, must be a usable publishable or
     /// secret key of this tenant. Then the request counts against the quota like any other.
@@ -496,12 +543,17 @@ impl TenantState {
             actor = caller.key.id;
         }
         let secrets = service.jwt_secrets().ok_or(bare(ApiError::Internal))?;
-        let (_, headers) = self.count(env, &tenant, now)?;
+        let (_, headers) = if key_hash.is_empty() && !route.uses_access_token() {
+            self.count_keyless(&tenant, now, service.limits().keyless_auth_requests)?
+        } else {
+            self.count(env, &tenant, now)?
+        };
         let ctx = users::Ctx {
             ports: Self::ports(env),
             hasher: &service.authenticator().hasher,
             secrets,
             tenant: &tenant,
+            passwords: service.password_work(),
             event: Default::default(),
         };
         let result = users::handle(&ctx, route, req);
@@ -571,7 +623,7 @@ impl TenantState {
             }
             (["events"], _) => {
                 caller.require("read:events")?;
-                return respond(self.accept_socket(env, caller)?);
+                return respond(self.accept_socket(env, caller, service.limits())?);
             }
             (["graph", rest @ ..], _) => {
                 let needs = if read || matches!(rest, ["check"] | ["validate"]) {
@@ -677,7 +729,17 @@ impl TenantState {
         ))
     }
 
-    fn accept_socket(&self, env: &ObjectEnv, caller: &TenantCaller) -> Result<Response, ApiError> {
+    fn accept_socket(
+        &self,
+        env: &ObjectEnv,
+        caller: &TenantCaller,
+        limits: &crate::limits::Limits,
+    ) -> Result<Response, ApiError> {
+        let open = env.sockets.sockets();
+        let of_key = open.iter().filter(|(_, a)| *a == caller.key.id).count();
+        if open.len() >= limits.sockets_per_tenant || of_key >= limits.sockets_per_key {
+            return Err(ApiError::TooManySockets);
+        }
         let socket = env
             .sockets
             .accept(&caller.key.id)

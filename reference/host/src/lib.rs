@@ -9,9 +9,12 @@
 //! the `authconf` harness (embedded mode) both use it.
 
 mod blobs;
+mod listener;
 mod mail;
 mod objects;
+mod passwords;
 mod server;
+mod settings;
 mod sqlite;
 
 use std::fs;
@@ -28,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use mail::MailConfig;
 pub use objects::MAX_LIVE_OBJECTS;
+pub use settings::{LimitArgs, Limits};
 pub use sqlite::Database;
 
 /// Internals the host's criterion benches (`benches/storage_paths.rs`) measure directly, so
@@ -99,11 +103,17 @@ pub struct RunningService {
     pub admin_key: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    passwords: Arc<passwords::PasswordPool>,
 }
 
 impl RunningService {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// Password hashes (argon2 runs) done so far: every login failure path costs one.
+    pub fn password_hashes(&self) -> u64 {
+        self.passwords.jobs()
     }
 
     /// Stops accepting connections, lets requests in flight finish, and returns when done.
@@ -207,13 +217,22 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningService> {
 }
 
 /// Opens the data dir and the database, and starts serving with the given JWT secrets and
-/// mail API.
+/// mail API, under the default [`Limits`].
 pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<RunningService> {
+    spawn_limited(config, extras, Limits::default()).await
+}
+
+/// [`spawn_with`] under the given limits.
+pub async fn spawn_limited(
+    config: Config,
+    extras: Extras,
+    limits: Limits,
+) -> anyhow::Result<RunningService> {
     validate_jwt_secret("JWT_SECRET", &extras.jwt_secret)?;
     if let Some(p) = &extras.jwt_secret_previous {
         validate_jwt_secret("JWT_SECRET_PREVIOUS", p)?;
     }
-    fs::create_dir_all(&config.data_dir)
+    blobs::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let admin_key = match &config.admin_key {
         Some(k) => {
@@ -245,14 +264,27 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
     }
     let tenants = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
+    tenants.set_memory_budget(limits.object_memory_bytes);
+    graphs.set_memory_budget(limits.object_memory_bytes);
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;
+    let passwords = Arc::new(passwords::PasswordPool::new(
+        limits.password_workers,
+        limits.password_queue,
+        limits.password_wait,
+    ));
+    let per_address = std::num::NonZeroU32::new(limits.keyless_auth_per_address)
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    let keyless_by_address = governor::RateLimiter::keyed(governor::Quota::per_minute(per_address));
+    let work: Arc<dyn auth_core::users::password::PasswordWork> = Arc::clone(&passwords) as _;
     let service = auth_core::Service::new(auth_core::Config {
         admin_key: admin_key.clone(),
         pepper: pepper.into_bytes(),
         base_domain: config.base_domain.clone(),
         test_hooks: config.test_hooks,
     })
-    .with_jwt_secrets(secrets);
+    .with_jwt_secrets(secrets)
+    .with_limits(limits.core)
+    .with_password_work(work);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -266,6 +298,8 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
         graphs,
         blobs,
         test_hooks: config.test_hooks,
+        limits,
+        keyless_by_address,
     });
     server::start_evictor(Arc::clone(&state), IDLE_EVICTION);
     let mailer = match extras.mail {
@@ -273,6 +307,7 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
             mail,
             Arc::clone(&state.db),
             Arc::clone(&state.clock),
+            state.service.authenticator().hasher.clone(),
         )?),
         None => {
             tracing::warn!(
@@ -304,5 +339,6 @@ pub async fn spawn_with(config: Config, extras: Extras) -> anyhow::Result<Runnin
         admin_key,
         shutdown: Some(tx),
         task,
+        passwords,
     })
 }

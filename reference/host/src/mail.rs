@@ -6,11 +6,14 @@
 //! the mail sent, so it is never sent again; any other answer, a connection failure or a
 //! timeout schedules a retry with exponential backoff (1 s, 2 s, 4 s, ... at most 5 min). Mail
 //! is sent one at a time, in order. A crash between the API's answer and the mark resends the
-//! mail with the same `Idempotency-Key`, which lets the API drop the duplicate.
+//! mail with the same `Idempotency-Key`, which lets the API drop the duplicate. The single-use
+//! code a mail carries is put into its body here, just before the POST, and exists nowhere else
+//! (see `auth_core::users::mail`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use auth_core::keys::KeyHasher;
 use auth_core::ports::Clock;
 use auth_core::users::mail;
 use tokio::task::JoinHandle;
@@ -53,11 +56,13 @@ impl std::fmt::Debug for MailConfig {
     }
 }
 
-/// Starts the delivery task.
+/// Starts the delivery task. `hasher` (keyed with the pepper) turns each mail's code seed into
+/// its code.
 pub fn start(
     config: MailConfig,
     db: Arc<Database>,
     clock: Arc<HostClock>,
+    hasher: KeyHasher,
 ) -> anyhow::Result<JoinHandle<()>> {
     let client = reqwest::Client::builder().timeout(config.timeout).build()?;
     Ok(tokio::spawn(async move {
@@ -81,7 +86,7 @@ pub fn start(
                     .post(&config.url)
                     .bearer_auth(&config.api_key)
                     .header("idempotency-key", &m.id)
-                    .json(&m.to_json())
+                    .json(&m.to_json(&hasher))
                     .send()
                     .await;
                 let outcome = match result {

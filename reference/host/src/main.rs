@@ -23,6 +23,8 @@ struct Args {
     /// Turn on the test controls (never in production).
     #[arg(long)]
     test_hooks: bool,
+    #[command(flatten)]
+    limits: auth_service::LimitArgs,
 }
 
 #[tokio::main]
@@ -55,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         jwt_secret_previous: env("JWT_SECRET_PREVIOUS"),
         mail,
     };
-    let service = auth_service::spawn_with(
+    let service = auth_service::spawn_limited(
         auth_service::Config {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
@@ -64,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
             test_hooks: args.test_hooks,
         },
         extras,
+        args.limits.limits(),
     )
     .await
     .context("starting auth-service")?;

@@ -14,10 +14,10 @@
 //!   them, so they survive eviction the way hibernatable sockets do. Each socket has a bounded
 //!   outgoing queue; a consumer too slow to drain it is closed instead of buffered forever.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +34,12 @@ use crate::{Database, HostClock, OsEntropy};
 /// past the cap the least recently used idle instances are evicted, as the platform does
 /// under memory pressure.
 pub const MAX_LIVE_OBJECTS: usize = 1024;
+
+/// Most memory the instances held at once may take, by their own estimate
+/// ([`DurableObject::memory_estimate`]): a count alone would let a thousand large graphs (up to
+/// about 300 MB each) stay in memory. Past it, least recently used idle instances are evicted
+/// the same way. One graph at its edge cap fits.
+pub const MAX_LIVE_OBJECT_BYTES: usize = 512 * 1024 * 1024;
 
 /// Frames queued per socket before the consumer counts as too slow.
 pub const SOCKET_QUEUE: usize = 256;
@@ -89,6 +95,10 @@ pub struct Accepted {
     pub close: Arc<CloseSignal>,
 }
 
+/// The alarm a call fires: its time, and how to tell from the handler's result that it
+/// succeeded (then the alarm is done and the one the handler set replaces it).
+type Firing<R> = (i64, fn(&R) -> bool);
+
 /// One call waiting for its turn on an object. It answers how to hand its result to the caller,
 /// so the runner can free the gate first when it was the last call queued.
 type Job<O> = Box<dyn FnOnce(&Runtime<O>, &Slot<O>, &mut Live<O>) -> Option<Deliver> + Send>;
@@ -109,6 +119,8 @@ struct Slot<O> {
     queue: Mutex<Queue<O>>,
     sockets: Mutex<HashMap<SocketId, SocketEntry>>,
     last_used_ms: AtomicI64,
+    /// The instance's memory estimate after its last call; 0 when evicted.
+    memory: AtomicUsize,
 }
 
 /// The instance and its storage connection; both dropped on eviction.
@@ -128,7 +140,10 @@ pub struct Runtime<O> {
     clock: Arc<HostClock>,
     next_socket: AtomicU64,
     /// Instances currently in memory (with an open connection).
-    live: std::sync::atomic::AtomicUsize,
+    live: AtomicUsize,
+    /// The sum of the instances' memory estimates, and its cap.
+    memory: AtomicUsize,
+    memory_budget: AtomicUsize,
     /// Set when the service stops: the scheduler ends and sockets close.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -157,21 +172,25 @@ impl ObjectStorage for CallStorage<'_> {
 /// is the same as with the lock taken up front; calls that never read it (the rate-limit hot
 /// path, answered from the object's cache) leave the connection to the front and to other
 /// objects meanwhile instead of serialising the whole host behind one object's commit.
+/// [`Sql::pause`] lets it go before a password hash (between statements, outside any
+/// transaction): a login must not stop every other request for the length of an argon2 run.
 struct SharedOnDemand<'a> {
     db: &'a Database,
-    conn: OnceCell<MutexGuard<'a, Connection>>,
+    conn: RefCell<Option<MutexGuard<'a, Connection>>>,
 }
 
 impl<'a> SharedOnDemand<'a> {
     fn new(db: &'a Database) -> Self {
         Self {
             db,
-            conn: OnceCell::new(),
+            conn: RefCell::new(None),
         }
     }
 
-    fn sql(&self) -> SqliteSql<'_> {
-        SqliteSql(self.conn.get_or_init(|| self.db.lock()))
+    fn with_sql<R>(&self, f: impl FnOnce(&SqliteSql) -> R) -> R {
+        let mut held = self.conn.borrow_mut();
+        let guard = held.get_or_insert_with(|| self.db.lock());
+        f(&SqliteSql(guard))
     }
 }
 
@@ -181,20 +200,26 @@ impl Sql for SharedOnDemand<'_> {
         sql: &str,
         params: &[auth_core::ports::SqlValue],
     ) -> Result<usize, StorageError> {
-        self.sql().execute(sql, params)
+        self.with_sql(|s| s.execute(sql, params))
     }
     fn query(
         &self,
         sql: &str,
         params: &[auth_core::ports::SqlValue],
     ) -> Result<Vec<auth_core::ports::Row>, StorageError> {
-        self.sql().query(sql, params)
+        self.with_sql(|s| s.query(sql, params))
     }
     fn transaction(
         &self,
         work: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        self.sql().transaction(work)
+        self.with_sql(|s| s.transaction(work))
+    }
+    fn pause(&self) {
+        // Busy only if called from inside a statement, which the port rules out: then keep it.
+        if let Ok(mut held) = self.conn.try_borrow_mut() {
+            held.take();
+        }
     }
 }
 
@@ -307,7 +332,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         clock: Arc<HostClock>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = data_dir.join("objects").join(O::CLASS);
-        std::fs::create_dir_all(&dir)?;
+        crate::blobs::create_private_dir(&dir)?;
         let metadata = open_connection(&dir.join("metadata.sqlite3"))?;
         metadata.execute_batch(
             "CREATE TABLE IF NOT EXISTS alarms (name TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
@@ -329,7 +354,9 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             db,
             clock,
             next_socket: AtomicU64::new(0),
-            live: std::sync::atomic::AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            memory: AtomicUsize::new(0),
+            memory_budget: AtomicUsize::new(MAX_LIVE_OBJECT_BYTES),
             stopping: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&runtime).run_alarms());
@@ -350,6 +377,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
                 }),
                 sockets: Mutex::new(HashMap::new()),
                 last_used_ms: AtomicI64::new(0),
+                memory: AtomicUsize::new(0),
             })
         }))
     }
@@ -367,14 +395,15 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             .map(|(r, accepted, _)| (r, accepted))
     }
 
-    /// [`Self::call`], or, with `firing: Some(at)`, the call of the alarm scheduled at `at`:
-    /// the handler then sees no alarm set (as on the platform), metadata is left alone, and the
-    /// alarm the handler set comes back for [`Self::fire`] to record once it succeeded.
+    /// [`Self::call`], or, with `firing: Some((at, succeeded))`, the call of the alarm
+    /// scheduled at `at`: the handler then sees no alarm set (as on the platform), and once it
+    /// has succeeded the alarm it set (or none) replaces the fired one in metadata, before the
+    /// next queued call runs (see [`Self::run_locked`]).
     async fn call_inner<R: Send + 'static>(
         self: &Arc<Self>,
         name: &str,
         accept: bool,
-        firing: Option<i64>,
+        firing: Option<Firing<R>>,
         work: impl FnOnce(&mut O, &ObjectEnv) -> R + Send + 'static,
     ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         let slot = self.slot(name);
@@ -405,8 +434,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             .map_err(|_| StorageError::Other("object handler panicked".into()))?;
         slot.last_used_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
-        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS {
-            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10);
+        let budget = self.memory_budget.load(Ordering::Relaxed);
+        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS
+            || self.memory.load(Ordering::Relaxed) > budget
+        {
+            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10, budget / 10 * 9);
         }
         joined
     }
@@ -479,7 +511,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         slot: &Slot<O>,
         live: &mut Live<O>,
         accept: bool,
-        firing: Option<i64>,
+        firing: Option<Firing<R>>,
         work: impl FnOnce(&mut O, &ObjectEnv) -> R,
     ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         if live.conn.is_none() {
@@ -519,17 +551,47 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         if live.instance.is_none() {
             live.instance = Some(O::load(&env)?);
         }
-        let result = work(live.instance.as_mut().expect("loaded above"), &env);
+        let instance = live.instance.as_mut().expect("loaded above");
+        let result = work(instance, &env);
+        self.account_memory(slot, instance.memory_estimate());
         // Output gate: the call's writes are durable before anyone hears of its result.
         tx.commit()
             .map_err(|e| StorageError::Other(e.to_string()))?;
         drop(shared);
         let alarm_after = storage.alarm();
-        if firing.is_none() && alarm_after != alarm_before {
-            self.store_alarm(&slot.name, alarm_before, alarm_after)?;
+        // The alarm is recorded here, on the object's runner and behind its gate, so the next
+        // queued call reads it as this call left it. Recorded by the caller after the answer,
+        // a call queued behind a firing alarm would read the fired alarm as still set, and the
+        // late record would then overwrite the alarm that call set.
+        match firing {
+            None if alarm_after != alarm_before => {
+                self.store_alarm(&slot.name, alarm_before, alarm_after)?
+            }
+            None => {}
+            Some((at, succeeded)) if succeeded(&result) => {
+                self.store_alarm(&slot.name, Some(at), alarm_after)?
+            }
+            // A failed alarm stays set in metadata, for the retry (see `Self::fire`).
+            Some(_) => {}
         }
         let accepted = pending.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok((result, accepted, alarm_after))
+    }
+
+    /// Records an instance's new memory estimate in its slot and in the runtime's sum.
+    fn account_memory(&self, slot: &Slot<O>, bytes: usize) {
+        let before = slot.memory.swap(bytes, Ordering::Relaxed);
+        if bytes >= before {
+            self.memory.fetch_add(bytes - before, Ordering::Relaxed);
+        } else {
+            self.memory.fetch_sub(before - bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the cap on the instances' summed memory estimates ([`MAX_LIVE_OBJECT_BYTES`] by
+    /// default).
+    pub fn set_memory_budget(&self, bytes: usize) {
+        self.memory_budget.store(bytes, Ordering::Relaxed);
     }
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
@@ -548,6 +610,43 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         after: Option<i64>,
     ) -> Result<(), StorageError> {
         let meta = lock(&self.metadata);
+        self.store_alarm_locked(&meta, name, before, after)
+    }
+
+    /// [`Self::store_alarm`] if the stored alarm is still the failed one at `at`: a call that
+    /// ran since and set or cleared the alarm has the last word, not the retry of the old one.
+    /// `retry: None` puts the failed alarm back in the schedule as it is.
+    fn reschedule_failed(&self, name: &str, at: i64, retry: Option<i64>) {
+        let meta = lock(&self.metadata);
+        let stored: Option<i64> = meta
+            .prepare_cached("SELECT at_ms FROM alarms WHERE name = ?1")
+            .and_then(|mut stmt| stmt.query_row([name], |r| r.get(0)))
+            .ok();
+        if stored != Some(at) {
+            return;
+        }
+        let result = match retry {
+            Some(r) => self.store_alarm_locked(&meta, name, Some(at), Some(r)),
+            None => {
+                lock(&self.schedule).insert((at, name.to_owned()));
+                self.wake.notify_one();
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(object = %name, error = %e, "could not reschedule a failed alarm");
+        }
+    }
+
+    /// Writes the alarm to metadata and the schedule; `meta` is the held metadata lock, which
+    /// orders every alarm write and read.
+    fn store_alarm_locked(
+        &self,
+        meta: &Connection,
+        name: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+    ) -> Result<(), StorageError> {
         let mut schedule = lock(&self.schedule);
         if let Some(b) = before {
             schedule.remove(&(b, name.to_owned()));
@@ -605,8 +704,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
                         let n = failures.entry(name.clone()).or_insert(0);
                         *n += 1;
                         let delay = 1000i64 << (*n).min(6);
-                        let _ =
-                            self.store_alarm(&name, Some(at), Some(self.clock.now_ms() + delay));
+                        self.reschedule_failed(&name, at, Some(self.clock.now_ms() + delay));
                     }
                 }
             }
@@ -617,21 +715,20 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
     async fn fire(self: &Arc<Self>, name: &str, at: i64) -> bool {
         // Off the in-memory schedule so it is not picked twice, but kept in metadata until the
         // handler has succeeded: a crash before then fires it again after a restart (at least
-        // once). On success the alarm the handler set (or none) replaces it in one write.
+        // once). On success the alarm the handler set (or none) replaces it in one write, made
+        // by the call itself.
         lock(&self.schedule).remove(&(at, name.to_owned()));
+        let succeeded: fn(&Result<(), StorageError>) -> bool = Result::is_ok;
         match self
-            .call_inner(name, false, Some(at), |o: &mut O, env| o.alarm(env))
+            .call_inner(name, false, Some((at, succeeded)), |o: &mut O, env| {
+                o.alarm(env)
+            })
             .await
         {
-            Ok((Ok(()), _, next)) => {
-                if let Err(e) = self.store_alarm(name, Some(at), next) {
-                    tracing::warn!(object = %name, error = %e, "could not record the next alarm");
-                }
-                true
-            }
+            Ok((Ok(()), _, _)) => true,
             Ok((Err(e), _, _)) | Err(e) => {
                 tracing::warn!(object = %name, error = %e, "alarm failed; will retry");
-                lock(&self.schedule).insert((at, name.to_owned()));
+                self.reschedule_failed(name, at, None);
                 false
             }
         }
@@ -708,6 +805,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             return false;
         };
         live.instance = None;
+        self.account_memory(slot, 0);
         if live.conn.take().is_some() {
             self.live.fetch_sub(1, Ordering::Relaxed);
             return true;
@@ -715,16 +813,27 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         false
     }
 
-    /// Evicts idle instances, least recently used first, until at most `keep` remain.
-    fn evict_least_recently_used(&self, keep: usize) {
+    /// Evicts idle instances, least recently used first, until at most `keep` remain and
+    /// their memory estimates sum to at most `keep_bytes`.
+    fn evict_least_recently_used(&self, keep: usize, keep_bytes: usize) {
         let mut slots: Vec<Arc<Slot<O>>> = lock(&self.slots).values().cloned().collect();
         slots.sort_by_key(|s| s.last_used_ms.load(Ordering::Relaxed));
         for slot in slots {
-            if self.live.load(Ordering::Relaxed) <= keep {
+            if self.live.load(Ordering::Relaxed) <= keep
+                && self.memory.load(Ordering::Relaxed) <= keep_bytes
+            {
                 break;
             }
             self.try_evict(&slot);
         }
+    }
+
+    /// Instances in memory and the sum of their memory estimates.
+    pub fn live_usage(&self) -> (usize, usize) {
+        (
+            self.live.load(Ordering::Relaxed),
+            self.memory.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops the runtime: the alarm scheduler ends and every socket is closed with 1001
@@ -756,5 +865,147 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         let slot = slots.get(name)?;
         let sockets = lock(&slot.sockets);
         sockets.get(&socket).map(|e| e.attachment.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc as std_mpsc;
+
+    /// When the alarm fires, the test holds it inside its handler; the alarm then sets its
+    /// next round far in the future (as a recurring job would).
+    const NEXT_ROUND: i64 = 9_000_000_000_000;
+    /// The earlier alarm a call queued behind the firing one asks for (a grace end).
+    const GRACE_END: i64 = 8_000_000_000_000;
+
+    static STARTED: Mutex<Option<std_mpsc::Sender<()>>> = Mutex::new(None);
+    static RELEASE: Mutex<Option<std_mpsc::Receiver<()>>> = Mutex::new(None);
+
+    struct Probe;
+
+    impl DurableObject for Probe {
+        const CLASS: &'static str = "AlarmRaceProbe";
+
+        fn load(_: &ObjectEnv) -> Result<Self, StorageError> {
+            Ok(Probe)
+        }
+
+        fn alarm(&mut self, env: &ObjectEnv) -> Result<(), StorageError> {
+            if let Some(started) = lock(&STARTED).take() {
+                started.send(()).unwrap();
+                let release = lock(&RELEASE).take().unwrap();
+                release.recv().unwrap();
+            }
+            env.storage.set_alarm(Some(NEXT_ROUND));
+            Ok(())
+        }
+    }
+
+    /// An object whose memory estimate the test sets.
+    struct Heavy(usize);
+
+    impl DurableObject for Heavy {
+        const CLASS: &'static str = "HeavyProbe";
+
+        fn load(_: &ObjectEnv) -> Result<Self, StorageError> {
+            Ok(Heavy(0))
+        }
+
+        fn memory_estimate(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// The live-object cap counts memory, not only instances: a few large objects under the
+    /// count cap are evicted (least recently used first) once their estimates pass the budget.
+    #[tokio::test]
+    async fn large_instances_are_evicted_past_the_memory_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(&dir.path().join("auth.sqlite3")).unwrap());
+        let clock = Arc::new(HostClock::default());
+        let rt: Arc<Runtime<Heavy>> = Runtime::start(dir.path(), db, Arc::clone(&clock)).unwrap();
+        rt.set_memory_budget(1000);
+        for i in 0..6 {
+            clock.advance(1);
+            rt.call(&format!("o{i}"), false, |h: &mut Heavy, _| h.0 = 400)
+                .await
+                .unwrap();
+            let (_, bytes) = rt.live_usage();
+            assert!(bytes <= 1000, "{bytes} bytes live after object {i}");
+        }
+        let (live, bytes) = rt.live_usage();
+        assert_eq!((live, bytes), (2, 800));
+        // The most recent ones stay.
+        assert!(rt.evict_idle(0, Some("o5")) == 1 && rt.evict_idle(0, Some("o0")) == 0);
+        assert_eq!(rt.live_usage(), (1, 400));
+    }
+
+    /// Sets the alarm to `at` unless one at or before it is already set: the rule by which the
+    /// tenant object schedules a grace end.
+    fn keep_earliest(env: &ObjectEnv, at: i64) {
+        if env.storage.alarm().is_none_or(|set| set > at) {
+            env.storage.set_alarm(Some(at));
+        }
+    }
+
+    /// A call queued behind a firing alarm sees the alarm as that handler left it, and the
+    /// alarm it sets is not overwritten by the fired alarm's bookkeeping. The interleaving is
+    /// forced, not waited for: the handler blocks until the second call is queued, and the
+    /// test's own (single) runtime thread is kept busy until the object's runner has finished
+    /// both calls, so nothing the runtime schedules can run in between.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_queued_behind_a_firing_alarm_keeps_the_alarm_it_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(&dir.path().join("auth.sqlite3")).unwrap());
+        let rt: Arc<Runtime<Probe>> =
+            Runtime::start(dir.path(), db, Arc::new(HostClock::default())).unwrap();
+        let (started_tx, started_rx) = std_mpsc::channel();
+        let (release_tx, release_rx) = std_mpsc::channel();
+        *lock(&STARTED) = Some(started_tx);
+        *lock(&RELEASE) = Some(release_rx);
+
+        // An alarm far enough ahead that only the test fires it.
+        rt.call("obj", false, |_: &mut Probe, env| {
+            env.storage.set_alarm(Some(1_000_000_000_000_000))
+        })
+        .await
+        .unwrap();
+        let firing = tokio::spawn({
+            let rt = Arc::clone(&rt);
+            async move { rt.fire_all_now(Some("obj")).await }
+        });
+        while started_rx.try_recv().is_err() {
+            tokio::task::yield_now().await;
+        }
+        let queued = tokio::spawn({
+            let rt = Arc::clone(&rt);
+            async move {
+                rt.call("obj", false, |_: &mut Probe, env| {
+                    keep_earliest(env, GRACE_END)
+                })
+                .await
+                .unwrap()
+            }
+        });
+        let slot = rt.slot("obj");
+        while lock(&slot.queue).jobs.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        release_tx.send(()).unwrap();
+        // Blocks this (the only) runtime thread until the runner is done with both calls.
+        while lock(&slot.queue).running {
+            std::thread::yield_now();
+        }
+        assert_eq!(firing.await.unwrap(), 1);
+        queued.await.unwrap();
+        assert_eq!(
+            rt.stored_alarm("obj"),
+            Some(GRACE_END),
+            "the alarm set by the queued call was lost"
+        );
+        assert_eq!(rt.scheduled_names(), vec!["obj".to_owned()]);
+        let next = lock(&rt.schedule).iter().next().cloned();
+        assert_eq!(next, Some((GRACE_END, "obj".to_owned())));
     }
 }

@@ -20,8 +20,13 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::blobs::BlobStore;
+use crate::listener::ClientAddr;
 use crate::objects::{Accepted, Runtime};
+use crate::settings::Limits;
 use crate::{Database, HostClock, OsEntropy};
+
+/// Keyless end-user auth requests per client address.
+pub type AddressLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
 
 pub struct AppState {
     pub service: auth_core::Service,
@@ -31,6 +36,8 @@ pub struct AppState {
     pub graphs: Arc<Runtime<GraphState>>,
     pub blobs: BlobStore,
     pub test_hooks: bool,
+    pub limits: Limits,
+    pub keyless_by_address: AddressLimiter,
 }
 
 pub async fn serve(
@@ -38,10 +45,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = state.limits.clone();
     let app = Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listener::serve(listener, app, &limits, shutdown).await
 }
 
 /// Evicts idle objects once a second, as the platform does.
@@ -56,24 +62,43 @@ pub fn start_evictor(state: Arc<AppState>, idle: Duration) {
             }
             state.tenants.evict_idle(idle.as_millis() as i64, None);
             state.graphs.evict_idle(idle.as_millis() as i64, None);
+            // Addresses whose budget is whole again hold no memory.
+            state.keyless_by_address.retain_recent();
         }
     });
 }
 
 /// Reads at most `limit + 1` bytes: enough for the core to tell "too large" without buffering
-/// whatever a client chooses to send.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ()> {
-    let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk: Bytes = chunk.map_err(|_| ())?;
-        let room = limit + 1 - out.len();
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() > limit {
-            break;
+/// whatever a client chooses to send. A body that does not arrive within the body deadline
+/// is a 408, one that fails to arrive a 400: never a shorter body.
+async fn read_limited(body: Body, limit: usize, deadline: Duration) -> Result<Vec<u8>, ApiError> {
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk: Bytes = chunk
+                .map_err(|_| ApiError::InvalidJson("The request body could not be read.".into()))?;
+            let room = limit + 1 - out.len();
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() > limit {
+                break;
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout))
+}
+
+/// Whether the declared length is over `limit` (so the body need not be read to refuse it).
+fn declared_over(parts: &http::request::Parts, limit: usize) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
 }
 
 fn to_axum(resp: auth_core::Response) -> Response {
@@ -98,15 +123,17 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     } else {
         None
     };
-    let limit = if path == "/v1/graph/csv" {
-        MAX_CSV_BYTES
+    // A large body (a CSV upload) is read only once the front has authenticated the key: a
+    // caller without one never gets more than the ordinary budget of MAX_BODY_BYTES.
+    let (bytes, later) = if path == "/v1/graph/csv" {
+        (Vec::new(), Some(body))
+    } else if declared_over(&parts, MAX_BODY_BYTES) {
+        return problem(ApiError::PayloadTooLarge);
     } else {
-        MAX_BODY_BYTES
-    };
-    let Ok(bytes) = read_limited(body, limit).await else {
-        return problem(ApiError::InvalidJson(
-            "The request body could not be read.".into(),
-        ));
+        match read_limited(body, MAX_BODY_BYTES, state.limits.body_read_timeout).await {
+            Ok(b) => (b, None),
+            Err(e) => return problem(e),
+        }
     };
     let core_req = http::Request::from_parts(parts, bytes);
     let (response, status) = if state.test_hooks && path.starts_with("/_test/") {
@@ -114,7 +141,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         let s = r.status().as_u16();
         (r, s)
     } else {
-        dispatch(&state, core_req, upgrade).await
+        dispatch(&state, core_req, upgrade, later).await
     };
     tracing::info!(
         %method,
@@ -143,10 +170,49 @@ async fn front(state: &Arc<AppState>, req: auth_core::Request) -> Result<Front, 
     .map_err(|_| ApiError::Internal)
 }
 
+/// Refuses a keyless end-user auth request over its client address's budget.
+fn keyless_by_address(state: &AppState, request: &auth_core::Request) -> Result<(), ApiError> {
+    let keyless_user_route = request
+        .extensions()
+        .get::<auth_core::users::UserRequest>()
+        .is_some_and(|u| !u.route.uses_access_token());
+    let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>().copied() else {
+        return Ok(());
+    };
+    if !keyless_user_route {
+        return Ok(());
+    }
+    state
+        .keyless_by_address
+        .check_key(&ip)
+        .map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited(wait.as_secs().max(1))
+        })
+}
+
+/// Reads the body of a CSV upload the front has let through, up to its own limit.
+async fn read_upload(
+    state: &AppState,
+    request: &mut auth_core::Request,
+    body: Body,
+) -> Result<(), ApiError> {
+    let (parts, _) = std::mem::take(request).into_parts();
+    let bytes = if declared_over(&parts, MAX_CSV_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    } else {
+        read_limited(body, MAX_CSV_BYTES, state.limits.body_read_timeout).await?
+    };
+    *request = http::Request::from_parts(parts, bytes);
+    Ok(())
+}
+
 async fn dispatch(
     state: &Arc<AppState>,
     req: auth_core::Request,
     upgrade: Option<WebSocketUpgrade>,
+    later: Option<Body>,
 ) -> (Response, u16) {
     let head = req.method() == Method::HEAD;
     let mut req = req;
@@ -186,9 +252,24 @@ async fn dispatch(
         Front::Tenant {
             tenant_id,
             key_hash,
-            request,
+            mut request,
         } => {
             let request_id = auth_core::request_id(&request);
+            let early = if key_hash.is_empty() {
+                keyless_by_address(state, &request)
+            } else {
+                Ok(())
+            };
+            let early = match (early, later) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Some(body)) => read_upload(state, &mut request, body).await,
+                (Ok(()), None) => Ok(()),
+            };
+            if let Err(e) = early {
+                let response = auth_core::finish(e.into_response(), &request_id, head);
+                let status = response.status().as_u16();
+                return (to_axum(response), status);
+            }
             let st = Arc::clone(state);
             let req = Arc::new(request);
             let req2 = Arc::clone(&req);
@@ -215,8 +296,11 @@ async fn dispatch(
                         (Some(ws), Some(accepted)) => {
                             let st = Arc::clone(state);
                             let tenant = tenant_id.clone();
+                            let max = state.limits.ws_message_bytes;
                             return (
-                                ws.on_upgrade(move |conn| pump(st, tenant, accepted, conn))
+                                ws.max_message_size(max)
+                                    .max_frame_size(max)
+                                    .on_upgrade(move |conn| pump(st, tenant, accepted, conn))
                                     .into_response(),
                                 101,
                             );
@@ -267,6 +351,14 @@ async fn flush_metrics(state: &Arc<AppState>) {
     }
 }
 
+/// Reads the tenant's uploaded CSV on the blocking pool (file IO off the async workers).
+async fn read_blob(state: &Arc<AppState>, tenant_id: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let (blocking_state, key) = (Arc::clone(state), auth_core::graph::blob_key(tenant_id));
+    tokio::task::spawn_blocking(move || blocking_state.blobs.get(&key))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 /// A graph request the tenant object let through: run it in the tenant's GraphStateCSV object
 /// (blob IO happens here, outside the object, as it would with R2 on Workers), then audit
 /// changes in the TenantState object.
@@ -284,15 +376,26 @@ async fn run_graph(
     let audit_of = call.audit();
     let route = match call {
         GraphCall::Upload => {
-            let edges = match auth_core::graph::check_upload(&req) {
-                Ok(n) => n,
-                Err(e) => return e.into_response(),
-            };
+            // Parsing up to 8 MiB and the fsynced write take long enough to stall the async
+            // workers (and every other request on them): the blocking pool does both.
+            let (blocking_state, blocking_req) = (Arc::clone(state), Arc::clone(&req));
             let key = auth_core::graph::blob_key(tenant_id);
-            if let Err(e) = state.blobs.put(&key, req.body()) {
-                tracing::error!(error = %e, "blob write failed");
-                return ApiError::Internal.into_response();
-            }
+            let stored = tokio::task::spawn_blocking(move || {
+                let edges = auth_core::graph::check_upload(&blocking_req)?;
+                match blocking_state.blobs.put(&key, blocking_req.body()) {
+                    Ok(()) => Ok(edges),
+                    Err(e) => {
+                        tracing::error!(error = %e, "blob write failed");
+                        Err(ApiError::Internal)
+                    }
+                }
+            })
+            .await;
+            let edges = match stored {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return e.into_response(),
+                Err(_) => return ApiError::Internal.into_response(),
+            };
             let answer = auth_core::graph::upload_answer(tenant_id, edges, req.body().len());
             if let Some(a) = audit_of {
                 audit(
@@ -307,7 +410,7 @@ async fn run_graph(
             }
             return answer;
         }
-        GraphCall::Reload => match state.blobs.get(&auth_core::graph::blob_key(tenant_id)) {
+        GraphCall::Reload => match read_blob(state, tenant_id).await {
             Ok(Some(csv)) => GraphRoute::Reload { csv },
             Ok(None) => {
                 return ApiError::field("csv", "no graph.csv has been uploaded for this tenant")
@@ -322,9 +425,11 @@ async fn run_graph(
     };
     let actor_owned = actor.to_owned();
     let req2 = Arc::clone(&req);
+    let graph_limits = state.limits.graph;
     let called = state
         .graphs
         .call(tenant_id, false, move |g: &mut GraphState, env| {
+            g.set_limits(graph_limits);
             g.handle(env, route, &req2, &actor_owned)
         })
         .await;
@@ -436,13 +541,41 @@ async fn pump(state: Arc<AppState>, tenant_id: String, accepted: Accepted, conn:
                 break;
             }
         };
-        let Some(Ok(msg)) = msg else { break };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                // Over the message limit (1009) or not WebSocket at all (1002): say so and
+                // end the socket instead of leaving its writer open.
+                // axum wraps its own tungstenite's error: only the message names the cause.
+                let too_big = e.to_string().contains("too long");
+                let (code, reason) = if too_big {
+                    (1009, "message too big")
+                } else {
+                    (1002, "protocol error")
+                };
+                close.close(code, reason);
+                break;
+            }
+            None => break,
+        };
         let text = match msg {
             Message::Text(t) => t.to_string(),
             // A binary frame is not JSON text: the object answers it with an error frame.
             Message::Binary(_) => "\u{0}binary".to_owned(),
             Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // Control frames are metered like messages: a ping flood spends the quota too.
+            Message::Ping(_) | Message::Pong(_) => {
+                let r = state
+                    .tenants
+                    .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                        o.meter_frame(env, socket)
+                    })
+                    .await;
+                if r.is_err() {
+                    break;
+                }
+                continue;
+            }
         };
         let Some(attachment) = state.tenants.socket_attachment(&tenant_id, socket) else {
             break; // the object closed it

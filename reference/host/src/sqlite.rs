@@ -26,14 +26,46 @@ impl Database {
 
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-written transaction behind
-        // (rusqlite rolls back on drop), so a poisoned lock is still safe to use.
+        // (rusqlite's transactions and `OpenTransaction` roll back on drop), so a poisoned lock
+        // is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Opens a SQLite file with the settings every database of the host uses.
 pub fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    make_private(path)?;
     configure(Connection::open(path)?)
+}
+
+/// Creates the database file readable by the owner only (0600), or narrows an existing one
+/// to that. SQLite gives its `-wal` and `-shm` files the mode of the database file, so they
+/// follow. The files hold hashes of keys and tokens, and tenant data: nobody else on the
+/// machine needs to read them.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            match std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Opens one Durable Object's database. Up to a thousand are open at once and each is small,
@@ -42,6 +74,7 @@ pub fn open_connection(path: &Path) -> anyhow::Result<Connection> {
 /// and the page cache may grow to 2 MiB. An object's statements are short and its database a
 /// few pages, so 32 slots and a 128 KiB cache lose nothing measurable.
 pub fn open_object_connection(path: &Path) -> anyhow::Result<Connection> {
+    make_private(path)?;
     let conn = Connection::open(path)?;
     // rusqlite exposes only the boolean `sqlite3_db_config` options, hence the direct call.
     // SAFETY: the handle is valid for the life of `conn`; right after open no lookaside memory
@@ -103,6 +136,24 @@ fn apply_migrations(conn: &Connection) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A transaction begun with raw SQL on a connection that outlives it. Until it is committed,
+/// dropping the guard rolls it back: on an error from `work`, on a failed `COMMIT` and while a
+/// panic unwinds through `work`. Without it a panic would leave the shared connection inside
+/// the transaction, every later write would join it, and all of them would be lost when the
+/// connection closed.
+struct OpenTransaction<'c> {
+    conn: &'c Connection,
+    rollback: &'static str,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.conn.execute_batch(self.rollback) {
+            tracing::error!(error = %e, "rolling back an abandoned transaction failed");
+        }
+    }
 }
 
 /// The [`Sql`] port over a locked connection.
@@ -177,12 +228,108 @@ impl Sql for SqliteSql<'_> {
             )
         };
         self.0.execute_batch(begin).map_err(storage_error)?;
-        match work(self) {
-            Ok(()) => self.0.execute_batch(commit).map_err(storage_error),
-            Err(e) => {
-                let _ = self.0.execute_batch(rollback);
-                Err(e)
-            }
+        let guard = OpenTransaction {
+            conn: self.0,
+            rollback,
+        };
+        work(self)?;
+        self.0.execute_batch(commit).map_err(storage_error)?;
+        // Committed: nothing left to roll back.
+        std::mem::forget(guard);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(db: &Database) -> i64 {
+        db.lock()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A panic inside a transaction leaves no open transaction on the shared connection: the
+    /// next write is durable, as a reopened database shows.
+    #[test]
+    fn a_panic_inside_a_transaction_leaves_none_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.sqlite3");
+        {
+            let db = Database::open(&path).unwrap();
+            db.lock().execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let conn = db.lock();
+                let _ = SqliteSql(&conn).transaction(&mut |sql| {
+                    sql.execute("INSERT INTO t (v) VALUES ('inside')", &[])?;
+                    panic!("a handler bug");
+                });
+            }));
+            assert!(panicked.is_err());
+            let conn = db.lock();
+            assert!(conn.is_autocommit(), "the transaction is still open");
+            SqliteSql(&conn)
+                .execute("INSERT INTO t (v) VALUES ('after')", &[])
+                .unwrap();
         }
+        let db = Database::open(&path).unwrap();
+        assert_eq!(count(&db), 1, "the write after the panic was lost");
+        let v: String = db
+            .lock()
+            .query_row("SELECT v FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, "after");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let db = Database::open(&dir.path().join("auth.sqlite3")).unwrap();
+        db.lock().execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        let object = open_object_connection(&dir.path().join("o.sqlite3")).unwrap();
+        object.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        for name in [
+            "auth.sqlite3",
+            "auth.sqlite3-wal",
+            "auth.sqlite3-shm",
+            "o.sqlite3",
+            "o.sqlite3-wal",
+        ] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+        // A file an older version created world-readable is narrowed on open.
+        drop(db);
+        let old = dir.path().join("auth.sqlite3");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _db = Database::open(&old).unwrap();
+        assert_eq!(mode("auth.sqlite3"), 0o600);
+    }
+
+    /// An error inside a transaction rolls it back and leaves none open.
+    #[test]
+    fn an_error_inside_a_transaction_rolls_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("auth.sqlite3")).unwrap();
+        let conn = db.lock();
+        conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        let sql = SqliteSql(&conn);
+        let r = sql.transaction(&mut |sql| {
+            sql.execute("INSERT INTO t (v) VALUES ('x')", &[])?;
+            Err(StorageError::Other("no".into()))
+        });
+        assert!(r.is_err());
+        assert!(conn.is_autocommit());
+        drop(conn);
+        assert_eq!(count(&db), 0);
     }
 }

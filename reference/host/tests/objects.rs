@@ -1667,3 +1667,27 @@ async fn no_object_state_is_reachable_without_a_key() {
         (&json!(false), &json!(false), &json!(false), &json!(false))
     );
 }
+
+/// Concurrent uploads of one tenant's graph file all succeed (each write has a temporary file
+/// of its own), and an 8 MiB file whose header is one field of control bytes gets a small 400
+/// that quotes a short prefix of it, not the whole input escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_succeed_and_a_huge_bad_header_gets_a_small_400() {
+    let svc = Svc::start().await;
+    let t = svc.tenant("uploads").await;
+    let answers = join_all((0..32).map(|_| put_csv(&svc, &t.sk, CSV))).await;
+    for r in &answers {
+        assert_eq!(r.ok(200)["edgeCount"], 3);
+    }
+    let bad = vec![0x01u8; 8 * 1024 * 1024];
+    let r = svc
+        .send(
+            svc.req("PUT", "/v1/graph/csv")
+                .bearer_auth(&t.sk)
+                .header("content-type", "text/csv")
+                .body(bad),
+        )
+        .await;
+    r.expect(400, "invalid_field");
+    assert!(r.text.len() < 2048, "a {}-byte error", r.text.len());
+}

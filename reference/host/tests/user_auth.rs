@@ -1430,3 +1430,91 @@ async fn user_changes_are_audited_without_secrets() {
         assert!(!text.contains(secret));
     }
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Panics if the bytes of any file of the data dir hold one of `codes` (or the random part of
+/// one, without its `ev_`/`pr_` prefix).
+fn assert_no_code_at_rest(dir: &Path, codes: &[String]) {
+    let files = files_under(dir);
+    assert!(
+        files.iter().any(|f| f.ends_with("auth.sqlite3")),
+        "{files:?}"
+    );
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for code in codes {
+            for needle in [code.as_str(), &code[3..]] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "the code {code} rests in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+/// Single-use codes never rest in plaintext: after welcome, verification and reset mail went
+/// out (and while the service still runs, its WAL files unmerged), no file of the data dir
+/// holds any of their codes, and the codes still work.
+#[tokio::test]
+async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
+    let server = mail_server().await;
+    let s = Svc::start(Some(&server)).await;
+    let created = s
+        .admin(
+            "POST",
+            "/admin/tenants",
+            Some(json!({"slug": "rest", "name": "Rest",
+                        "onboarding": {"adminEmail": "admin@rest.io", "template": "rbac"}})),
+        )
+        .await;
+    let tid = created.ok(201)["tenant"]["id"].as_str().unwrap().to_owned();
+    s.register(&tid, "ann@rest.io").await;
+    s.post_tenant(&tid, "resend-verification", json!({"email": "ann@rest.io"}))
+        .await
+        .ok(200);
+    s.post_tenant(&tid, "forgot-password", json!({"email": "ann@rest.io"}))
+        .await
+        .ok(200);
+    let all = wait_mails(&server, 4).await;
+    let codes: Vec<String> = all.iter().map(token_in).collect();
+    assert_eq!(codes.len(), 4);
+    assert_no_code_at_rest(s.dir.path(), &codes);
+
+    // The codes are the real ones: the reset code sets a password that logs in, the welcome
+    // code the admin's.
+    let reset = token_in(last_mail(&all, "ann@rest.io", "reset_password"));
+    s.post_tenant(
+        &tid,
+        "reset-password",
+        json!({"token": reset, "newPassword": "Another-horse-43"}),
+    )
+    .await
+    .ok(200);
+    s.login(&tid, "ann@rest.io", "Another-horse-43")
+        .await
+        .ok(200);
+    let welcome = token_in(last_mail(&all, "admin@rest.io", "welcome"));
+    s.post_tenant(
+        &tid,
+        "reset-password",
+        json!({"token": welcome, "newPassword": "Admin-horse-44"}),
+    )
+    .await
+    .ok(200);
+    assert_no_code_at_rest(s.dir.path(), &codes);
+}

@@ -1,11 +1,47 @@
 //! Requests and responses between workers-rs and the core's `http` types.
 
+use auth_core::graph::MAX_CSV_BYTES;
+use auth_core::http::MAX_BODY_BYTES;
+use auth_core::ApiError;
+use futures::StreamExt;
 use worker::{Headers, Request, RequestInit, Response};
 
-/// A core request from a Worker request: method, path and query, headers, the whole body
-/// (the core refuses bodies over its limits itself).
-pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, String> {
-    let url = req.url().map_err(|e| e.to_string())?;
+/// The body of `req`, read as a stream and never more than `limit + 1` bytes of it (enough for
+/// the core to answer 413): a body declared larger is refused before a byte is read, and one
+/// that fails to arrive is an error, never an empty body.
+async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let unreadable = || ApiError::InvalidJson("The request body could not be read.".into());
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        Err(worker::Error::BodyUsed) => return Err(unreadable()),
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| unreadable())?;
+        let room = limit + 1 - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() > limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A core request from a Worker request: method, path and query, headers, and the body up to
+/// the route's limit (64 KiB; 8 MiB for `PUT /v1/graph/csv`).
+pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, ApiError> {
+    let url = req.url().map_err(|_| ApiError::Internal)?;
     let mut path_and_query = url.path().to_owned();
     if let Some(q) = url.query() {
         path_and_query.push('?');
@@ -17,8 +53,13 @@ pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, String> {
     for (name, value) in req.headers().entries() {
         builder = builder.header(name, value);
     }
-    let body = req.bytes().await.unwrap_or_default();
-    builder.body(body).map_err(|e| e.to_string())
+    let limit = if url.path() == "/v1/graph/csv" {
+        MAX_CSV_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body = read_capped(req, limit).await?;
+    builder.body(body).map_err(|_| ApiError::Internal)
 }
 
 /// A Worker response from a core response. Bodiless statuses get a null body, as the

@@ -78,7 +78,7 @@ impl ObjectStorage for Storage<'_> {
 
 impl GraphStateCSV {
     async fn handle(&self, mut req: Request) -> Result<auth_core::Response, ApiError> {
-        let core = to_core(&mut req).await.map_err(|_| ApiError::Internal)?;
+        let core = to_core(&mut req).await?;
         let header = |name: &str| {
             core.headers()
                 .get(name)

@@ -34,7 +34,9 @@ pub const DIRECTORY_TABLES: &[&str] = &[
     "usage_metrics",
 ];
 
-/// The tables a tenant's object owns (and copies to D1), in foreign-key order.
+/// The tables a tenant's object owns (and copies to D1), in foreign-key order. The mail
+/// outbox stays in the object: a queued mail is the object's work, not relational state, and
+/// the fewer copies of anything that leads to a single-use code, the better.
 pub const TENANT_TABLES: &[&str] = &[
     "api_keys",
     "tenant_users",
@@ -43,9 +45,12 @@ pub const TENANT_TABLES: &[&str] = &[
     "user_tokens",
     "token_blacklist",
     "tenant_data_schemas",
-    "mail_outbox",
     "tenant_onboarding",
 ];
+
+/// Tables an earlier version copied to D1 and this one does not: their triggers are dropped
+/// and their pending entries forgotten when an object opens.
+const NO_LONGER_MIRRORED: &[&str] = &["mail_outbox"];
 
 /// Tables with no primary key, and the UNIQUE constraint that identifies their rows
 /// (0001_initial.sql).
@@ -112,6 +117,12 @@ impl Mirror {
              tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL)",
             &[],
         )?;
+        for name in NO_LONGER_MIRRORED {
+            for event in ["INSERT", "UPDATE", "DELETE"] {
+                db.execute(&format!("DROP TRIGGER IF EXISTS _d1_{name}_{event}"), &[])?;
+            }
+            db.execute("DELETE FROM _d1_outbox WHERE tbl = ?", &[(*name).into()])?;
+        }
         let mut tables = Vec::new();
         for name in names {
             let info = db.query(&format!("PRAGMA table_info({name})"), &[])?;
@@ -392,6 +403,15 @@ pub async fn migrate_d1(env: &Env) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The mail outbox is the object's work queue, not relational state: it is not copied to
+    /// D1 (issue 14: codes at rest), and objects of an earlier version drop its triggers.
+    #[test]
+    fn the_mail_outbox_is_not_copied_to_d1() {
+        assert!(!TENANT_TABLES.contains(&"mail_outbox"));
+        assert!(!DIRECTORY_TABLES.contains(&"mail_outbox"));
+        assert!(NO_LONGER_MIRRORED.contains(&"mail_outbox"));
+    }
 
     #[test]
     fn migration_scripts_split_into_whole_statements() {

@@ -485,11 +485,7 @@ impl AuthPlatform {
         }
         let core_req = match to_core(&mut req).await {
             Ok(r) => r,
-            Err(_) => {
-                return problem(ApiError::InvalidJson(
-                    "The request could not be read.".into(),
-                ))
-            }
+            Err(e) => return problem(e),
         };
         let method = core_req.method().clone();
         if !self.with(|p| p.d1_ready.get()).unwrap_or(true) {

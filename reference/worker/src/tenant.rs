@@ -383,8 +383,13 @@ impl Inner {
     }
 }
 
-/// POSTs one mail to the mail API: `{to, subject, text, template, tenantId}`.
-async fn post_mail(api: &MailApi, m: &mail::OutboxMail) -> Result<(), String> {
+/// POSTs one mail to the mail API: `{to, subject, text, template, tenantId}`, its code put
+/// into its body only now (the outbox holds a seed, never the code).
+async fn post_mail(
+    api: &MailApi,
+    m: &mail::OutboxMail,
+    hasher: &auth_core::keys::KeyHasher,
+) -> Result<(), String> {
     let send = async {
         let headers = worker::Headers::new();
         headers.set("authorization", &format!("Bearer {}", api.key))?;
@@ -394,7 +399,7 @@ async fn post_mail(api: &MailApi, m: &mail::OutboxMail) -> Result<(), String> {
         init.with_method(worker::Method::Post)
             .with_headers(headers)
             .with_body(Some(wasm_bindgen::JsValue::from_str(
-                &m.to_json().to_string(),
+                &m.to_json(hasher).to_string(),
             )));
         let request = Request::new_with_init(&api.url, &init)?;
         worker::Fetch::Request(request).send().await
@@ -565,13 +570,16 @@ impl TenantState {
         };
         for m in due {
             let api = self.inner.borrow().as_ref().and_then(|i| {
-                i.settings.mail.as_ref().map(|a| MailApi {
-                    url: a.url.clone(),
-                    key: a.key.clone(),
+                i.settings.mail.as_ref().map(|a| {
+                    let api = MailApi {
+                        url: a.url.clone(),
+                        key: a.key.clone(),
+                    };
+                    (api, i.settings.service.authenticator().hasher.clone())
                 })
             });
-            let Some(api) = api else { return };
-            let outcome = post_mail(&api, &m).await;
+            let Some((api, hasher)) = api else { return };
+            let outcome = post_mail(&api, &m, &hasher).await;
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else { return };
             let now = inner.now_ms();
@@ -767,11 +775,7 @@ impl TenantState {
         };
         let mut core_req = match to_core(&mut req).await {
             Ok(r) => r,
-            Err(_) => {
-                return problem(ApiError::InvalidJson(
-                    "The request could not be read.".into(),
-                ))
-            }
+            Err(e) => return problem(e),
         };
         internal::strip(core_req.headers_mut());
         if let Some(host) = forward

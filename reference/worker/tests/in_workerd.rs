@@ -640,3 +640,44 @@ async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
 
     stack.stop().await;
 }
+
+/// Issue 14, item 14: the Worker refuses a body declared over its route's limit before reading
+/// any of it (the answer comes though not a byte of the body was sent), instead of buffering
+/// whatever a client sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_declared_over_the_limit_are_refused_before_they_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
+    let (_, sk) = create_tenant(&client, &base, "bodies").await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    for (method, path, extra) in [
+        (
+            "POST",
+            "/v1/auth/login",
+            "content-type: application/json\r\n".to_owned(),
+        ),
+        (
+            "PUT",
+            "/v1/graph/csv",
+            format!("content-type: text/csv\r\nauthorization: Bearer {sk}\r\n"),
+        ),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{extra}content-length: {}\r\n\r\n",
+            64 * 1024 * 1024
+        );
+        s.write_all(head.as_bytes()).await.expect("head sent");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer while the body was withheld"))
+            .expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+    }
+    stack.stop().await;
+}

@@ -348,6 +348,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Longest part of a client's input an error repeats, in characters.
+pub const ECHO_CHARS: usize = 32;
+
+/// A short, quoted and escaped prefix of client input for an error message. The whole input
+/// could be megabytes, and escaping grows it further (a control byte becomes `\u{1}`, then
+/// JSON escapes the backslash): an error must stay small whatever it is about.
+pub fn echo(input: &str) -> String {
+    let mut chars = input.chars();
+    let prefix: String = chars.by_ref().take(ECHO_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{prefix:?}")
+    } else {
+        format!("{prefix:?}... ({} bytes)", input.len())
+    }
+}
+
 /// A field as trimmed UTF-8 text.
 fn field_text(field: &Field, column: usize) -> Result<String, CsvError> {
     let text = std::str::from_utf8(&field.bytes).map_err(|_| {
@@ -418,8 +434,9 @@ pub fn parse(input: &[u8]) -> Result<Vec<EdgeSpec>, CsvError> {
                 header.line,
                 i + 1,
                 format!(
-                    "header must be {}; expected {expected}, found {found:?}",
-                    HEADER.join(",")
+                    "header must be {}; expected {expected}, found {}",
+                    HEADER.join(","),
+                    echo(&found)
                 ),
             ));
         }
@@ -693,6 +710,19 @@ mod tests {
                 MAX_EDGES + 3
             )
         );
+    }
+
+    /// An 8 MiB file whose header is one field of control bytes gets a small error: the
+    /// found header is echoed as a short prefix, not escaped in full.
+    #[test]
+    fn a_huge_bad_header_gives_a_small_error() {
+        let body = vec![0x01u8; MAX_CSV_BYTES];
+        let e = parse(&body).unwrap_err();
+        let problem = serde_json::to_vec(&e.to_api_error().to_problem()).unwrap();
+        assert!(problem.len() < 1024, "{} bytes", problem.len());
+        let text = e.to_string();
+        assert!(text.contains(&format!("({MAX_CSV_BYTES} bytes)")), "{text}");
+        assert_eq!(echo("rel"), "\"rel\"");
     }
 
     #[test]

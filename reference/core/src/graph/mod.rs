@@ -47,6 +47,29 @@ pub use self::index::{GraphIndex, MutationOp, StoredEdge, Validation, MAX_CHECK_
 
 /// Most ops in one mutation call.
 pub const MAX_MUTATIONS_PER_CALL: usize = 1000;
+/// Versions the mutation log keeps by default: older records are pruned, and `since` before
+/// the window is a 410 (the client reloads the state instead of replaying the log).
+pub const DEFAULT_LOG_WINDOW: i64 = 1000;
+
+/// The graph object's limits. Each has a safe default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphLimits {
+    /// Most edges (live and revoked: both are stored and held in memory) a graph may hold,
+    /// through a reload or through mutations.
+    pub max_edges: usize,
+    /// Versions the mutation log keeps ([`DEFAULT_LOG_WINDOW`]).
+    pub log_window: i64,
+}
+
+impl Default for GraphLimits {
+    fn default() -> Self {
+        Self {
+            max_edges: MAX_EDGES,
+            log_window: DEFAULT_LOG_WINDOW,
+        }
+    }
+}
+
 /// Default and largest page of `mutations_since`.
 pub const DEFAULT_LOG_LIMIT: usize = 100;
 pub const MAX_LOG_LIMIT: usize = 1000;
@@ -113,6 +136,7 @@ pub struct GraphState {
     index: GraphIndex,
     version: i64,
     loaded_at: Option<i64>,
+    limits: GraphLimits,
 }
 
 impl DurableObject for GraphState {
@@ -127,11 +151,27 @@ impl DurableObject for GraphState {
             index,
             version: meta.version,
             loaded_at: meta.loaded_at,
+            limits: GraphLimits::default(),
         })
+    }
+
+    fn memory_estimate(&self) -> usize {
+        self.index.memory_estimate()
     }
 }
 
 impl GraphState {
+    /// Sets the limits (a host's settings); they apply from the next call.
+    pub fn set_limits(&mut self, limits: GraphLimits) {
+        self.limits = limits;
+    }
+
+    /// The oldest version whose log records are still kept; the versions before it were
+    /// pruned.
+    fn log_floor(&self) -> i64 {
+        (self.version - self.limits.log_window.max(1)).max(0)
+    }
+
     /// The current version; 0 before any reload or mutation.
     pub fn version(&self) -> i64 {
         self.version
@@ -175,13 +215,24 @@ impl GraphState {
         actor_key_id: &str,
     ) -> Result<ReloadSummary, ApiError> {
         let specs = self::csv::parse(csv).map_err(|e| e.to_api_error())?;
+        if specs.len() > self.limits.max_edges {
+            return Err(ApiError::field(
+                "csv",
+                format!(
+                    "holds {} edges; a graph holds at most {}",
+                    specs.len(),
+                    self.limits.max_edges
+                ),
+            ));
+        }
         let version = self.version + 1;
         let now = env.clock.now_ms();
         let index = GraphIndex::from_edges(specs.iter().map(|s| StoredEdge::from_spec(s, version)));
         env.storage.sql().transaction(&mut |tx| {
             store::replace_edges(tx, index.edges())?;
             store::write_meta(tx, version, Some(now), index.live_count())?;
-            store::append_log(tx, version, now, actor_key_id, &[("reload", None)])
+            store::append_log(tx, version, now, actor_key_id, &[("reload", None)])?;
+            store::prune_log(tx, version - self.limits.log_window.max(1))
         })?;
         self.index = index;
         self.version = version;
@@ -222,6 +273,22 @@ impl GraphState {
                 "names no edge of this graph",
             )
         })?;
+        // Revoked edges stay stored and in memory, so every new id counts against the cap.
+        let new_edges = plan
+            .changes
+            .iter()
+            .filter(|e| self.index.get(&e.id).is_none())
+            .count();
+        if self.index.len() + new_edges > self.limits.max_edges {
+            return Err(ApiError::field(
+                "mutations",
+                format!(
+                    "would grow the graph to {} edges; a graph holds at most {}",
+                    self.index.len() + new_edges,
+                    self.limits.max_edges
+                ),
+            ));
+        }
         // The live count after the batch, for `meta`, without touching memory yet.
         let mut live = self.index.live_count() as i64;
         for edge in &plan.changes {
@@ -236,7 +303,8 @@ impl GraphState {
         env.storage.sql().transaction(&mut |tx| {
             store::upsert_edges(tx, &plan.changes)?;
             store::write_meta(tx, version, self.loaded_at, live as usize)?;
-            store::append_log(tx, version, now, actor_key_id, &entries)
+            store::append_log(tx, version, now, actor_key_id, &entries)?;
+            store::prune_log(tx, version - self.limits.log_window.max(1))
         })?;
         self.index.apply(&plan);
         self.version = version;
@@ -251,7 +319,9 @@ impl GraphState {
     /// A page never splits a version, so resuming with `since=<last version returned>` loses
     /// nothing: a version cut by the limit is left for the next page, and when the first
     /// version alone is larger than the limit it is returned whole (at most
-    /// [`MAX_MUTATIONS_PER_CALL`] records). `since` ahead of the current version is a 400.
+    /// [`MAX_MUTATIONS_PER_CALL`] records). `since` ahead of the current version is a 400;
+    /// `since` before the kept window ([`GraphLimits::log_window`] versions) is a 410
+    /// `log_window_passed`: those records are gone, and the client reads the state anew.
     pub fn mutations_since(
         &self,
         env: &ObjectEnv,
@@ -266,6 +336,17 @@ impl GraphState {
                 "since",
                 format!("is ahead of the current version {}", self.version),
             ));
+        }
+        if since < self.log_floor() {
+            return Err(ApiError::Gone {
+                code: "log_window_passed",
+                detail: format!(
+                    "since: the mutation log keeps the last {} versions; the oldest it can \
+                     answer from is since={}. Read GET /v1/graph/state instead.",
+                    self.limits.log_window.max(1),
+                    self.log_floor()
+                ),
+            });
         }
         let limit = limit.clamp(1, MAX_LOG_LIMIT);
         let sql = env.storage.sql();

@@ -45,6 +45,7 @@ pub(crate) const LOG_INSERT: &str =
     "INSERT INTO mutation_log (version, seq, at, op, edge_id, actor_key_id) VALUES ";
 pub(crate) const SELECT_LOG_AFTER: &str = "SELECT version, seq, at, op, edge_id, actor_key_id \
      FROM mutation_log WHERE version > ? ORDER BY version, seq LIMIT ?";
+pub(crate) const DELETE_LOG_THROUGH: &str = "DELETE FROM mutation_log WHERE version <= ?";
 pub(crate) const SELECT_LOG_OF: &str = "SELECT version, seq, at, op, edge_id, actor_key_id \
      FROM mutation_log WHERE version = ? ORDER BY seq";
 
@@ -236,6 +237,14 @@ fn log_row(row: &Row) -> Result<LogRow, StorageError> {
 }
 
 /// Up to `limit` records of versions after `since`, oldest first.
+/// Drops the log records of versions up to and including `through` (the window moved on).
+pub fn prune_log(sql: &dyn Sql, through: i64) -> Result<(), StorageError> {
+    if through > 0 {
+        sql.execute(DELETE_LOG_THROUGH, &[through.into()])?;
+    }
+    Ok(())
+}
+
 pub fn log_after(sql: &dyn Sql, since: i64, limit: usize) -> Result<Vec<LogRow>, StorageError> {
     sql.query(
         SELECT_LOG_AFTER,

@@ -100,6 +100,12 @@ impl Sql for FakeSql {
             }
             return Ok(count);
         }
+        if sql == DELETE_LOG_THROUGH {
+            let through = int(&params[0]);
+            let before = t.log.len();
+            t.log.retain(|(version, _), _| *version > through);
+            return Ok(before - t.log.len());
+        }
         if sql.starts_with(LOG_INSERT) {
             let rows = Self::rows(sql, LOG_INSERT, "", params);
             let count = rows.len();
@@ -853,4 +859,75 @@ fn a_graph_at_the_edge_limit_loads_and_checks() {
     assert_eq!(g2.index().live_count(), MAX_EDGES);
     assert!(g2.check("user:u1999", "member", "group:g999"));
     assert!(!g2.check("user:u1999", "member", "group:g998"));
+}
+
+/// Mutations cannot grow a graph past the edge cap (revoked edges count: they stay stored and
+/// in memory); changing edges it already holds is fine.
+#[test]
+fn mutations_cannot_grow_the_graph_past_the_edge_cap() {
+    let w = World::new();
+    let mut g = w.load();
+    g.set_limits(GraphLimits {
+        max_edges: 3,
+        ..GraphLimits::default()
+    });
+    g.reload(&w.env(), CSV.as_bytes(), "key:a").unwrap();
+    let e = g
+        .mutate(&w.env(), &[add("user:bob:member:group:eng")], "key:a")
+        .unwrap_err();
+    assert_eq!(field_of(&e).0, "mutations");
+    assert_eq!(g.index().len(), 3);
+    assert_eq!(g.version(), 1);
+    g.mutate(&w.env(), &[revoke("user:alice:member:group:eng")], "key:a")
+        .unwrap();
+    g.mutate(&w.env(), &[add("user:alice:member:group:eng")], "key:a")
+        .unwrap();
+    let e = g
+        .mutate(&w.env(), &[add("user:carol:member:group:eng")], "key:a")
+        .unwrap_err();
+    assert_eq!(field_of(&e).0, "mutations");
+    // A file larger than the cap is refused the same way.
+    g.set_limits(GraphLimits {
+        max_edges: 2,
+        ..GraphLimits::default()
+    });
+    let e = g.reload(&w.env(), CSV.as_bytes(), "key:a").unwrap_err();
+    assert_eq!(field_of(&e).0, "csv");
+}
+
+/// The mutation log keeps a window of versions; `since` before it is a 410, inside it pages
+/// as before.
+#[test]
+fn the_mutation_log_keeps_a_bounded_window() {
+    let w = World::new();
+    let mut g = w.load();
+    g.set_limits(GraphLimits {
+        log_window: 2,
+        ..GraphLimits::default()
+    });
+    g.reload(&w.env(), CSV.as_bytes(), "key:a").unwrap();
+    for who in ["bob", "carol", "dave"] {
+        g.mutate(
+            &w.env(),
+            &[add(&format!("user:{who}:member:group:eng"))],
+            "key:a",
+        )
+        .unwrap();
+    }
+    assert_eq!(g.version(), 4);
+    let kept: Vec<i64> = w
+        .storage
+        .sql
+        .snapshot()
+        .log
+        .keys()
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(kept, vec![3, 4], "older versions are pruned");
+    let e = g.mutations_since(&w.env(), 1, 100).unwrap_err();
+    assert_eq!(e.status().as_u16(), 410);
+    assert_eq!(e.to_problem().code, "log_window_passed");
+    let page = g.mutations_since(&w.env(), 2, 100).unwrap();
+    let versions: Vec<i64> = page.mutations.iter().map(|m| m.version).collect();
+    assert_eq!(versions, vec![3, 4]);
 }

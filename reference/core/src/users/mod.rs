@@ -112,6 +112,8 @@ pub struct Ctx<'a> {
     pub hasher: &'a KeyHasher,
     pub secrets: &'a JwtSecrets,
     pub tenant: &'a TenantRecord,
+    /// Where argon2 runs (the host's bounded pool).
+    pub passwords: &'a dyn password::PasswordWork,
     /// The change the request made, for the tenant's audit log (set even when the request
     /// ends in an error, as a detected refresh-token reuse does).
     pub event: std::cell::RefCell<Option<UserEvent>>,
@@ -133,7 +135,27 @@ impl Ctx<'_> {
     fn random_id(&self, prefix: &str) -> String {
         format!("{prefix}:{}", keys::random_hex(16, self.ports.entropy))
     }
+    /// Hashes a new password. The shared storage is let go first: nothing else waits on it
+    /// while argon2 runs.
+    fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        self.ports.db.pause();
+        password::hash(self.passwords, password, self.ports.entropy)
+    }
+    /// The work of a verification, for an address without an account.
+    fn verify_nothing(&self, password: &str) -> Result<(), ApiError> {
+        self.ports.db.pause();
+        password::verify_nothing(self.passwords, password)
+    }
+    /// Verifies a password, with the same work whether or not `stored` is a usable hash.
+    fn verify_password(&self, password: &str, stored: &str) -> Result<bool, ApiError> {
+        self.ports.db.pause();
+        password::verify(self.passwords, password, stored)
+    }
 }
+
+/// Shortest time between two reset mails to one account: a flood of `forgot-password` calls
+/// queues one mail per interval, not one per call.
+pub const RESET_MAIL_INTERVAL_MS: i64 = 60_000;
 
 /// Runs one end-user auth request for the tenant in `ctx`.
 pub fn handle(ctx: &Ctx, route: UserRoute, req: &Request) -> Result<Response, ApiError> {
@@ -290,6 +312,13 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     password::check_strength("password", &password)?;
     let name = f.text("name", 200, false)?;
     let username = f.text("username", 100, false)?;
+    // A taken address is refused before any hashing (and checked again when writing).
+    if store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)?.is_some() {
+        return Err(ApiError::Conflict(
+            "An account with this email already exists.",
+        ));
+    }
+    let password_hash = ctx.hash_password(&password)?;
     let now = ctx.now();
     let user = UserRecord {
         id: ctx.random_id("user"),
@@ -297,7 +326,7 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         email: email.clone(),
         username,
         name,
-        password_hash: password::hash(&password, ctx.ports.entropy)?,
+        password_hash,
         email_verified: false,
         status: "active".into(),
         created_at: now,
@@ -305,13 +334,13 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         last_login_at: Some(now),
     };
     let (session, refresh, refresh_token) = new_session(ctx, &user.id);
-    let verify_token = new_secret(ctx, "ev");
+    let (seed, verify_token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
     let mail = mail::verification(
         ctx.ports.entropy,
         ctx.tid(),
         &ctx.tenant.name,
         &email,
-        &verify_token,
+        &seed,
     );
     let mut duplicate = false;
     ctx.ports
@@ -372,14 +401,12 @@ fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)?
     };
     let Some(user) = found else {
-        password::verify_nothing(&password);
+        ctx.verify_nothing(&password)?;
         return Err(ApiError::UserUnauthorized);
     };
     // The password is checked first, so the status of an account is told only to its owner.
-    if password.chars().count() > password::MAX_LEN
-        || !password::verify(&password, &user.password_hash)
-        || user.status != "active"
-    {
+    // An over-long password and an account without one cost the same verification.
+    if !ctx.verify_password(&password, &user.password_hash)? || user.status != "active" {
         return Err(ApiError::UserUnauthorized);
     }
     let (session, refresh, refresh_token) = new_session(ctx, &user.id);
@@ -551,15 +578,13 @@ fn change_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let current = f.req_str("currentPassword")?;
     let new = f.req_str("newPassword")?;
     password::check_strength("newPassword", &new)?;
-    if current.chars().count() > password::MAX_LEN
-        || !password::verify(&current, &a.user.password_hash)
-    {
+    if !ctx.verify_password(&current, &a.user.password_hash)? {
         return Err(ApiError::field(
             "currentPassword",
             "is not the current password",
         ));
     }
-    let hash = password::hash(&new, ctx.ports.entropy)?;
+    let hash = ctx.hash_password(&new)?;
     let now = ctx.now();
     ctx.ports.db.transaction(&mut |db| {
         store::set_password(db, ctx.tid(), &a.user.id, &hash, now)?;
@@ -604,13 +629,13 @@ fn resend_verification(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
         if !user.email_verified && user.status == "active" {
-            let token = new_secret(ctx, "ev");
+            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
             let mail = mail::verification(
                 ctx.ports.entropy,
                 ctx.tid(),
                 &ctx.tenant.name,
                 &user.email,
-                &token,
+                &seed,
             );
             ctx.ports.db.transaction(&mut |db| {
                 store::replace_user_token(
@@ -633,14 +658,23 @@ fn forgot_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let email = email_field(&f)?;
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
-        if user.status == "active" {
-            let token = new_secret(ctx, "pr");
+        let recent = store::newest_live_token_at(
+            ctx.ports.db,
+            ctx.tid(),
+            &user.id,
+            TokenKind::ResetPassword,
+            now,
+        )?
+        .is_some_and(|at| now - at < RESET_MAIL_INTERVAL_MS);
+        // Within the interval the mail already sent stands: the same answer, no new mail.
+        if user.status == "active" && !recent {
+            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "pr");
             let mail = mail::reset(
                 ctx.ports.entropy,
                 ctx.tid(),
                 &ctx.tenant.name,
                 &user.email,
-                &token,
+                &seed,
             );
             ctx.ports.db.transaction(&mut |db| {
                 store::replace_user_token(
@@ -664,11 +698,20 @@ fn reset_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let new = f.req_str("newPassword")?;
     // Checked before the token is used, so a weak password does not burn the token.
     password::check_strength("newPassword", &new)?;
-    let hash = password::hash(&new, ctx.ports.entropy)?;
     let now = ctx.now();
+    let token_hash = ctx.hasher.hash(&token);
+    // The token is checked before the new password is hashed: a bogus token costs no argon2.
+    store::find_user_token(
+        ctx.ports.db,
+        ctx.tid(),
+        TokenKind::ResetPassword,
+        &token_hash,
+        now,
+    )?
+    .ok_or_else(invalid_token)?;
+    let hash = ctx.hash_password(&new)?;
     let mut done = None;
     ctx.ports.db.transaction(&mut |db| {
-        let token_hash = ctx.hasher.hash(&token);
         done = store::use_user_token(db, ctx.tid(), TokenKind::ResetPassword, &token_hash, now)?;
         if let Some(user_id) = &done {
             store::set_password(db, ctx.tid(), user_id, &hash, now)?;

@@ -89,7 +89,7 @@ pub fn prepare(
     spec: &OnboardingSpec,
 ) -> Prepared {
     let now = ports.clock.now_ms();
-    let token = format!("pr_{}", keys::random_base62(43, ports.entropy));
+    let (seed, token) = mail::new_code(ports.entropy, hasher, "pr");
     let user = UserRecord {
         id: format!("user:{}", keys::random_hex(16, ports.entropy)),
         tenant_id: tenant.id.clone(),
@@ -113,14 +113,16 @@ pub fn prepare(
             "Welcome! The tenant {name} ({id}) is ready, with the \"{template}\" data schema.\n\n\
              An administrator account was created for {email}. Choose its password with \
              POST /v1/auth/reset-password (X-Tenant-ID: {id}) and this single-use code, valid \
-             for 72 hours:\n\n{token}\n\nDocumentation: {DOCS_LINK}.\n",
+             for 72 hours:\n\n{code}\n\nDocumentation: {DOCS_LINK}.\n",
             name = tenant.name,
             id = tenant.id,
             template = spec.template,
             email = spec.admin_email,
+            code = mail::CODE_SLOT,
         ),
         template: "welcome".into(),
         attempts: 0,
+        code_seed: Some(seed),
     };
     Prepared {
         spec: spec.clone(),

@@ -399,6 +399,55 @@ pub fn insert_user_token(
 
 /// Uses a token: of this kind, this tenant, unused and unexpired. Answers its user id; the
 /// token cannot be used again.
+/// The user a live, unused token of `kind` belongs to, without using it: checked before any
+/// expensive work the token would authorise (hashing a new password).
+pub fn find_user_token(
+    db: &dyn Sql,
+    tenant_id: &str,
+    kind: TokenKind,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>, StorageError> {
+    Ok(db
+        .query(
+            "SELECT user_id FROM user_tokens WHERE tenant_id = ? AND kind = ? AND token_hash = ? \
+             AND used_at IS NULL AND expires_at > ?",
+            &[
+                tenant_id.into(),
+                kind.as_str().into(),
+                token_hash.into(),
+                now.into(),
+            ],
+        )?
+        .first()
+        .map(|r| s(r, 0)))
+}
+
+/// When the newest token of `kind` for this user was issued, if any is still live: a
+/// flood of `forgot-password` calls sends one mail per interval, not one per call.
+pub fn newest_live_token_at(
+    db: &dyn Sql,
+    tenant_id: &str,
+    user_id: &str,
+    kind: TokenKind,
+    now: i64,
+) -> Result<Option<i64>, StorageError> {
+    Ok(db
+        .query(
+            "SELECT MAX(created_at) FROM user_tokens WHERE tenant_id = ? AND user_id = ? \
+             AND kind = ? AND used_at IS NULL AND expires_at > ?",
+            &[
+                tenant_id.into(),
+                user_id.into(),
+                kind.as_str().into(),
+                now.into(),
+            ],
+        )?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_i64()))
+}
+
 pub fn use_user_token(
     db: &dyn Sql,
     tenant_id: &str,
