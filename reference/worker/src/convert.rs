@@ -38,9 +38,14 @@ async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiErro
     Ok(out)
 }
 
-/// A core request from a Worker request: method, path and query, headers, and the body up to
-/// the route's limit (64 KiB; 8 MiB for `PUT /v1/graph/csv`).
-pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, ApiError> {
+/// The path whose body may exceed [`MAX_BODY_BYTES`]: it is read only once the directory's
+/// front has found the key's tenant ([`read_upload`]), so a caller without a valid key never
+/// gets a byte of it read.
+pub const UPLOAD_PATH: &str = "/v1/graph/csv";
+
+/// A core request from a Worker request's method, path and query, and headers, with an empty
+/// body.
+pub fn head_to_core(req: &Request) -> Result<auth_core::Request, ApiError> {
     let url = req.url().map_err(|_| ApiError::Internal)?;
     let mut path_and_query = url.path().to_owned();
     if let Some(q) = url.query() {
@@ -53,13 +58,26 @@ pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, ApiError> 
     for (name, value) in req.headers().entries() {
         builder = builder.header(name, value);
     }
-    let limit = if url.path() == "/v1/graph/csv" {
+    builder.body(Vec::new()).map_err(|_| ApiError::Internal)
+}
+
+/// A core request from a Worker request: method, path and query, headers, and the body up to
+/// the route's limit (64 KiB; 8 MiB for `PUT /v1/graph/csv`).
+pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, ApiError> {
+    let mut core = head_to_core(req)?;
+    let limit = if core.uri().path() == UPLOAD_PATH {
         MAX_CSV_BYTES
     } else {
         MAX_BODY_BYTES
     };
-    let body = read_capped(req, limit).await?;
-    builder.body(body).map_err(|_| ApiError::Internal)
+    *core.body_mut() = read_capped(req, limit).await?;
+    Ok(core)
+}
+
+/// Reads the body of a CSV upload, up to its 8 MiB, into `core` (made by [`head_to_core`]).
+pub async fn read_upload(req: &mut Request, core: &mut auth_core::Request) -> Result<(), ApiError> {
+    *core.body_mut() = read_capped(req, MAX_CSV_BYTES).await?;
+    Ok(())
 }
 
 /// A Worker response from a core response. Bodiless statuses get a null body, as the

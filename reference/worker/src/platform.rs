@@ -29,7 +29,9 @@ use serde_json::json;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
 
 use crate::config::Settings;
-use crate::convert::{from_worker, to_core, to_stub_request, to_worker};
+use crate::convert::{
+    from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker, UPLOAD_PATH,
+};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
 use crate::mirror::{self, Mirror};
 use crate::rows;
@@ -483,7 +485,16 @@ impl AuthPlatform {
                 _ => problem(ApiError::Internal),
             };
         }
-        let core_req = match to_core(&mut req).await {
+        // A CSV upload's body (up to 8 MiB) is read only once the front has found the key's
+        // tenant, as on the native host: a caller without a valid key never has a byte of it
+        // read. Every other body is read now, up to 64 KiB.
+        let upload = path == UPLOAD_PATH;
+        let core_req = if upload {
+            head_to_core(&req)
+        } else {
+            to_core(&mut req).await
+        };
+        let core_req = match core_req {
             Ok(r) => r,
             Err(e) => return problem(e),
         };
@@ -495,7 +506,7 @@ impl AuthPlatform {
         let response = if test_hooks && path.starts_with("/_test/") {
             self.test_control(core_req).await
         } else {
-            self.dispatch(core_req).await
+            self.dispatch(core_req, upload.then_some(&mut req)).await
         };
         if let Ok(r) = &response {
             console_log!("{method} {path} {}", r.status_code());
@@ -503,7 +514,14 @@ impl AuthPlatform {
         response
     }
 
-    async fn dispatch(&self, req: auth_core::Request) -> worker::Result<Response> {
+    /// Runs the front and acts on its decision. `upload` is the client's request whose body
+    /// is still unread (a CSV upload): it is read only for a request the front hands to a
+    /// tenant.
+    async fn dispatch(
+        &self,
+        req: auth_core::Request,
+        upload: Option<&mut Request>,
+    ) -> worker::Result<Response> {
         if req.method() == Method::GET {
             let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
             if let [admin, tenants, id] = &segments[..] {
@@ -545,8 +563,17 @@ impl AuthPlatform {
             Front::Tenant {
                 tenant_id,
                 key_hash,
-                request,
-            } => self.forward(&tenant_id, key_hash, request).await,
+                mut request,
+            } => {
+                if let Some(body) = upload {
+                    if let Err(e) = read_upload(body, &mut request).await {
+                        let id = auth_core::request_id(&request);
+                        let head = request.method() == Method::HEAD;
+                        return to_worker(auth_core::finish(e.into_response(), &id, head));
+                    }
+                }
+                self.forward(&tenant_id, key_hash, request).await
+            }
         }
     }
 
