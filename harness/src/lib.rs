@@ -426,14 +426,24 @@ fn scenario_identity(
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let tags = feat
-        .tags
+    (
+        collect::scenario_key(&file, sc.position.line),
+        scenario_tags(feat, rule, sc),
+    )
+}
+
+/// A scenario's tags with those it inherits: the feature's, then the rule's, then its own.
+fn scenario_tags(
+    feat: &gherkin::Feature,
+    rule: Option<&gherkin::Rule>,
+    sc: &gherkin::Scenario,
+) -> Vec<String> {
+    feat.tags
         .iter()
         .chain(rule.iter().flat_map(|r| r.tags.iter()))
         .chain(sc.tags.iter())
         .cloned()
-        .collect();
-    (collect::scenario_key(&file, sc.position.line), tags)
+        .collect()
 }
 
 /// Keeps one key of each tenant the scenario created (its secret key, else any of its
@@ -701,13 +711,7 @@ pub async fn run_suite(opts: RunOptions) -> Result<RunOutcome, RunError> {
         let tag_filter = tag_filter.clone();
         let name_filter = name_filter.clone();
         move |feat: &gherkin::Feature, rule: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {
-            let tags: Vec<String> = feat
-                .tags
-                .iter()
-                .chain(rule.iter().flat_map(|r| r.tags.iter()))
-                .chain(sc.tags.iter())
-                .cloned()
-                .collect();
+            let tags = scenario_tags(feat, rule, sc);
             let chosen = tag_filter.as_ref().is_none_or(|t| t.eval(tags.iter()))
                 && name_filter.as_ref().is_none_or(|r| r.is_match(&sc.name));
             if !chosen {

@@ -7,10 +7,10 @@
 //! defect in the scenario meant to catch it, with its class. With every defect off, the same
 //! dialect must pass `--fail-on security`.
 //!
-//! Figures (passed / failed by class / skipped), 2026-12-04 14:25 UTC, 418 scenarios a run,
+//! Figures (passed / failed by class / skipped), 2026-12-04 14:52 UTC, 418 scenarios a run,
 //! as the `figures (...)` lines of this test print them (`--nocapture`):
-//! - defects on: passed 33 / security 39, conformance 114, blocked 158, harness 0 / skipped 74
-//! - defects off: passed 68 / security 0, conformance 118, blocked 158, harness 0 / skipped 74
+//! - defects on: passed 32 / security 33, conformance 121, blocked 158, harness 0 / skipped 74
+//! - defects off: passed 67 / security 0, conformance 119, blocked 158, harness 0 / skipped 74
 //!
 //! `AUTHCONF_DIALECT_DUMP=1` also prints every failure and skip of both runs.
 

@@ -2,11 +2,13 @@
 //! a leaked secret in the scenario meant to catch it, apply the known-failures list both ways,
 //! and report capability skips as skipped.
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use authconf::{RunError, RunOptions, Target, Verdict};
+use authconf::{RunError, RunOptions, Verdict};
 use serde_json::json;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -190,15 +192,7 @@ async fn leaky_target_with(any_key_is_admin: bool) -> MockServer {
 }
 
 fn options(target: String, report_dir: &Path) -> RunOptions {
-    RunOptions {
-        target: Target::Url(target),
-        admin_key: Some(ADMIN.into()),
-        report_dir: report_dir.to_path_buf(),
-        progress: false,
-        summary: false,
-        concurrency: 2,
-        ..RunOptions::default()
-    }
+    support::options(target, ADMIN, report_dir, 2)
 }
 
 const LIST_SCENARIO: &str = "The tenant's key list shows no secret";

@@ -4,12 +4,14 @@
 //! come from `--capabilities`, `--assume` or probes, each with its source; cleanup counts only
 //! tenants really deleted and reports keys that outlive their tenant.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use authconf::{FailOn, RunOptions, Target, Verdict};
+use authconf::{FailOn, RunOptions, Verdict};
 use authconf_scenarios::FailureClass;
 use serde_json::{json, Value};
 use wiremock::matchers::any;
@@ -231,19 +233,20 @@ async fn fake(cfg: Config) -> MockServer {
 }
 
 fn options(target: String, report_dir: &Path) -> RunOptions {
-    RunOptions {
-        target: Target::Url(target),
-        admin_key: Some(ADMIN.into()),
-        report_dir: report_dir.to_path_buf(),
-        progress: false,
-        summary: false,
-        concurrency: 4,
-        ..RunOptions::default()
-    }
+    support::options(target, ADMIN, report_dir, 4)
 }
 
 fn only(name: &str) -> Option<String> {
     Some(format!("^{}$", regex::escape(name)))
+}
+
+/// A fake target behaving as `cfg`, and options to run the one scenario `name` against it
+/// with reports in `dir`.
+async fn fake_for(cfg: Config, dir: &Path, name: &str) -> (MockServer, RunOptions) {
+    let server = fake(cfg).await;
+    let mut o = options(server.uri(), dir);
+    o.name = only(name);
+    (server, o)
 }
 
 async fn created_tenants(server: &MockServer) -> usize {
@@ -264,14 +267,16 @@ async fn a_target_without_an_admin_api_exits_2_before_any_scenario() {
         (401, "refuses the platform admin key"),
         (403, "refuses the platform admin key"),
     ] {
-        let server = fake(Config {
-            admin_status: Some(status),
-            ..Config::default()
-        })
-        .await;
         let dir = tempfile::tempdir().unwrap();
-        let mut o = options(server.uri(), dir.path());
-        o.name = only(TENANT_SCENARIO);
+        let (server, o) = fake_for(
+            Config {
+                admin_status: Some(status),
+                ..Config::default()
+            },
+            dir.path(),
+            TENANT_SCENARIO,
+        )
+        .await;
         let err = authconf::run_suite(o).await.expect_err("preflight refuses");
         assert_eq!(err.exit_code(), 2, "{status}: {err}");
         let msg = err.to_string();
@@ -286,14 +291,16 @@ async fn a_target_without_an_admin_api_exits_2_before_any_scenario() {
 
 #[tokio::test]
 async fn fail_on_gates_by_class() {
-    let server = fake(Config {
-        bad_health: true,
-        ..Config::default()
-    })
-    .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut o = options(server.uri(), dir.path());
-    o.name = only(HEALTH_SCENARIO);
+    let (_server, mut o) = fake_for(
+        Config {
+            bad_health: true,
+            ..Config::default()
+        },
+        dir.path(),
+        HEALTH_SCENARIO,
+    )
+    .await;
     o.fail_on = FailOn::Security;
     let mut out = authconf::run_suite(o).await.unwrap();
     let r = out.scenario(HEALTH_SCENARIO).unwrap();
@@ -379,9 +386,7 @@ async fn signup_run(
     dir: &Path,
     edit: impl FnOnce(&mut RunOptions),
 ) -> authconf::RunOutcome {
-    let server = fake(cfg).await;
-    let mut o = options(server.uri(), dir);
-    o.name = only(SIGNUP_SCENARIO);
+    let (_server, mut o) = fake_for(cfg, dir, SIGNUP_SCENARIO).await;
     edit(&mut o);
     authconf::run_suite(o).await.unwrap()
 }
@@ -482,14 +487,16 @@ async fn capabilities_come_from_options_or_probes_with_their_source() {
 
 #[tokio::test]
 async fn cleanup_counts_only_tenants_really_deleted() {
-    let server = fake(Config {
-        delete_lies: true,
-        ..Config::default()
-    })
-    .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut o = options(server.uri(), dir.path());
-    o.name = only(TENANT_SCENARIO);
+    let (server, o) = fake_for(
+        Config {
+            delete_lies: true,
+            ..Config::default()
+        },
+        dir.path(),
+        TENANT_SCENARIO,
+    )
+    .await;
     let out = authconf::run_suite(o).await.unwrap();
     assert!(created_tenants(&server).await >= 2);
     assert_eq!(
@@ -512,10 +519,8 @@ async fn cleanup_counts_only_tenants_really_deleted() {
 #[tokio::test]
 async fn keys_that_outlive_their_tenant_are_a_security_finding() {
     // An honest target first: everything deleted, no finding, exit 0.
-    let server = fake(Config::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut o = options(server.uri(), dir.path());
-    o.name = only(TENANT_SCENARIO);
+    let (server, mut o) = fake_for(Config::default(), dir.path(), TENANT_SCENARIO).await;
     o.fail_on = FailOn::Security;
     let out = authconf::run_suite(o).await.unwrap();
     let r = out.scenario(TENANT_SCENARIO).unwrap();
@@ -526,13 +531,15 @@ async fn keys_that_outlive_their_tenant_are_a_security_finding() {
     assert_eq!(out.exit_code(), 0);
 
     // Keys that keep working after their tenant is deleted.
-    let server = fake(Config {
-        keys_survive: true,
-        ..Config::default()
-    })
+    let (_server, mut o) = fake_for(
+        Config {
+            keys_survive: true,
+            ..Config::default()
+        },
+        dir.path(),
+        TENANT_SCENARIO,
+    )
     .await;
-    let mut o = options(server.uri(), dir.path());
-    o.name = only(TENANT_SCENARIO);
     o.fail_on = FailOn::Security;
     let out = authconf::run_suite(o).await.unwrap();
     assert_eq!(

@@ -50,6 +50,25 @@ pub(crate) fn normalized(ex: &Exchange, ids: &[&str]) -> String {
     b
 }
 
+/// `METHOD path: expected …, got STATUS: body` for the last exchange; no answer at all is the
+/// harness's error (the target never answered), not the target's.
+fn status_mismatch(w: &AuthWorld, expected: &str) -> String {
+    let ex = w.last();
+    if ex.status == 0 {
+        w.harness_error(format!(
+            "{} {}: expected {expected}, got no answer: {}",
+            ex.method, ex.path, ex.body
+        ));
+    }
+    format!(
+        "{} {}: expected {expected}, got {}: {}",
+        ex.method,
+        ex.path,
+        ex.status,
+        excerpt(&ex.body)
+    )
+}
+
 /// Judges the last answer's status against the statuses a step accepts, and fails with the
 /// class the difference deserves (every message names method, path, expected and got):
 ///
@@ -65,24 +84,11 @@ pub(crate) fn normalized(ex: &Exchange, ids: &[&str]) -> String {
 /// - anything else (a 5xx, an error where success was expected, a success where a validation
 ///   error was expected): unmarked, the scenario's tags decide.
 pub(crate) fn judge_status(w: &AuthWorld, want: &[u16]) {
-    let ex = w.last();
-    let got = ex.status;
+    let got = w.last().status;
     if want.contains(&got) {
         return;
     }
-    let expected = statuses(want);
-    if got == 0 {
-        w.harness_error(format!(
-            "{} {}: expected {expected}, got no answer: {}",
-            ex.method, ex.path, ex.body
-        ));
-    }
-    let msg = format!(
-        "{} {}: expected {expected}, got {got}: {}",
-        ex.method,
-        ex.path,
-        excerpt(&ex.body)
-    );
+    let msg = status_mismatch(w, &statuses(want));
     let family = |s: u16| s / 100;
     let all_4xx = want.iter().all(|s| family(*s) == 4);
     let all_2xx = want.iter().all(|s| family(*s) == 2);
@@ -522,21 +528,8 @@ async fn refused(w: &mut AuthWorld) {
 #[then(regex = r"^the request succeeds$")]
 async fn succeeds(w: &mut AuthWorld) {
     blocked_if_route_missing(w, &[200, 201, 204]).await;
-    let ex = w.last();
-    if !(200..300).contains(&ex.status) {
-        if ex.status == 0 {
-            w.harness_error(format!(
-                "{} {}: expected a 2xx status, got no answer: {}",
-                ex.method, ex.path, ex.body
-            ));
-        }
-        let msg = format!(
-            "{} {}: expected a 2xx status, got {}: {}",
-            ex.method,
-            ex.path,
-            ex.status,
-            excerpt(&ex.body)
-        );
+    if !(200..300).contains(&w.last().status) {
+        let msg = status_mismatch(w, "a 2xx status");
         w.fail(msg);
     }
 }

@@ -1083,10 +1083,23 @@ pub fn statuses(list: &[u16]) -> String {
 
 /// The first 300 characters of a body, for a failure message.
 pub fn excerpt(body: &str) -> String {
-    let mut s: String = body.chars().take(300).collect();
-    if body.chars().count() > 300 {
-        s.push('…');
+    const MAX: usize = 300;
+    let chars: Vec<char> = body.chars().collect();
+    if chars.len() <= MAX {
+        return body.to_owned();
     }
+    // Never cut inside a token-like run (a key, a secret, a JWT): a cut secret no longer
+    // matches what the redactor learned, and its first part would reach the report. Back off
+    // to the start of the run, so a secret is either whole (and redacted) or absent.
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "_-.:+/=".contains(c);
+    let mut cut = MAX;
+    if token_char(chars[cut]) {
+        while cut > 0 && token_char(chars[cut - 1]) {
+            cut -= 1;
+        }
+    }
+    let mut s: String = chars[..cut].iter().collect();
+    s.push('…');
     s
 }
 
@@ -1095,6 +1108,22 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
     use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    #[test]
+    fn an_excerpt_never_ends_inside_a_secret() {
+        let secret = "a".repeat(20) + &"0123456789abcdef".repeat(4);
+        let body = format!(
+            "{{\"note\":\"{}\",\"secret\":\"{secret}\"}}",
+            "x ".repeat(130)
+        );
+        let cut = excerpt(&body);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert!(
+            !cut.contains("aaaa"),
+            "a part of the secret reached the excerpt: {cut}"
+        );
+        assert_eq!(excerpt("short"), "short");
+    }
 
     /// A world over a context whose target is never contacted.
     pub(crate) fn world() -> AuthWorld {

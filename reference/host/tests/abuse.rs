@@ -10,9 +10,11 @@
 //!   a 16-client login flood;
 //! - the process grows by less than [`RSS_GROWTH_BOUND_MB`] under the flood and the uploads.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use auth_service::{Config, Extras, Limits, RunningService};
+use auth_service::{Extras, Limits, RunningService};
 use futures::{SinkExt, StreamExt};
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -71,13 +73,7 @@ impl Svc {
     async fn start_with(limits: Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let svc = auth_service::spawn_limited(
-            Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                data_dir: dir.path().to_owned(),
-                base_domain: None,
-                admin_key: Some(ADMIN_KEY.into()),
-                test_hooks: false,
-            },
+            common::local_config(dir.path(), ADMIN_KEY, false),
             Extras {
                 jwt_secret: SECRET.into(),
                 jwt_secret_previous: None,
@@ -103,18 +99,7 @@ impl Svc {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
-        if let Some(k) = key {
-            rb = rb.bearer_auth(k);
-        }
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
+        let rb = common::request(&self.http, &self.base, method, path, key, headers, body);
         let r = rb.send().await.expect("request goes through");
         let status = r.status().as_u16();
         let body = r.json().await.unwrap_or(Value::Null);

@@ -2,10 +2,12 @@
 //! email tokens through a `wiremock` mail API, the mail outbox, and JWT secret rotation.
 //! Self-contained: every test starts its own service with `auth_service::spawn_with`.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use auth_service::{Config, Extras, MailConfig, RunningService};
+use auth_service::{Extras, MailConfig, RunningService};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -73,13 +75,7 @@ async fn spawn_at(
     mail: Option<MailConfig>,
 ) -> RunningService {
     auth_service::spawn_with(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.to_owned(),
-            base_domain: None,
-            admin_key: Some(ADMIN_KEY.into()),
-            test_hooks: true,
-        },
+        common::local_config(dir, ADMIN_KEY, true),
         Extras {
             jwt_secret: secret.into(),
             jwt_secret_previous: previous.map(str::to_owned),
@@ -130,18 +126,7 @@ impl Svc {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Resp {
-        let mut rb = self
-            .client
-            .request(m.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(b) = bearer {
-            rb = rb.bearer_auth(b);
-        }
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
+        let rb = common::request(&self.client, &self.base, m, path, bearer, headers, body);
         let r = rb.send().await.expect("request sent");
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
@@ -1238,13 +1223,7 @@ async fn the_service_refuses_to_start_without_a_jwt_secret() {
     let dir = TempDir::new().unwrap();
     for bad in ["", "   ", "too-short"] {
         let r = auth_service::spawn_with(
-            Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                data_dir: dir.path().to_owned(),
-                base_domain: None,
-                admin_key: Some(ADMIN_KEY.into()),
-                test_hooks: false,
-            },
+            common::local_config(dir.path(), ADMIN_KEY, false),
             Extras {
                 jwt_secret: bad.into(),
                 jwt_secret_previous: None,

@@ -155,6 +155,36 @@ async fn call(
     }
 }
 
+/// Puts `csv` as the tenant's graph and reloads it, both checked to answer 200: the reload's
+/// answer.
+async fn upload_and_reload(
+    client: &reqwest::Client,
+    base: &str,
+    sk: &str,
+    csv: impl Into<reqwest::Body>,
+) -> Answer {
+    let r = client
+        .put(format!("{base}/v1/graph/csv"))
+        .bearer_auth(sk)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let reloaded = call(
+        client,
+        base,
+        sk,
+        "POST",
+        "/v1/graph/reload",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    reloaded
+}
+
 const CSV: &str = "subject_type,subject_id,relation,object_type,object_id\n\
                    user,alice,viewer,doc,readme\n\
                    user,bob,editor,doc,plan\n";
@@ -212,25 +242,7 @@ async fn state_survives_a_restart_of_workerd() {
     .await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
 
-    let r = client
-        .put(format!("{base}/v1/graph/csv"))
-        .bearer_auth(&sk)
-        .header("content-type", "text/csv")
-        .body(CSV)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let reloaded = call(
-        &client,
-        &base,
-        &sk,
-        "POST",
-        "/v1/graph/reload",
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let reloaded = upload_and_reload(&client, &base, &sk, CSV).await;
     let version = reloaded.body["version"].as_i64().expect("version");
     let check = json!({"subject": "user:alice", "relation": "viewer", "object": "doc:readme"});
     let allowed = call(
@@ -787,25 +799,7 @@ async fn a_csv_upload_without_a_valid_key_is_refused_before_its_body_is_read() {
         big.push_str(&format!("user,u{n},viewer,doc,d{n}\n"));
         n += 1;
     }
-    let r = client
-        .put(format!("{base}/v1/graph/csv"))
-        .bearer_auth(&sk)
-        .header("content-type", "text/csv")
-        .body(big)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let reloaded = call(
-        &client,
-        &base,
-        &sk,
-        "POST",
-        "/v1/graph/reload",
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    upload_and_reload(&client, &base, &sk, big).await;
     let check = call(
         &client,
         &base,

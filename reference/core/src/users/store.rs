@@ -397,8 +397,6 @@ pub fn insert_user_token(
     .map(drop)
 }
 
-/// Uses a token: of this kind, this tenant, unused and unexpired. Answers its user id; the
-/// token cannot be used again.
 /// The user a live, unused token of `kind` belongs to, without using it: checked before any
 /// expensive work the token would authorise (hashing a new password).
 pub fn find_user_token(
@@ -448,6 +446,8 @@ pub fn newest_live_token_at(
         .and_then(|v| v.as_i64()))
 }
 
+/// Uses a token: of this kind, this tenant, unused and unexpired. Answers its user id; the
+/// token cannot be used again.
 pub fn use_user_token(
     db: &dyn Sql,
     tenant_id: &str,
@@ -455,20 +455,9 @@ pub fn use_user_token(
     token_hash: &str,
     now: i64,
 ) -> Result<Option<String>, StorageError> {
-    let user = db
-        .query(
-            "SELECT user_id FROM user_tokens WHERE tenant_id = ? AND kind = ? AND token_hash = ? \
-             AND used_at IS NULL AND expires_at > ?",
-            &[
-                tenant_id.into(),
-                kind.as_str().into(),
-                token_hash.into(),
-                now.into(),
-            ],
-        )?
-        .first()
-        .map(|r| s(r, 0));
-    let Some(user) = user else { return Ok(None) };
+    let Some(user) = find_user_token(db, tenant_id, kind, token_hash, now)? else {
+        return Ok(None);
+    };
     let changed = db.execute(
         "UPDATE user_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
         &[now.into(), token_hash.into()],

@@ -102,6 +102,45 @@ pub fn client() -> Client {
         .unwrap()
 }
 
+/// A request to `base` + `path` with an optional bearer key, extra headers and an optional
+/// JSON body.
+pub fn request(
+    client: &Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> RequestBuilder {
+    let mut rb = client.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{base}{path}"),
+    );
+    if let Some(k) = bearer {
+        rb = rb.bearer_auth(k);
+    }
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    rb
+}
+
+/// The settings of a service on 127.0.0.1 (an ephemeral port) with its data in `dir`, no base
+/// domain and the platform admin key `admin_key`.
+pub fn local_config(dir: &Path, admin_key: &str, test_hooks: bool) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        base_domain: None,
+        admin_key: Some(admin_key.into()),
+        test_hooks,
+    }
+}
+
 pub async fn spawn_in(dir: &Path, admin_key: Option<&str>) -> RunningService {
     auth_service::spawn(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -198,13 +237,7 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> Resp {
-        let mut rb = self.req(method, path);
-        if let Some(k) = key {
-            rb = rb.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
+        let rb = request(&self.client, &self.base, method, path, key, &[], body);
         self.send(rb).await
     }
 
