@@ -91,6 +91,45 @@ async fn read_limited(body: Body, limit: usize, deadline: Duration) -> Result<Ve
         .unwrap_or(Err(ApiError::RequestTimeout))
 }
 
+/// Reads and throws away a body the server refuses without reading it (declared too large, or
+/// no valid key for an upload), after the refusal has been handed to hyper: a client still
+/// sending would otherwise meet a reset and lose the answer (a "lingering close", as nginx's
+/// `lingering_time`). Bounded in time (`linger`) and in bytes (`limit`); nothing is kept, so
+/// memory stays flat whatever the caller sends.
+fn linger(body: Body, limit: usize, linger: Duration) {
+    if linger.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let drain = async {
+            let mut stream = body.into_data_stream();
+            let mut seen = 0usize;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(linger, drain).await;
+    });
+}
+
+/// An upload body not read yet: dropped unread (the front refused the request), it is
+/// drained by [`linger`] so the client gets the refusal.
+struct Unread {
+    body: Option<Body>,
+    linger: Duration,
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            linger(body, MAX_CSV_BYTES, self.linger);
+        }
+    }
+}
+
 /// Whether the declared length is over `limit` (so the body need not be read to refuse it).
 fn declared_over(parts: &http::request::Parts, limit: usize) -> bool {
     parts
@@ -128,6 +167,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (bytes, later) = if path == "/v1/graph/csv" {
         (Vec::new(), Some(body))
     } else if declared_over(&parts, MAX_BODY_BYTES) {
+        linger(body, MAX_CSV_BYTES, state.limits.linger);
         return problem(ApiError::PayloadTooLarge);
     } else {
         match read_limited(body, MAX_BODY_BYTES, state.limits.body_read_timeout).await {
@@ -200,6 +240,7 @@ async fn read_upload(
 ) -> Result<(), ApiError> {
     let (parts, _) = std::mem::take(request).into_parts();
     let bytes = if declared_over(&parts, MAX_CSV_BYTES) {
+        linger(body, MAX_CSV_BYTES, state.limits.linger);
         return Err(ApiError::PayloadTooLarge);
     } else {
         read_limited(body, MAX_CSV_BYTES, state.limits.body_read_timeout).await?
@@ -215,6 +256,10 @@ async fn dispatch(
     later: Option<Body>,
 ) -> (Response, u16) {
     let head = req.method() == Method::HEAD;
+    let mut later = Unread {
+        body: later,
+        linger: state.limits.linger,
+    };
     let mut req = req;
     let decided = loop {
         match front(state, req).await {
@@ -260,7 +305,7 @@ async fn dispatch(
             } else {
                 Ok(())
             };
-            let early = match (early, later) {
+            let early = match (early, later.body.take()) {
                 (Err(e), _) => Err(e),
                 (Ok(()), Some(body)) => read_upload(state, &mut request, body).await,
                 (Ok(()), None) => Ok(()),

@@ -14,6 +14,9 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// A connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
+    /// How long a body refused unread (too large, no valid key) is still read and thrown
+    /// away, so the client can finish sending and read the refusal instead of a reset.
+    pub linger: Duration,
     /// Connections served at once; more wait in the listen backlog until one ends.
     pub max_connections: usize,
     /// Serve HTTP/2 (prior knowledge) as well as HTTP/1.1.
@@ -44,6 +47,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            linger: Duration::from_secs(2),
             max_connections: 512,
             http2: false,
             password_workers: 2,
@@ -70,6 +74,9 @@ pub struct LimitArgs {
     /// Seconds after which a connection with no request in flight is closed.
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
+    /// Milliseconds a refused, unread body is still read and discarded (memory stays flat).
+    #[arg(long, env = "LINGER_MS", default_value_t = 2000)]
+    pub linger_ms: u64,
     /// Connections served at once (keep it below the open-file limit).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
@@ -117,6 +124,7 @@ impl LimitArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            linger: Duration::from_millis(self.linger_ms),
             max_connections: self.max_connections.max(1),
             http2: self.http2,
             password_workers: self.password_workers.max(1),
