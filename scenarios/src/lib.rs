@@ -9,19 +9,15 @@
 //! Run-wide state (target, capabilities, secrets seen, tenant ledger, latencies) lives in a
 //! [`RunContext`]; the harness installs it with [`with_context`] around the cucumber run, and
 //! every [`AuthWorld`] picks it up when cucumber builds it.
+//!
+//! The modules form a stack: `support` (no World) <- `world` (the World and its state) <-
+//! `steps` (one module per domain, each depending on the World only).
 
-mod audit;
-pub mod context;
-pub mod events;
-pub mod extract;
-mod graph;
-mod probes;
-pub mod shapes;
 mod steps;
-mod strict;
-pub mod users;
-pub mod verdict;
+mod support;
 pub mod world;
+
+pub use support::{context, extract, shapes, verdict};
 
 pub use context::{
     Capabilities, CapturedMail, Ledger, MailCapture, Propagation, RunContext, Secret,

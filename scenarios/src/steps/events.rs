@@ -1,114 +1,15 @@
-//! WebSocket steps: the event stream (`GET /v1/events`) opened with a key in the
-//! `Authorization` header. Every frame received goes through the run's secret check, like
-//! every HTTP response.
+//! The event stream: opened or refused, frames sent, events received or not, closed by the
+//! target, complete and in order (`features/events.feature`, `audit.feature`).
 
 use std::time::Duration;
 
 use cucumber::{then, when};
-use futures::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::world::{AuthWorld, Cred};
-
-/// An open event stream.
-pub struct Stream {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    /// Frames received and not yet consumed by a step.
-    pub seen: Vec<Value>,
-}
-
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream").field("seen", &self.seen).finish()
-    }
-}
-
-/// Connects; `Err(status)` when the target answers the upgrade with an HTTP status.
-async fn connect(w: &AuthWorld, cred: &Cred) -> Result<Stream, String> {
-    let url = w
-        .ctx
-        .base_url
-        .replacen("http://", "ws://", 1)
-        .replacen("https://", "wss://", 1)
-        + "/v1/events";
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| format!("bad URL: {e}"))?;
-    for (k, v) in &w.ctx.extra_headers {
-        if let (Ok(k), Ok(v)) = (
-            tungstenite::http::HeaderName::from_bytes(k.as_bytes()),
-            tungstenite::http::HeaderValue::from_str(v),
-        ) {
-            req.headers_mut().insert(k, v);
-        }
-    }
-    if let Cred::Bearer { value, .. } = cred {
-        let v = tungstenite::http::HeaderValue::from_str(&format!("Bearer {value}"))
-            .map_err(|e| e.to_string())?;
-        req.headers_mut().insert("authorization", v);
-    }
-    let connect = tokio_tungstenite::connect_async(req);
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Err(_) => Err("timed out".into()),
-        Ok(Err(tungstenite::Error::Http(resp))) => Err(format!("HTTP {}", resp.status().as_u16())),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok((ws, _))) => Ok(Stream {
-            ws,
-            seen: Vec::new(),
-        }),
-    }
-}
-
-/// Reads frames for up to `wait`, until `want` accepts one; returns it.
-pub(crate) async fn read_until(
-    w: &mut AuthWorld,
-    name: &str,
-    wait: Duration,
-    want: &dyn Fn(&Value) -> bool,
-) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        let Some(s) = w.streams.get_mut(name) else {
-            w.harness_error(format!("no open stream {name:?}"))
-        };
-        let next = tokio::time::timeout(deadline - now, s.ws.next()).await;
-        let text = match next {
-            Err(_) => return None,
-            Ok(None) => return None,
-            Ok(Some(Err(e))) => w.fail(format!(
-                "GET /v1/events (stream {name:?}): expected frames, got a transport error: {e}"
-            )),
-            Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
-            Ok(Some(Ok(Message::Close(_)))) => return None,
-            Ok(Some(Ok(_))) => continue,
-        };
-        // A frame is a response like any other: it must not repeat a secret.
-        if let Some(leak) = w.ctx.secrets.leaked_in(&text, 0) {
-            w.fail_as(
-                crate::FailureClass::Security,
-                format!(
-                    "SECRET LEAK: GET /v1/events (stream {name:?}): expected no secret in a frame, got the secret {:?}",
-                    leak.label
-                ),
-            );
-        }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if let Some(s) = w.streams.get_mut(name) {
-            s.seen.push(v.clone());
-        }
-        if want(&v) {
-            return Some(v);
-        }
-    }
-}
+use crate::support::records::{action, expand_actions, seq};
+use crate::verdict::FailureClass;
+use crate::world::{connect, read_until, AuthWorld};
 
 #[when(regex = r#"^"([^"]+)" opens the event stream "([^"]+)"$"#)]
 async fn open(w: &mut AuthWorld, cred: String, name: String) {
@@ -179,7 +80,7 @@ async fn send_frame(w: &mut AuthWorld, text: String, name: String) {
     let Some(s) = w.streams.get_mut(&name) else {
         w.fail(format!("no open stream {name:?}"))
     };
-    if let Err(e) = s.ws.send(Message::text(text)).await {
+    if let Err(e) = s.send_text(text).await {
         w.fail(format!(
             "GET /v1/events (stream {name:?}): expected to send a frame, got {e}"
         ));
@@ -246,7 +147,7 @@ async fn closed_by_target(w: &mut AuthWorld, name: String, secs: u64) {
         let Some(s) = w.streams.get_mut(&name) else {
             w.harness_error(format!("no open stream {name:?}"))
         };
-        match tokio::time::timeout(deadline - now, s.ws.next()).await {
+        match tokio::time::timeout(deadline - now, s.next_message()).await {
             Err(_) => continue,
             Ok(None) | Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) => return,
             Ok(Some(Ok(Message::Text(t)))) => {
@@ -263,5 +164,57 @@ async fn closed_by_target(w: &mut AuthWorld, name: String, secs: u64) {
             }
             Ok(Some(Ok(_))) => {}
         }
+    }
+}
+
+#[then(
+    regex = r#"^the stream "([^"]+)" receives exactly the events "([^"]*)" in seq order within (\d+) seconds?$"#
+)]
+/// Collects event frames until as many as expected have come (or the time is up), then
+/// listens half a second more: an extra event is as wrong as a missing one.
+async fn stream_exactly(w: &mut AuthWorld, name: String, actions: String, secs: u64) {
+    let want = expand_actions(&actions);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut got: Vec<Value> = Vec::new();
+    while got.len() < want.len() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match read_until(w, &name, left, &|v| v["type"] == "event").await {
+            Some(v) => got.push(v),
+            None => break,
+        }
+    }
+    if got.len() == want.len() {
+        let extra = read_until(w, &name, Duration::from_millis(500), &|v| {
+            v["type"] == "event"
+        })
+        .await;
+        if let Some(v) = extra {
+            got.push(v);
+        }
+    }
+    let records: Vec<Value> = got.iter().map(|v| v["record"].clone()).collect();
+    let actions_got: Vec<String> = records.iter().map(action).collect();
+    if actions_got != want {
+        w.fail_as(
+            FailureClass::Conformance,
+            format!(
+                "WebSocket /v1/events {name:?}: expected exactly the events {want:?} within {secs} s, got {actions_got:?}"
+            ),
+        );
+    }
+    let seqs: Vec<Option<i64>> = records.iter().map(seq).collect();
+    let first = seqs.first().copied().flatten().unwrap_or(0);
+    let consecutive = seqs
+        .iter()
+        .enumerate()
+        .all(|(i, s)| *s == Some(first + i as i64));
+    if !consecutive {
+        w.fail_as(
+            FailureClass::Conformance,
+            format!("WebSocket /v1/events {name:?}: expected events in seq order without gaps, got seq {seqs:?}"),
+        );
     }
 }

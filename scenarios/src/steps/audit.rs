@@ -1,33 +1,16 @@
-//! Steps of the audit-log scenarios (completeness, order, paging, ownership) and of the event
-//! stream's completeness: after a known sequence of changes, the log holds exactly one record
-//! per change, `seq` 1..n without gaps, every record the caller's; pages with `after=` neither
-//! lose nor repeat a record; a stream receives exactly those events, in `seq` order.
-
-use std::time::Duration;
+//! The audit log: after a known sequence of changes it holds exactly one record per change,
+//! `seq` 1..n without gaps, every record the caller's; pages with `after=` neither lose nor
+//! repeat a record (`features/audit.feature`).
 
 use cucumber::{then, when};
 use serde_json::{json, Value};
 
+use crate::support::records::{action, expand_actions, seq};
 use crate::verdict::FailureClass;
 use crate::world::{AuthWorld, Req};
 
 /// Most pages a step reads before it calls the log endless.
 const MAX_PAGES: usize = 200;
-
-/// `"a, b*3, c"` -> `[a, b, b, b, c]`.
-fn expand_actions(list: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item.split_once('*') {
-            Some((a, n)) => {
-                let n: usize = n.trim().parse().unwrap_or(1);
-                out.extend(std::iter::repeat_n(a.trim().to_owned(), n));
-            }
-            None => out.push(item.to_owned()),
-        }
-    }
-    out
-}
 
 /// One page of `GET /v1/audit-log`: its records and `nextAfter`.
 async fn page(w: &mut AuthWorld, who: &str, query: &str) -> (Vec<Value>, Value) {
@@ -65,17 +48,6 @@ async fn whole_log(w: &mut AuthWorld, who: &str) -> Vec<Value> {
         format!("an end within {MAX_PAGES} pages"),
         "more pages",
     )
-}
-
-fn seq(r: &Value) -> Option<i64> {
-    r.get("seq").and_then(Value::as_i64)
-}
-
-fn action(r: &Value) -> String {
-    r.get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_owned()
 }
 
 /// Every record belongs to `tenant_id`; a foreign one is a leak across tenants.
@@ -220,57 +192,5 @@ async fn busy(w: &mut AuthWorld, a: String, b: String, n: usize) {
     let batch = w.batch.clone();
     if let Some(bad) = batch.iter().find(|e| e.status != 201) {
         w.expect_setup(bad, &[201], "creating keys in both tenants at once");
-    }
-}
-
-#[then(
-    regex = r#"^the stream "([^"]+)" receives exactly the events "([^"]*)" in seq order within (\d+) seconds?$"#
-)]
-/// Collects event frames until as many as expected have come (or the time is up), then
-/// listens half a second more: an extra event is as wrong as a missing one.
-async fn stream_exactly(w: &mut AuthWorld, name: String, actions: String, secs: u64) {
-    let want = expand_actions(&actions);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    let mut got: Vec<Value> = Vec::new();
-    while got.len() < want.len() {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match crate::events::read_until(w, &name, left, &|v| v["type"] == "event").await {
-            Some(v) => got.push(v),
-            None => break,
-        }
-    }
-    if got.len() == want.len() {
-        let extra = crate::events::read_until(w, &name, Duration::from_millis(500), &|v| {
-            v["type"] == "event"
-        })
-        .await;
-        if let Some(v) = extra {
-            got.push(v);
-        }
-    }
-    let records: Vec<Value> = got.iter().map(|v| v["record"].clone()).collect();
-    let actions_got: Vec<String> = records.iter().map(action).collect();
-    if actions_got != want {
-        w.fail_as(
-            FailureClass::Conformance,
-            format!(
-                "WebSocket /v1/events {name:?}: expected exactly the events {want:?} within {secs} s, got {actions_got:?}"
-            ),
-        );
-    }
-    let seqs: Vec<Option<i64>> = records.iter().map(seq).collect();
-    let first = seqs.first().copied().flatten().unwrap_or(0);
-    let consecutive = seqs
-        .iter()
-        .enumerate()
-        .all(|(i, s)| *s == Some(first + i as i64));
-    if !consecutive {
-        w.fail_as(
-            FailureClass::Conformance,
-            format!("WebSocket /v1/events {name:?}: expected events in seq order without gaps, got seq {seqs:?}"),
-        );
     }
 }

@@ -8,31 +8,14 @@
 //! `security`; a refusal with another status or shape than docs/contract.md is a conformance
 //! deviation (the scenario goes on); a route the target does not have is `blocked`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use cucumber::{given, then, when};
-use hmac::{Hmac, Mac};
 use rand::Rng as _;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
+use crate::support::jwt::resign_hs256;
+use crate::support::text::normalized;
 use crate::verdict::FailureClass;
 use crate::world::{AuthWorld, Cred, Exchange, Req};
-
-/// Re-signs a JWT's header and claims with HS256 and `secret` (whatever its header said).
-fn resign_hs256(token: &str, secret: &str) -> Option<String> {
-    let mut it = token.split('.');
-    let (h, c) = (it.next()?, it.next()?);
-    let mut header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
-    header["alg"] = json!("HS256");
-    let input = format!("{}.{c}", URL_SAFE_NO_PAD.encode(header.to_string()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(input.as_bytes());
-    Some(format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    ))
-}
 
 fn random_password() -> String {
     let tail: String = rand::thread_rng()
@@ -161,8 +144,7 @@ async fn answers_alike(
     if a.status == 404 && b.status == 404 {
         w.blocked("POST", &path, 404);
     }
-    let same = a.status == b.status
-        && crate::steps::normalized(&a, &[]) == crate::steps::normalized(&b, &[]);
+    let same = a.status == b.status && normalized(&a, &[]) == normalized(&b, &[]);
     if !same {
         let who = if upper.is_empty() {
             format!("{first:?}")
