@@ -10,20 +10,20 @@
 //!   a 16-client login flood;
 //! - the process grows by less than [`RSS_GROWTH_BOUND_MB`] under the flood and the uploads.
 
-mod common;
+mod support;
 
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use auth_service::{Extras, Limits, RunningService};
-use futures::{SinkExt, StreamExt};
-use reqwest::Client;
+use auth_service::{Extras, Limits};
+use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-const ADMIN_KEY: &str = "sk_live_AbuseTestAdminKey0123456789abcdefghij";
+use support::{Frame, Service, Setup, Ws};
+
 const SECRET: &str = "abuse-test-jwt-secret-0123456789abcdefghij";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 const BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,11 +58,17 @@ fn limits() -> Limits {
     l
 }
 
+/// The service under this file's limits, where a 503 `service_busy` is an accepted answer.
 struct Svc {
-    svc: RunningService,
-    _dir: tempfile::TempDir,
-    base: String,
-    http: Client,
+    svc: Service,
+}
+
+impl Deref for Svc {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.svc
+    }
 }
 
 impl Svc {
@@ -71,27 +77,24 @@ impl Svc {
     }
 
     async fn start_with(limits: Limits) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let svc = auth_service::spawn_limited(
-            common::local_config(dir.path(), ADMIN_KEY, false),
-            Extras {
-                jwt_secret: SECRET.into(),
-                jwt_secret_previous: None,
-                mail: None,
-            },
-            limits,
-        )
-        .await
-        .expect("service starts");
+        let extras = Extras {
+            jwt_secret: SECRET.into(),
+            jwt_secret_previous: None,
+            mail: None,
+        };
+        let setup = Setup {
+            limits: Some(limits),
+            busy_ok: true,
+            timeout: Duration::from_secs(60),
+            ..Setup::local(extras, false)
+        };
         Self {
-            base: svc.base_url(),
-            svc,
-            _dir: dir,
-            http: Client::builder().no_proxy().build().unwrap(),
+            svc: setup.start().await,
         }
     }
 
-    async fn call(
+    /// The status and body of a request.
+    async fn answer(
         &self,
         method: &str,
         path: &str,
@@ -99,12 +102,8 @@ impl Svc {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let rb = common::request(&self.http, &self.base, method, path, key, headers, body);
-        let r = rb.send().await.expect("request goes through");
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        assert_ne!(status, 500, "{method} {path}: {body}");
-        (status, body)
+        let r = self.call_with(method, path, key, headers, body).await;
+        (r.status, r.body)
     }
 
     /// A tenant with `requests` per minute: `(id, secret key)`.
@@ -114,9 +113,8 @@ impl Svc {
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
-        let (status, b) = self
-            .call("POST", "/admin/tenants", Some(ADMIN_KEY), &[], Some(spec))
-            .await;
+        let r = self.new_tenant(spec).await;
+        let (status, b) = (r.status, r.body);
         assert_eq!(status, 201, "{b}");
         (
             b["tenant"]["id"].as_str().unwrap().into(),
@@ -126,7 +124,7 @@ impl Svc {
 
     async fn register(&self, tenant: &str, email: &str) {
         let (status, b) = self
-            .call(
+            .answer(
                 "POST",
                 "/v1/auth/register",
                 None,
@@ -138,7 +136,7 @@ impl Svc {
     }
 
     async fn login(&self, tenant: &str, email: &str, password: &str) -> u16 {
-        self.call(
+        self.answer(
             "POST",
             "/v1/auth/login",
             None,
@@ -150,7 +148,7 @@ impl Svc {
     }
 
     async fn raw(&self) -> TcpStream {
-        TcpStream::connect(self.svc.local_addr).await.unwrap()
+        TcpStream::connect(self.running().local_addr).await.unwrap()
     }
 }
 
@@ -254,7 +252,7 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
         hold.push(svc.raw().await);
     }
     let t = Instant::now();
-    let (status, _) = tokio::time::timeout(SLACK, svc.call("GET", "/health", None, &[], None))
+    let (status, _) = tokio::time::timeout(SLACK, svc.answer("GET", "/health", None, &[], None))
         .await
         .expect("/health answers past the connection cap");
     assert_eq!(status, 200);
@@ -355,14 +353,14 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
             "Wrong-horse-1",
         ),
     ] {
-        let before = svc.svc.password_hashes();
+        let before = svc.running().password_hashes();
         assert_eq!(svc.login(&tid, email, password).await, 401, "{what}");
-        assert_eq!(svc.svc.password_hashes() - before, 1, "{what}");
+        assert_eq!(svc.running().password_hashes() - before, 1, "{what}");
     }
     // A bogus reset token is refused before the new password is hashed.
-    let before = svc.svc.password_hashes();
+    let before = svc.running().password_hashes();
     let (status, _) = svc
-        .call(
+        .answer(
             "POST",
             "/v1/auth/reset-password",
             None,
@@ -372,7 +370,7 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(
-        svc.svc.password_hashes(),
+        svc.running().password_hashes(),
         before,
         "no hash for a bogus token"
     );
@@ -403,7 +401,7 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     let mut health = Vec::new();
     while Instant::now() < until {
         let t = Instant::now();
-        assert_eq!(svc.call("GET", "/health", None, &[], None).await.0, 200);
+        assert_eq!(svc.answer("GET", "/health", None, &[], None).await.0, 200);
         health.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -445,7 +443,7 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
     let mut limited = 0;
     for _ in 0..110 {
         let (status, _) = svc
-            .call(
+            .answer(
                 "POST",
                 "/v1/auth/forgot-password",
                 None,
@@ -460,46 +458,28 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
         limited >= 110 - 60,
         "the key-less window is capped: {limited} refused"
     );
-    let (status, b) = svc.call("GET", "/v1/tenant", Some(&sk), &[], None).await;
+    let (status, b) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
     assert_eq!(status, 200, "the tenant's key still works: {b}");
     // The outbox holds the verification mail and one reset mail.
-    let db = rusqlite::Connection::open(svc._dir.path().join("auth.sqlite3")).unwrap();
+    let db = svc.db();
     let mails: i64 = db
         .query_row("SELECT COUNT(*) FROM mail_outbox", [], |r| r.get(0))
         .unwrap();
     assert!(mails <= 2, "{mails} mails queued by the flood");
 }
 
-async fn ws(
-    svc: &Svc,
-    key: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let mut req = format!("ws://{}/v1/events", svc.svc.local_addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    Ok(tokio_tungstenite::connect_async(req).await?.0)
-}
-
 /// Reads until the server closes; answers the close code (`None` if still open after `SLACK`).
-async fn close_code(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-) -> Option<u16> {
-    let read = async {
-        while let Some(m) = ws.next().await {
-            match m {
-                Ok(Message::Close(f)) => return Some(f.map_or(1005, |f| u16::from(f.code))),
-                Ok(_) => continue,
-                Err(_) => return Some(1006),
-            }
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    let deadline = Instant::now() + SLACK;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ws.next_frame(left).await {
+            Frame::Close(code) => return Some(code.unwrap_or(1005)),
+            Frame::Ended => return Some(1006),
+            Frame::Silent => return None,
+            Frame::Json(_) => continue,
         }
-        Some(1006)
-    };
-    tokio::time::timeout(SLACK, read).await.ok().flatten()
+    }
 }
 
 /// Observation 8: inbound frames (pings included) spend the quota and end at it; messages
@@ -509,27 +489,27 @@ async fn websocket_frames_are_metered_and_sockets_capped() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start().await;
     let (_, sk) = svc.tenant("sockets", 100, json!({})).await;
-    let mut a = ws(&svc, &sk).await.expect("first socket");
+    let mut a = svc.ws(Some(&sk)).await.expect("first socket");
     for _ in 0..150 {
-        if a.send(Message::Ping(b"x".to_vec())).await.is_err() {
+        if a.stream.send(Message::Ping(b"x".to_vec())).await.is_err() {
             break;
         }
     }
     assert_eq!(close_code(&mut a).await, Some(1008), "pings past the quota");
-    let (status, _) = svc.call("GET", "/v1/tenant", Some(&sk), &[], None).await;
+    let (status, _) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
     assert_eq!(status, 429, "the pings spent the tenant's quota");
 
     let (_, sk) = svc.tenant("sockets2", 1_000, json!({})).await;
-    let mut big = ws(&svc, &sk).await.expect("socket");
-    let _ = big.send(Message::Text("x".repeat(64 * 1024))).await;
+    let mut big = svc.ws(Some(&sk)).await.expect("socket");
+    let _ = big.stream.send(Message::Text("x".repeat(64 * 1024))).await;
     assert!(
         matches!(close_code(&mut big).await, Some(1009) | Some(1006)),
         "a 64 KiB message closes the socket"
     );
     // Two sockets per key.
-    let _k1 = ws(&svc, &sk).await.expect("socket 1");
-    let _k2 = ws(&svc, &sk).await.expect("socket 2");
-    let third = ws(&svc, &sk).await;
+    let _k1 = svc.ws(Some(&sk)).await.expect("socket 1");
+    let _k2 = svc.ws(Some(&sk)).await.expect("socket 2");
+    let third = svc.ws(Some(&sk)).await;
     assert!(
         matches!(&third, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 429),
         "a third socket for one key: {third:?}"

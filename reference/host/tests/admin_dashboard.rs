@@ -2,150 +2,53 @@
 //! and day (429s included) written in batches, the dashboard's figures, the cross-tenant key
 //! list, and admins limited by role and tenant.
 
-use auth_service::{Config, RunningService};
-use reqwest::{Client, Method};
+mod support;
+
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
-const ROOT: &str = "sk_live_AdminDashboardTestRootKey0123456789abcdef";
+use support::{Service, Tenant, ADMIN_KEY};
 
-struct Svc {
-    service: Option<RunningService>,
-    dir: TempDir,
-    client: Client,
-    base: String,
-}
-
-struct R {
-    status: u16,
-    body: Value,
-    text: String,
-}
-
-impl R {
-    #[track_caller]
-    fn ok(&self, status: u16) -> &Value {
-        assert_eq!(self.status, status, "{}", self.text);
-        &self.body
-    }
-}
-
-struct Tenant {
-    id: String,
-    sk: String,
-}
-
-impl Svc {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let service = auth_service::spawn(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            base_domain: Some("auth.test".into()),
-            admin_key: Some(ROOT.into()),
-            test_hooks: true,
-        })
+/// A tenant on `plan` with `requests` per minute.
+async fn tenant(svc: &Service, slug: &str, plan: &str, requests: u32) -> Tenant {
+    svc.create_tenant_with(json!({"slug": slug, "name": slug, "plan": plan,
+                                  "rateLimit": {"requests": requests, "windowSeconds": 60}}))
         .await
-        .expect("service starts");
-        let base = service.base_url();
-        Self {
-            service: Some(service),
-            dir,
-            client: Client::builder().no_proxy().build().unwrap(),
-            base,
-        }
-    }
-
-    async fn call(&self, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> R {
-        let mut rb = self.client.request(
-            Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}{}", self.base, path),
-        );
-        if let Some(k) = key {
-            rb = rb.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.expect("request goes through");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        assert_ne!(status, 500, "{method} {path}: {text}");
-        R {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
-    }
-
-    async fn root(&self, method: &str, path: &str, body: Option<Value>) -> R {
-        self.call(Some(ROOT), method, path, body).await
-    }
-
-    async fn tenant(&self, slug: &str, plan: &str, requests: u32) -> Tenant {
-        let r = self
-            .root(
-                "POST",
-                "/admin/tenants",
-                Some(json!({"slug": slug, "name": slug, "plan": plan,
-                            "rateLimit": {"requests": requests, "windowSeconds": 60}})),
-            )
-            .await;
-        let b = r.ok(201);
-        Tenant {
-            id: b["tenant"]["id"].as_str().unwrap().into(),
-            sk: b["credentials"]["secretKey"].as_str().unwrap().into(),
-        }
-    }
-
-    /// Creates a platform admin with the root key: `(admin, adminKey)`.
-    async fn admin(&self, email: &str, role: &str, tenants: Option<Vec<&str>>) -> (Value, String) {
-        let mut body = json!({"email": email, "name": "Ops", "role": role});
-        if let Some(t) = tenants {
-            body["tenants"] = json!(t);
-        }
-        let r = self.root("POST", "/admin/admins", Some(body)).await;
-        let b = r.ok(201).clone();
-        let key = b["credentials"]["adminKey"].as_str().unwrap().to_owned();
-        (b["admin"].clone(), key)
-    }
-
-    /// Rows of the shared usage_metrics table, read straight from the database file.
-    fn usage_rows(&self) -> Vec<(String, String, String, i64, i64)> {
-        let conn = rusqlite::Connection::open(self.dir.path().join("auth.sqlite3")).unwrap();
-        let mut stmt = conn
-            .prepare(
-                "SELECT tenant_id, day, endpoint, count, rate_limited FROM usage_metrics \
-                 ORDER BY tenant_id, day, endpoint",
-            )
-            .unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        rows
-    }
-
-    async fn fire_alarms(&self) {
-        self.root("POST", "/_test/alarms/fire", Some(json!({})))
-            .await
-            .ok(200);
-    }
-
-    async fn advance(&self, ms: i64) {
-        self.root("POST", "/_test/clock", Some(json!({"advanceMs": ms})))
-            .await
-            .ok(200);
-    }
 }
 
-impl Drop for Svc {
-    fn drop(&mut self) {
-        drop(self.service.take());
+/// Creates a platform admin with the root key: `(admin, adminKey)`.
+async fn platform_admin(
+    svc: &Service,
+    email: &str,
+    role: &str,
+    tenants: Option<Vec<&str>>,
+) -> (Value, String) {
+    let mut body = json!({"email": email, "name": "Ops", "role": role});
+    if let Some(t) = tenants {
+        body["tenants"] = json!(t);
     }
+    let r = svc.admin("POST", "/admin/admins", Some(body)).await;
+    let b = r.ok(201).clone();
+    let key = b["credentials"]["adminKey"].as_str().unwrap().to_owned();
+    (b["admin"].clone(), key)
+}
+
+/// Rows of the shared usage_metrics table, read straight from the database file.
+fn usage_rows(svc: &Service) -> Vec<(String, String, String, i64, i64)> {
+    let conn = svc.db();
+    let mut stmt = conn
+        .prepare(
+            "SELECT tenant_id, day, endpoint, count, rate_limited FROM usage_metrics \
+             ORDER BY tenant_id, day, endpoint",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
 }
 
 fn endpoint<'a>(day: &'a Value, name: &str) -> Option<&'a Value> {
@@ -158,9 +61,9 @@ fn endpoint<'a>(day: &'a Value, name: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
-    let svc = Svc::start().await;
-    let t = svc.tenant("metered", "pro", 4).await;
-    let other = svc.tenant("other", "free", 100).await;
+    let svc = Service::with_hooks().await;
+    let t = tenant(&svc, "metered", "pro", 4).await;
+    let other = tenant(&svc, "other", "free", 100).await;
     let started = std::time::Instant::now();
     // 4 allowed, then 2 refused with 429, on two endpoints.
     for _ in 0..3 {
@@ -182,11 +85,11 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
     // Batched: nothing reached the shared table yet (the alarm flushes 5 s after the first
     // counted request; on a machine too loaded to send 8 requests in 4 s this is not checked).
     if started.elapsed() < std::time::Duration::from_secs(4) {
-        assert!(svc.usage_rows().is_empty(), "{:?}", svc.usage_rows());
+        assert!(usage_rows(&svc).is_empty(), "{:?}", usage_rows(&svc));
     }
     // The alarm flushes.
-    svc.fire_alarms().await;
-    let rows = svc.usage_rows();
+    svc.fire_alarms(None).await;
+    let rows = usage_rows(&svc);
     let row = |tenant: &str, ep: &str| {
         rows.iter()
             .find(|r| r.0 == tenant && r.2 == ep)
@@ -200,8 +103,8 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
         "{rows:?}"
     );
     // Flushed counts are not counted twice.
-    svc.fire_alarms().await;
-    assert_eq!(svc.usage_rows(), rows);
+    svc.fire_alarms(None).await;
+    assert_eq!(usage_rows(&svc), rows);
 
     // The next day: the rate window is over too.
     svc.advance(86_400_000).await;
@@ -212,7 +115,7 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
         .await;
     // Reading metrics flushes first: no wait for the alarm.
     let r = svc
-        .root(
+        .admin(
             "GET",
             &format!("/admin/tenants/{}/metrics?days=2", t.id),
             None,
@@ -247,10 +150,10 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
     );
     assert_ne!(daily[0]["date"], daily[1]["date"]);
     assert_eq!(b["totals"]["requests"], 8);
-    assert_eq!(svc.usage_rows().len(), 5, "{:?}", svc.usage_rows());
+    assert_eq!(usage_rows(&svc).len(), 5, "{:?}", usage_rows(&svc));
 
     // Across tenants, per day.
-    let b = svc.root("GET", "/admin/metrics?days=3", None).await;
+    let b = svc.admin("GET", "/admin/metrics?days=3", None).await;
     let b = b.ok(200);
     let daily = b["daily"].as_array().unwrap();
     assert_eq!(daily.len(), 3);
@@ -262,38 +165,39 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
     assert_eq!(b["totals"]["requests"], 9);
 
     // Unknown tenant 404; bad days 400.
-    svc.root("GET", "/admin/tenants/tenant:nope/metrics", None)
+    svc.admin("GET", "/admin/tenants/tenant:nope/metrics", None)
         .await
         .ok(404);
-    svc.root("GET", "/admin/metrics?days=0", None).await.ok(400);
-    svc.root("GET", "/admin/metrics?days=91", None)
+    svc.admin("GET", "/admin/metrics?days=0", None)
+        .await
+        .ok(400);
+    svc.admin("GET", "/admin/metrics?days=91", None)
         .await
         .ok(400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_counts_tenants_keys_and_requests() {
-    let svc = Svc::start().await;
-    let a = svc.tenant("dash-a", "pro", 2).await;
-    let b = svc.tenant("dash-b", "free", 100).await;
-    let c = svc.tenant("dash-c", "enterprise", 100).await;
-    svc.root(
+    let svc = Service::with_hooks().await;
+    let a = tenant(&svc, "dash-a", "pro", 2).await;
+    let b = tenant(&svc, "dash-b", "free", 100).await;
+    let c = tenant(&svc, "dash-c", "enterprise", 100).await;
+    svc.admin(
         "PATCH",
         &format!("/admin/tenants/{}", b.id),
         Some(json!({"status": "suspended"})),
     )
     .await
     .ok(200);
-    svc.root("DELETE", &format!("/admin/tenants/{}", c.id), None)
+    svc.admin("DELETE", &format!("/admin/tenants/{}", c.id), None)
         .await
         .ok(200);
     // One more key for a (3 keys; b and c have 2 each), then a's quota of 2 runs out.
     let r = svc
-        .call(
-            Some(&a.sk),
-            "POST",
+        .post(
+            &a.sk,
             "/v1/api-keys",
-            Some(json!({"name": "x", "type": "secret"})),
+            json!({"name": "x", "type": "secret"}),
         )
         .await;
     let id = r.ok(201)["apiKey"]["id"].as_str().unwrap().to_owned();
@@ -301,15 +205,13 @@ async fn the_dashboard_counts_tenants_keys_and_requests() {
         .await
         .ok(200);
     assert_eq!(
-        svc.call(Some(&a.sk), "GET", "/v1/tenant", None)
-            .await
-            .status,
+        svc.status(Some(&a.sk), "GET", "/v1/tenant", None).await,
         429
     );
     // Admin requests are not tenant usage.
-    svc.root("GET", "/admin/tenants", None).await.ok(200);
+    svc.admin("GET", "/admin/tenants", None).await.ok(200);
 
-    let r = svc.root("GET", "/admin/dashboard", None).await;
+    let r = svc.admin("GET", "/admin/dashboard", None).await;
     let d = r.ok(200);
     assert_eq!(d["tenants"]["total"], 3, "{d}");
     assert_eq!(
@@ -331,32 +233,26 @@ async fn the_dashboard_counts_tenants_keys_and_requests() {
     svc.call(Some(&a.sk), "DELETE", &format!("/v1/api-keys/{id}"), None)
         .await
         .ok(200);
-    let d = svc.root("GET", "/admin/dashboard", None).await;
+    let d = svc.admin("GET", "/admin/dashboard", None).await;
     let d = d.ok(200);
     assert_eq!(d["apiKeys"]["active"], 6, "{d}");
     assert_eq!(d["apiKeys"]["revoked"], 1, "{d}");
     assert_eq!(d["requests"]["last24h"], 4, "{d}");
     // A day later the requests are out of the 24-hour window.
     svc.advance(25 * 3_600_000).await;
-    let d = svc.root("GET", "/admin/dashboard", None).await;
+    let d = svc.admin("GET", "/admin/dashboard", None).await;
     assert_eq!(d.ok(200)["requests"]["last24h"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_keys_filter_and_paginate_and_never_show_a_secret() {
-    let svc = Svc::start().await;
-    let a = svc.tenant("keys-a", "pro", 1000).await;
-    let b = svc.tenant("keys-b", "pro", 1000).await;
+    let svc = Service::with_hooks().await;
+    let a = tenant(&svc, "keys-a", "pro", 1000).await;
+    let b = tenant(&svc, "keys-b", "pro", 1000).await;
     let mut secrets = vec![a.sk.clone(), b.sk.clone()];
     let mut revoked = String::new();
     for i in 0..3 {
-        let r = svc
-            .call(
-                Some(&a.sk),
-                "POST",
-                "/v1/api-keys",
-                Some(json!({"name": format!("r{i}"), "type": "restricted", "permissions": ["read:api_keys"]})),
-            )
+        let r = svc.post(&a.sk, "/v1/api-keys", json!({"name": format!("r{i}"), "type": "restricted", "permissions": ["read:api_keys"]}))
             .await;
         let body = r.ok(201);
         secrets.push(
@@ -379,7 +275,7 @@ async fn admin_api_keys_filter_and_paginate_and_never_show_a_secret() {
     let sv = &svc;
     let list = |q: &str| {
         let path = format!("/admin/api-keys{q}");
-        async move { sv.root("GET", &path, None).await }
+        async move { sv.admin("GET", &path, None).await }
     };
     let r = list("").await;
     let all = r.ok(200);
@@ -439,33 +335,91 @@ async fn admin_api_keys_filter_and_paginate_and_never_show_a_secret() {
     }
     // Tenant keys on admin routes stay 403; unknown keys 401.
     assert_eq!(
-        svc.call(Some(&a.sk), "GET", "/admin/api-keys", None)
-            .await
-            .status,
+        svc.status(Some(&a.sk), "GET", "/admin/api-keys", None)
+            .await,
         403
     );
     assert_eq!(
-        svc.call(
+        svc.status(
             Some("sk_live_nobodyknowsthiskey000000000000000"),
             "GET",
             "/admin/api-keys",
             None
         )
-        .await
-        .status,
+        .await,
         401
     );
-    assert_eq!(
-        svc.call(None, "GET", "/admin/dashboard", None).await.status,
-        401
-    );
+    assert_eq!(svc.status(None, "GET", "/admin/dashboard", None).await, 401);
+}
+
+/// A limited admin's (key `k`) lists and figures cover only its tenant `mine`.
+async fn lists_cover_only(svc: &Service, k: Option<&str>, mine: &Tenant, theirs: &Tenant) {
+    // Lists and figures only cover its tenant.
+    let r = svc.call(k, "GET", "/admin/tenants", None).await;
+    let b = r.ok(200);
+    assert_eq!(b["pagination"]["total"], 1);
+    assert_eq!(b["tenants"][0]["id"], mine.id);
+    let r = svc.call(k, "GET", "/admin/api-keys", None).await;
+    let b = r.ok(200);
+    assert_eq!(b["pagination"]["total"], 2);
+    assert!(b["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["tenantId"] == mine.id));
+    let r = svc
+        .call(
+            k,
+            "GET",
+            &format!("/admin/api-keys?tenantId={}", theirs.id),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok(200)["pagination"]["total"], 0);
+    let r = svc.call(k, "GET", "/admin/dashboard", None).await;
+    let d = r.ok(200);
+    assert_eq!(d["tenants"]["total"], 1);
+    assert_eq!(d["apiKeys"]["active"], 2);
+    assert_eq!(d["requests"]["last24h"], 1);
+    let r = svc.call(k, "GET", "/admin/metrics?days=1", None).await;
+    assert_eq!(r.ok(200)["totals"]["requests"], 1);
+    let r = svc.admin("GET", "/admin/metrics?days=1", None).await;
+    assert_eq!(r.ok(200)["totals"]["requests"], 3);
+}
+
+/// Admin keys (`keys`) never appear in any list or figure, read with the root key or `s`.
+async fn assert_no_admin_key_shown(svc: &Service, s: Option<&str>, keys: &[&String]) {
+    // Admin keys never appear in any list or figure.
+    let mut texts = Vec::new();
+    for p in [
+        "/admin/admins",
+        "/admin/tenants",
+        "/admin/api-keys",
+        "/admin/dashboard",
+        "/admin/metrics",
+    ] {
+        texts.push(svc.admin("GET", p, None).await.text);
+    }
+    texts.push(svc.call(s, "GET", "/admin/admins", None).await.text);
+    for text in &texts {
+        for key in keys {
+            assert!(
+                !text.contains(key.as_str()) && !text.contains(&key[8..]),
+                "{text}"
+            );
+        }
+        assert!(
+            !text.contains("keyHash") && !text.contains("key_hash"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limited_admins_see_and_change_only_their_tenants() {
-    let svc = Svc::start().await;
-    let mine = svc.tenant("mine", "pro", 1000).await;
-    let theirs = svc.tenant("theirs", "free", 1000).await;
+    let svc = Service::with_hooks().await;
+    let mine = tenant(&svc, "mine", "pro", 1000).await;
+    let theirs = tenant(&svc, "theirs", "free", 1000).await;
     svc.call(Some(&mine.sk), "GET", "/v1/tenant", None)
         .await
         .ok(200);
@@ -475,9 +429,8 @@ async fn limited_admins_see_and_change_only_their_tenants() {
     svc.call(Some(&theirs.sk), "GET", "/v1/tenant", None)
         .await
         .ok(200);
-    let (admin, key) = svc
-        .admin("support@example.com", "support", Some(vec![&mine.id]))
-        .await;
+    let (admin, key) =
+        platform_admin(&svc, "support@example.com", "support", Some(vec![&mine.id])).await;
     assert_eq!(admin["tenants"], json!([mine.id]));
     assert_eq!(admin["role"], "support");
     assert_eq!(admin["status"], "active");
@@ -543,72 +496,40 @@ async fn limited_admins_see_and_change_only_their_tenants() {
         assert_eq!(r.body["code"], unknown.body["code"]);
     }
     let r = svc
-        .root("GET", &format!("/admin/tenants/{}", theirs.id), None)
+        .admin("GET", &format!("/admin/tenants/{}", theirs.id), None)
         .await;
     assert_eq!(r.ok(200)["tenant"]["name"], "theirs", "unchanged");
 
-    // Lists and figures only cover its tenant.
-    let r = svc.call(k, "GET", "/admin/tenants", None).await;
-    let b = r.ok(200);
-    assert_eq!(b["pagination"]["total"], 1);
-    assert_eq!(b["tenants"][0]["id"], mine.id);
-    let r = svc.call(k, "GET", "/admin/api-keys", None).await;
-    let b = r.ok(200);
-    assert_eq!(b["pagination"]["total"], 2);
-    assert!(b["apiKeys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|x| x["tenantId"] == mine.id));
-    let r = svc
-        .call(
-            k,
-            "GET",
-            &format!("/admin/api-keys?tenantId={}", theirs.id),
-            None,
-        )
-        .await;
-    assert_eq!(r.ok(200)["pagination"]["total"], 0);
-    let r = svc.call(k, "GET", "/admin/dashboard", None).await;
-    let d = r.ok(200);
-    assert_eq!(d["tenants"]["total"], 1);
-    assert_eq!(d["apiKeys"]["active"], 2);
-    assert_eq!(d["requests"]["last24h"], 1);
-    let r = svc.call(k, "GET", "/admin/metrics?days=1", None).await;
-    assert_eq!(r.ok(200)["totals"]["requests"], 1);
-    let r = svc.root("GET", "/admin/metrics?days=1", None).await;
-    assert_eq!(r.ok(200)["totals"]["requests"], 3);
+    lists_cover_only(&svc, k, &mine, &theirs).await;
 
     // No creating tenants or admins, no reading admins, no keyring.
     assert_eq!(
-        svc.call(
+        svc.status(
             k,
             "POST",
             "/admin/tenants",
             Some(json!({"slug": "new", "name": "n"}))
         )
-        .await
-        .status,
+        .await,
         403
     );
     assert_eq!(
-        svc.call(
+        svc.status(
             k,
             "POST",
             "/admin/admins",
             Some(json!({"email": "x@example.com"}))
         )
-        .await
-        .status,
+        .await,
         403
     );
-    assert_eq!(svc.call(k, "GET", "/admin/admins", None).await.status, 403);
-    assert_eq!(svc.call(k, "GET", "/admin/jwt", None).await.status, 403);
+    assert_eq!(svc.status(k, "GET", "/admin/admins", None).await, 403);
+    assert_eq!(svc.status(k, "GET", "/admin/jwt", None).await, 403);
     // Its key is no tenant key.
-    assert_eq!(svc.call(k, "GET", "/v1/tenant", None).await.status, 401);
+    assert_eq!(svc.status(k, "GET", "/v1/tenant", None).await, 401);
     // Unknown tenants in the list are refused at creation.
     let r = svc
-        .root(
+        .admin(
             "POST",
             "/admin/admins",
             Some(json!({"email": "y@example.com", "tenants": ["tenant:ghost"]})),
@@ -619,11 +540,11 @@ async fn limited_admins_see_and_change_only_their_tenants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
-    let svc = Svc::start().await;
-    let t = svc.tenant("ro", "free", 1000).await;
-    let (ro, ro_key) = svc.admin("ro@example.com", "readonly", None).await;
+    let svc = Service::with_hooks().await;
+    let t = tenant(&svc, "ro", "free", 1000).await;
+    let (ro, ro_key) = platform_admin(&svc, "ro@example.com", "readonly", None).await;
     assert!(ro["tenants"].is_null());
-    let (sup, sup_key) = svc.admin("super@example.com", "superadmin", None).await;
+    let (sup, sup_key) = platform_admin(&svc, "super@example.com", "superadmin", None).await;
     let k = Some(ro_key.as_str());
     for p in [
         "/admin/tenants",
@@ -674,86 +595,61 @@ async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
     let listed = r.ok(200).clone();
     assert_eq!(listed["admins"].as_array().unwrap().len(), 2);
     assert_eq!(
-        svc.call(
+        svc.status(
             s,
             "POST",
             "/admin/admins",
             Some(json!({"email": "z@example.com"}))
         )
-        .await
-        .status,
+        .await,
         403
     );
     assert_eq!(
-        svc.call(
+        svc.status(
             s,
             "DELETE",
             &format!("/admin/admins/{}", ro["id"].as_str().unwrap()),
             None
         )
-        .await
-        .status,
+        .await,
         403
     );
     // Duplicate email 409; bad role 400.
     assert_eq!(
-        svc.root(
+        svc.status(
+            Some(ADMIN_KEY),
             "POST",
             "/admin/admins",
             Some(json!({"email": "RO@example.com"}))
         )
-        .await
-        .status,
+        .await,
         409
     );
     assert_eq!(
-        svc.root(
+        svc.status(
+            Some(ADMIN_KEY),
             "POST",
             "/admin/admins",
             Some(json!({"email": "q@example.com", "role": "root"}))
         )
-        .await
-        .status,
+        .await,
         400
     );
 
     // Revoke: the key is refused with 401 at once; revoking again is the same answer.
     let path = format!("/admin/admins/{}", ro["id"].as_str().unwrap());
-    let r = svc.root("DELETE", &path, None).await;
+    let r = svc.admin("DELETE", &path, None).await;
     assert_eq!(r.ok(200)["admin"]["status"], "revoked");
     assert!(r.body["admin"]["revokedAt"].is_string());
     let r = svc.call(k, "GET", "/admin/tenants", None).await;
     assert_eq!(r.status, 401, "{}", r.text);
-    svc.root("DELETE", &path, None).await.ok(200);
-    svc.root("DELETE", "/admin/admins/admin_nobody", None)
+    svc.admin("DELETE", &path, None).await.ok(200);
+    svc.admin("DELETE", "/admin/admins/admin_nobody", None)
         .await
         .ok(404);
 
-    // Admin keys never appear in any list or figure.
-    let mut texts = Vec::new();
-    for p in [
-        "/admin/admins",
-        "/admin/tenants",
-        "/admin/api-keys",
-        "/admin/dashboard",
-        "/admin/metrics",
-    ] {
-        texts.push(svc.root("GET", p, None).await.text);
-    }
-    texts.push(svc.call(s, "GET", "/admin/admins", None).await.text);
-    for text in &texts {
-        for key in [&ro_key, &sup_key] {
-            assert!(
-                !text.contains(key.as_str()) && !text.contains(&key[8..]),
-                "{text}"
-            );
-        }
-        assert!(
-            !text.contains("keyHash") && !text.contains("key_hash"),
-            "{text}"
-        );
-    }
-    let admins = svc.root("GET", "/admin/admins", None).await;
+    assert_no_admin_key_shown(&svc, s, &[&ro_key, &sup_key]).await;
+    let admins = svc.admin("GET", "/admin/admins", None).await;
     let ids: Vec<&Value> = admins.body["admins"]
         .as_array()
         .unwrap()
@@ -762,7 +658,7 @@ async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
         .collect();
     assert!(ids.contains(&&sup["id"]));
     // The stored form is a keyed hash, not the key.
-    let conn = rusqlite::Connection::open(svc.dir.path().join("auth.sqlite3")).unwrap();
+    let conn = svc.db();
     let hashes: Vec<String> = conn
         .prepare("SELECT key_hash FROM platform_admins")
         .unwrap()
@@ -780,8 +676,8 @@ async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
 async fn counts_reach_the_shared_table_by_the_alarm_alone() {
     // Real time: the object's alarm flushes within 5 s of the first counted request, with no
     // metrics read and no test control.
-    let svc = Svc::start().await;
-    let t = svc.tenant("by-alarm", "free", 100).await;
+    let svc = Service::with_hooks().await;
+    let t = tenant(&svc, "by-alarm", "free", 100).await;
     for _ in 0..3 {
         svc.call(Some(&t.sk), "GET", "/v1/rate-limit", None)
             .await
@@ -789,7 +685,7 @@ async fn counts_reach_the_shared_table_by_the_alarm_alone() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let rows = svc.usage_rows();
+        let rows = usage_rows(&svc);
         if !rows.is_empty() {
             assert_eq!(rows.len(), 1, "{rows:?}");
             assert_eq!(

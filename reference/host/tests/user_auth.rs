@@ -2,62 +2,42 @@
 //! email tokens through a `wiremock` mail API, the mail outbox, and JWT secret rotation.
 //! Self-contained: every test starts its own service with `auth_service::spawn_with`.
 
-mod common;
+mod support;
 
+use std::ops::Deref;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use auth_service::{Extras, MailConfig, RunningService};
+use auth_service::{Extras, MailConfig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use reqwest::Client;
 use serde_json::{json, Value};
 use sha2::{Sha256, Sha512};
 use tempfile::TempDir;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const ADMIN_KEY: &str = "sk_live_UserAuthTestAdminKey0123456789abcdefghij";
+use support::{files_under, Resp, Service, Setup, ADMIN_KEY};
+
 const SECRET: &str = "user-auth-test-secret-0123456789-abcdefghijklmnop";
 const OTHER_SECRET: &str = "another-user-auth-secret-0123456789-abcdefghijk";
 const MAIL_KEY: &str = "mail-api-key-for-tests-0123456789";
 const PASSWORD: &str = "Correct-horse-42";
 
+/// The service with this file's JWT secret and mail API, and what the tests need to know of
+/// them.
 struct Svc {
-    svc: Option<RunningService>,
-    dir: TempDir,
-    client: Client,
-    base: String,
+    svc: Service,
     secret: String,
     mail: Option<String>,
 }
 
-struct Resp {
-    status: u16,
-    body: Value,
-    text: String,
-}
+impl Deref for Svc {
+    type Target = Service;
 
-impl Resp {
-    #[track_caller]
-    fn ok(&self, status: u16) -> &Value {
-        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
-        &self.body
-    }
-    #[track_caller]
-    fn expect(&self, status: u16, code: &str) {
-        assert_eq!(
-            (self.status, self.body["code"].as_str().unwrap_or("")),
-            (status, code),
-            "unexpected answer: {}",
-            self.text
-        );
-    }
-    #[track_caller]
-    fn expect_field(&self, field: &str) {
-        self.expect(400, "invalid_field");
-        assert_eq!(self.body["field"], field, "{}", self.text);
+    fn deref(&self) -> &Service {
+        &self.svc
     }
 }
 
@@ -68,89 +48,41 @@ fn mail_config(server: &MockServer, timeout: Duration) -> MailConfig {
     m
 }
 
-async fn spawn_at(
-    dir: &Path,
-    secret: &str,
-    previous: Option<&str>,
-    mail: Option<MailConfig>,
-) -> RunningService {
-    auth_service::spawn_with(
-        common::local_config(dir, ADMIN_KEY, true),
-        Extras {
-            jwt_secret: secret.into(),
-            jwt_secret_previous: previous.map(str::to_owned),
-            mail,
-        },
-    )
-    .await
-    .expect("service starts")
+fn extras(secret: &str, previous: Option<&str>, mail: Option<MailConfig>) -> Extras {
+    Extras {
+        jwt_secret: secret.into(),
+        jwt_secret_previous: previous.map(str::to_owned),
+        mail,
+    }
 }
 
 impl Svc {
     async fn start(mail: Option<&MockServer>) -> Self {
-        let dir = TempDir::new().unwrap();
         let mail_cfg = mail.map(|m| mail_config(m, Duration::from_secs(2)));
-        let svc = spawn_at(dir.path(), SECRET, None, mail_cfg).await;
+        Self::start_with(mail_cfg, mail.map(|m| m.uri())).await
+    }
+
+    /// A service with test controls, [`SECRET`] and the mail API `mail` (at `uri`).
+    async fn start_with(mail: Option<MailConfig>, uri: Option<String>) -> Self {
+        let svc = Setup::local(extras(SECRET, None, mail), true).start().await;
         Self {
-            base: svc.base_url(),
-            svc: Some(svc),
-            dir,
-            client: Client::new(),
+            svc,
             secret: SECRET.into(),
-            mail: mail.map(|m| m.uri()),
+            mail: uri,
         }
     }
 
     /// Stops the service and starts it again on the same data dir.
     async fn restart(&mut self, secret: &str, previous: Option<&str>, mail: Option<&MockServer>) {
-        if let Some(s) = self.svc.take() {
-            s.shutdown().await;
-        }
-        let svc = spawn_at(
-            self.dir.path(),
-            secret,
-            previous,
-            mail.map(|m| mail_config(m, Duration::from_secs(2))),
-        )
-        .await;
-        self.base = svc.base_url();
-        self.svc = Some(svc);
+        let mail_cfg = mail.map(|m| mail_config(m, Duration::from_secs(2)));
+        self.svc.setup.extras = Some(extras(secret, previous, mail_cfg));
+        self.svc.restart().await;
         self.secret = secret.into();
-    }
-
-    async fn call(
-        &self,
-        m: &str,
-        path: &str,
-        bearer: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> Resp {
-        let rb = common::request(&self.client, &self.base, m, path, bearer, headers, body);
-        let r = rb.send().await.expect("request sent");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        assert!(status < 500, "{m} {path}: {status} {text}");
-        Resp {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
-    }
-
-    async fn admin(&self, m: &str, path: &str, body: Option<Value>) -> Resp {
-        self.call(m, path, Some(ADMIN_KEY), &[], body).await
     }
 
     /// A tenant: its id, publishable key and secret key.
     async fn tenant(&self, slug: &str) -> (String, String, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/admin/tenants",
-                Some(json!({"slug": slug, "name": slug})),
-            )
-            .await;
+        let r = self.new_tenant(json!({"slug": slug, "name": slug})).await;
         let b = r.ok(201);
         (
             b["tenant"]["id"].as_str().unwrap().to_owned(),
@@ -160,7 +92,7 @@ impl Svc {
     }
 
     async fn post_tenant(&self, tenant: &str, leaf: &str, body: Value) -> Resp {
-        self.call(
+        self.call_with(
             "POST",
             &format!("/v1/auth/{leaf}"),
             None,
@@ -168,6 +100,11 @@ impl Svc {
             Some(body),
         )
         .await
+    }
+
+    async fn reset_password(&self, tenant: &str, token: &str, new_password: &str) -> Resp {
+        let body = json!({"token": token, "newPassword": new_password});
+        self.post_tenant(tenant, "reset-password", body).await
     }
 
     async fn register(&self, tenant: &str, email: &str) -> Value {
@@ -191,14 +128,8 @@ impl Svc {
     }
 
     async fn me(&self, token: &str) -> Resp {
-        self.call("GET", "/v1/auth/me", Some(token), &[], None)
+        self.call_with("GET", "/v1/auth/me", Some(token), &[], None)
             .await
-    }
-
-    async fn advance(&self, ms: i64) {
-        self.admin("POST", "/_test/clock", Some(json!({"advanceMs": ms})))
-            .await
-            .ok(200);
     }
 }
 
@@ -269,6 +200,25 @@ async fn mail_server() -> MockServer {
     server
 }
 
+/// A mail API that answers the first request with `first`, then 200.
+async fn mail_server_after(first: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/send"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/send"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
 /// The JSON bodies of the mail requests received so far.
 async fn mails(server: &MockServer) -> Vec<Value> {
     server
@@ -313,24 +263,6 @@ fn last_mail<'a>(all: &'a [Value], to: &str, template: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {template} mail to {to} in {all:?}"))
 }
 
-/// Checks the top level of `value` against a schema of `/openapi.json`: every required
-/// property present, no property the schema does not list.
-async fn conforms_to(s: &Svc, schema: &str, value: &Value) {
-    let doc = s.call("GET", "/openapi.json", None, &[], None).await.body;
-    let sc = &doc["components"]["schemas"][schema];
-    let props = sc["properties"].as_object().expect(schema);
-    let obj = value.as_object().unwrap();
-    for r in sc["required"].as_array().unwrap() {
-        assert!(
-            obj.contains_key(r.as_str().unwrap()),
-            "{schema}: missing {r} in {value}"
-        );
-    }
-    for k in obj.keys() {
-        assert!(props.contains_key(k), "{schema}: undocumented {k}");
-    }
-}
-
 // ------------------------------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,18 +278,18 @@ async fn register_login_me_and_validate() {
     assert!(r["session"]["expiresAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r["expiresIn"], 900);
     let token = access(&r);
-    conforms_to(&s, "UserSession", &r).await;
-    conforms_to(&s, "EndUser", &r["user"]).await;
+    s.conforms_to("UserSession", &r).await;
+    s.conforms_to("EndUser", &r["user"]).await;
     let me = s.me(&token).await;
     assert_eq!(me.ok(200)["user"]["id"], r["user"]["id"]);
-    conforms_to(&s, "UserMe", &me.body).await;
+    s.conforms_to("UserMe", &me.body).await;
     assert_eq!(me.body["user"]["tenantId"], tid.as_str());
     let v = s
-        .call("GET", "/v1/auth/validate", Some(&token), &[], None)
+        .call_with("GET", "/v1/auth/validate", Some(&token), &[], None)
         .await;
     assert_eq!(v.ok(200)["valid"], true);
     assert_eq!(v.body["user"]["email"], "ann@example.com");
-    conforms_to(&s, "UserValidation", &v.body).await;
+    s.conforms_to("UserValidation", &v.body).await;
     // Login: same shape, email case does not matter.
     let l = s.login(&tid, "ANN@example.COM", PASSWORD).await;
     let l = l.ok(200);
@@ -377,7 +309,7 @@ async fn register_login_me_and_validate() {
     assert_ne!(o["user"]["id"], r["user"]["id"]);
     // A publishable key names the tenant as well as X-Tenant-ID does.
     let k = s
-        .call(
+        .call_with(
             "POST",
             "/v1/auth/login",
             Some(&pk),
@@ -387,7 +319,7 @@ async fn register_login_me_and_validate() {
         .await;
     assert_eq!(k.ok(200)["user"]["id"], r["user"]["id"]);
     // A key and a header naming different tenants: refused.
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/login",
         Some(&pk),
@@ -397,7 +329,7 @@ async fn register_login_me_and_validate() {
     .await
     .expect(403, "tenant_mismatch");
     // No tenant named at all: 401.
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/login",
         None,
@@ -483,7 +415,9 @@ async fn bad_credentials_and_bad_tokens_get_one_uniform_401() {
         let r = s.me(t).await;
         r.expect(401, "unauthorized");
         assert_eq!(r.text, reference, "{what}: one identical body");
-        let v = s.call("GET", "/v1/auth/validate", Some(t), &[], None).await;
+        let v = s
+            .call_with("GET", "/v1/auth/validate", Some(t), &[], None)
+            .await;
         assert_eq!(
             (v.status, v.text.as_str()),
             (401, reference.as_str()),
@@ -492,7 +426,7 @@ async fn bad_credentials_and_bad_tokens_get_one_uniform_401() {
     }
     // No token at all: 401 too (never 400).
     for p in ["/v1/auth/me", "/v1/auth/validate"] {
-        s.call("GET", p, None, &[], None)
+        s.call_with("GET", p, None, &[], None)
             .await
             .expect(401, "unauthorized");
     }
@@ -528,7 +462,7 @@ async fn a_token_of_one_tenant_is_refused_for_another() {
     let ta = access(&ra);
     s.me(&ta).await.ok(200);
     // Naming the other tenant beside the token.
-    s.call(
+    s.call_with(
         "GET",
         "/v1/auth/me",
         Some(&ta),
@@ -581,7 +515,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
     s.me(&t1).await.ok(200);
     // Logout ends this token and its session at once; the other session lives on.
     let out = s
-        .call("POST", "/v1/auth/logout", Some(&t1), &[], None)
+        .call_with("POST", "/v1/auth/logout", Some(&t1), &[], None)
         .await;
     assert_eq!(out.ok(200)["success"], true);
     s.me(&t1).await.expect(401, "unauthorized");
@@ -600,7 +534,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
         .clone();
     let t3 = access(&third);
     let c = s
-        .call(
+        .call_with(
             "POST",
             "/v1/auth/change-password",
             Some(&t2),
@@ -628,7 +562,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
     s.me(&access(fresh.ok(200))).await.ok(200);
     // A wrong current password changes nothing.
     let t = access(&fresh.body);
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/change-password",
         Some(&t),
@@ -636,7 +570,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
         Some(json!({"currentPassword": "Not-the-one-1", "newPassword": "Another-pass-99"})),
     )
     .await
-    .expect_field("currentPassword");
+    .expect_field("invalid_field", "currentPassword");
     s.me(&t).await.ok(200);
 }
 
@@ -692,7 +626,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         .expect(401, "unauthorized");
     s.post_tenant(&tid, "refresh", json!({}))
         .await
-        .expect_field("refreshToken");
+        .expect_field("invalid_field", "refreshToken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -717,46 +651,34 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     // Kinds do not stand in for each other.
     s.post_tenant(&tid, "verify-email", json!({"token": reset}))
         .await
-        .expect_field("token");
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": verify, "newPassword": "Battery-staple-77"}),
-    )
-    .await
-    .expect_field("token");
+        .expect_field("invalid_field", "token");
+    s.reset_password(&tid, &verify, "Battery-staple-77")
+        .await
+        .expect_field("invalid_field", "token");
     // A token of this tenant does nothing in another.
     let (other, _, _) = s.tenant("other").await;
     s.post_tenant(&other, "verify-email", json!({"token": verify}))
         .await
-        .expect_field("token");
+        .expect_field("invalid_field", "token");
     // Verification: once.
     s.post_tenant(&tid, "verify-email", json!({"token": verify}))
         .await
         .ok(200);
     s.post_tenant(&tid, "verify-email", json!({"token": verify}))
         .await
-        .expect_field("token");
+        .expect_field("invalid_field", "token");
     assert_eq!(
         s.me(&login_token).await.ok(200)["user"]["emailVerified"],
         true
     );
     // Reset: once; it revokes every session; the old password stops working.
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": reset, "newPassword": "Battery-staple-77"}),
-    )
-    .await
-    .ok(200);
+    s.reset_password(&tid, &reset, "Battery-staple-77")
+        .await
+        .ok(200);
     s.me(&login_token).await.expect(401, "unauthorized");
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": reset, "newPassword": "Other-staple-78"}),
-    )
-    .await
-    .expect_field("token");
+    s.reset_password(&tid, &reset, "Other-staple-78")
+        .await
+        .expect_field("invalid_field", "token");
     s.login(&tid, "ann@example.com", PASSWORD)
         .await
         .expect(401, "unauthorized");
@@ -771,13 +693,9 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     let all = wait_mails(&server, 3).await;
     let late = token_in(last_mail(&all, "ann@example.com", "reset_password"));
     s.advance(3600 * 1000 + 1000).await;
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": late, "newPassword": "Third-staple-79"}),
-    )
-    .await
-    .expect_field("token");
+    s.reset_password(&tid, &late, "Third-staple-79")
+        .await
+        .expect_field("invalid_field", "token");
     let _ = after_token;
     // No enumeration: unknown, verified and case-variant addresses get the same answers.
     let n = mails(&server).await.len();
@@ -827,7 +745,7 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     assert_ne!(first, second);
     s.post_tenant(&tid, "verify-email", json!({"token": first}))
         .await
-        .expect_field("token");
+        .expect_field("invalid_field", "token");
     s.post_tenant(&tid, "verify-email", json!({"token": second}))
         .await
         .ok(200);
@@ -852,7 +770,7 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
             json!({"email": "w@example.com", "password": w}),
         )
         .await
-        .expect_field("password");
+        .expect_field("invalid_field", "password");
     }
     let long = format!("Aa1{}", "x".repeat(126));
     s.post_tenant(
@@ -861,11 +779,11 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
         json!({"email": "w@example.com", "password": long}),
     )
     .await
-    .expect_field("password");
+    .expect_field("invalid_field", "password");
     let r = s.register(&tid, "ann@example.com").await;
     let t = access(&r);
     for w in weak {
-        s.call(
+        s.call_with(
             "POST",
             "/v1/auth/change-password",
             Some(&t),
@@ -873,7 +791,7 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
             Some(json!({"currentPassword": PASSWORD, "newPassword": w})),
         )
         .await
-        .expect_field("newPassword");
+        .expect_field("invalid_field", "newPassword");
     }
     s.post_tenant(&tid, "forgot-password", json!({"email": "ann@example.com"}))
         .await
@@ -881,23 +799,15 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
     let all = wait_mails(&server, 2).await;
     let reset = token_in(last_mail(&all, "ann@example.com", "reset_password"));
     for w in weak {
-        s.post_tenant(
-            &tid,
-            "reset-password",
-            json!({"token": reset, "newPassword": w}),
-        )
-        .await
-        .expect_field("newPassword");
+        s.reset_password(&tid, &reset, w)
+            .await
+            .expect_field("invalid_field", "newPassword");
     }
     // The weak attempts did not use the token up, and nothing changed.
     s.me(&t).await.ok(200);
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": reset, "newPassword": "Strong-enough-1"}),
-    )
-    .await
-    .ok(200);
+    s.reset_password(&tid, &reset, "Strong-enough-1")
+        .await
+        .ok(200);
     s.login(&tid, "ann@example.com", "Strong-enough-1")
         .await
         .ok(200);
@@ -930,7 +840,7 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
     s.post_tenant(&del, "register", body.clone())
         .await
         .expect(401, "unauthorized");
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/register",
         Some(&sk),
@@ -950,7 +860,7 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
         .collect();
     assert_eq!(ids, vec![sus.as_str(), del.as_str()]);
     // The platform admin key is not a tenant, and restricted keys are not for end-user auth.
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/register",
         Some(ADMIN_KEY),
@@ -962,42 +872,8 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn end_user_auth_counts_against_the_tenant_quota() {
-    let s = Svc::start(None).await;
-    let r = s
-        .admin(
-            "POST",
-            "/admin/tenants",
-            Some(json!({"slug": "small", "name": "Small", "rateLimit": {"requests": 3, "windowSeconds": 3600}})),
-        )
-        .await;
-    let tid = r.ok(201)["tenant"]["id"].as_str().unwrap().to_owned();
-    for _ in 0..3 {
-        s.login(&tid, "nobody@example.com", PASSWORD)
-            .await
-            .expect(401, "unauthorized");
-    }
-    s.login(&tid, "nobody@example.com", PASSWORD)
-        .await
-        .expect(429, "rate_limited");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_api_500_then_success_delivers_exactly_once_without_secrets() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/send"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/send"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = mail_server_after(ResponseTemplate::new(500)).await;
     let s = Svc::start(Some(&server)).await;
     let (tid, pk, sk) = s.tenant("acme").await;
     // The request succeeds although the mail API fails.
@@ -1046,36 +922,13 @@ async fn mail_api_500_then_success_delivers_exactly_once_without_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_api_timeouts_are_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/send"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/send"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    let dir = TempDir::new().unwrap();
-    let svc = spawn_at(
-        dir.path(),
-        SECRET,
-        None,
+    let server =
+        mail_server_after(ResponseTemplate::new(200).set_delay(Duration::from_secs(3))).await;
+    let s = Svc::start_with(
         Some(mail_config(&server, Duration::from_millis(500))),
+        Some(server.uri()),
     )
     .await;
-    let s = Svc {
-        base: svc.base_url(),
-        svc: Some(svc),
-        dir,
-        client: Client::new(),
-        secret: SECRET.into(),
-        mail: Some(server.uri()),
-    };
     let (tid, _, _) = s.tenant("acme").await;
     s.register(&tid, "ann@example.com").await;
     let got = wait_mails(&server, 2).await;
@@ -1111,7 +964,7 @@ async fn jwt_rotation_overlaps_then_retires_and_persists() {
     let (h_old, _) = parts(&old);
     let ring = s.admin("GET", "/admin/jwt", None).await;
     let ring = ring.ok(200).clone();
-    conforms_to(&s, "JwtKeyring", &ring).await;
+    s.conforms_to("JwtKeyring", &ring).await;
     assert_eq!(ring["currentKid"], h_old["kid"]);
     assert!(!ring.to_string().contains(SECRET));
     // Rotate: new tokens carry the new kid; old ones still verify.
@@ -1179,10 +1032,10 @@ async fn jwt_rotation_overlaps_then_retires_and_persists() {
     s.me(&newest).await.ok(200);
     // Tenant keys are refused on the keyring routes.
     let (_, _, sk) = s.tenant("other").await;
-    s.call("POST", "/admin/jwt/rotate", Some(&sk), &[], None)
+    s.call_with("POST", "/admin/jwt/rotate", Some(&sk), &[], None)
         .await
         .expect(403, "forbidden");
-    s.call("GET", "/admin/jwt", None, &[], None)
+    s.call_with("GET", "/admin/jwt", None, &[], None)
         .await
         .expect(401, "unauthorized");
 }
@@ -1222,15 +1075,9 @@ async fn tokens_verify_with_an_independent_hs256_implementation() {
 async fn the_service_refuses_to_start_without_a_jwt_secret() {
     let dir = TempDir::new().unwrap();
     for bad in ["", "   ", "too-short"] {
-        let r = auth_service::spawn_with(
-            common::local_config(dir.path(), ADMIN_KEY, false),
-            Extras {
-                jwt_secret: bad.into(),
-                jwt_secret_previous: None,
-                mail: None,
-            },
-        )
-        .await;
+        let r = Setup::local(extras(bad, None, None), false)
+            .try_spawn(dir.path())
+            .await;
         let e = r.err().expect("refused");
         assert!(e.to_string().contains("JWT_SECRET"), "{e}");
     }
@@ -1267,24 +1114,16 @@ async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
         ),
         (json!("admin@acme.io"), "onboarding"),
     ] {
-        s.admin(
-            "POST",
-            "/admin/tenants",
-            Some(json!({"slug": "acme", "name": "Acme", "onboarding": onboarding})),
-        )
-        .await
-        .expect_field(field);
+        s.new_tenant(json!({"slug": "acme", "name": "Acme", "onboarding": onboarding}))
+            .await
+            .expect_field("invalid_field", field);
     }
     s.admin("GET", "/admin/tenants/tenant:acme", None)
         .await
         .expect(404, "not_found");
     let created = s
-        .admin(
-            "POST",
-            "/admin/tenants",
-            Some(json!({"slug": "acme", "name": "Acme",
-                        "onboarding": {"adminEmail": "Admin@Acme.io", "template": "rbac"}})),
-        )
+        .new_tenant(json!({"slug": "acme", "name": "Acme",
+                        "onboarding": {"adminEmail": "Admin@Acme.io", "template": "rbac"}}))
         .await;
     let created = created.ok(201).clone();
     let tid = created["tenant"]["id"].as_str().unwrap().to_owned();
@@ -1297,7 +1136,7 @@ async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
         .unwrap()
         .to_owned();
     let o = &created["onboarding"];
-    conforms_to(&s, "OnboardingState", o).await;
+    s.conforms_to("OnboardingState", o).await;
     assert_eq!(o["adminEmail"], "admin@acme.io");
     assert_eq!(o["template"], "rbac");
     assert_eq!(o["adminPasswordSet"], false);
@@ -1313,13 +1152,7 @@ async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
     s.login(&tid, "admin@acme.io", PASSWORD)
         .await
         .expect(401, "unauthorized");
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": token, "newPassword": PASSWORD}),
-    )
-    .await
-    .ok(200);
+    s.reset_password(&tid, &token, PASSWORD).await.ok(200);
     let l = s.login(&tid, "admin@acme.io", PASSWORD).await;
     let me = s.me(&access(l.ok(200))).await;
     assert_eq!(me.ok(200)["user"]["emailVerified"], true);
@@ -1346,11 +1179,7 @@ async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
     assert_eq!(yaml, include_str!("../../templates/rbac.yaml"));
     // A tenant made without onboarding answers as before and gets no mail.
     let plain = s
-        .admin(
-            "POST",
-            "/admin/tenants",
-            Some(json!({"slug": "plain", "name": "Plain"})),
-        )
+        .new_tenant(json!({"slug": "plain", "name": "Plain"}))
         .await;
     assert!(plain.ok(201).get("onboarding").is_none());
     let t = s.admin("GET", "/admin/tenants/tenant:plain", None).await;
@@ -1374,7 +1203,7 @@ async fn user_changes_are_audited_without_secrets() {
         .expect(401, "unauthorized");
     let l = s.login(&tid, "ann@example.com", PASSWORD).await;
     let t = access(l.ok(200));
-    s.call(
+    s.call_with(
         "POST",
         "/v1/auth/change-password",
         Some(&t),
@@ -1383,7 +1212,9 @@ async fn user_changes_are_audited_without_secrets() {
     )
     .await
     .ok(200);
-    let log = s.call("GET", "/v1/audit-log", Some(&sk), &[], None).await;
+    let log = s
+        .call_with("GET", "/v1/audit-log", Some(&sk), &[], None)
+        .await;
     let records = log.ok(200)["records"].as_array().unwrap().clone();
     let user_records: Vec<(&str, &str, &str)> = records
         .iter()
@@ -1408,20 +1239,6 @@ async fn user_changes_are_audited_without_secrets() {
     for secret in [PASSWORD, "Battery-staple-77", r1.as_str(), t.as_str()] {
         assert!(!text.contains(secret));
     }
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Panics if the bytes of any file of the data dir hold one of `codes` (or the random part of
@@ -1454,12 +1271,8 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
     let server = mail_server().await;
     let s = Svc::start(Some(&server)).await;
     let created = s
-        .admin(
-            "POST",
-            "/admin/tenants",
-            Some(json!({"slug": "rest", "name": "Rest",
-                        "onboarding": {"adminEmail": "admin@rest.io", "template": "rbac"}})),
-        )
+        .new_tenant(json!({"slug": "rest", "name": "Rest",
+                        "onboarding": {"adminEmail": "admin@rest.io", "template": "rbac"}}))
         .await;
     let tid = created.ok(201)["tenant"]["id"].as_str().unwrap().to_owned();
     s.register(&tid, "ann@rest.io").await;
@@ -1477,23 +1290,15 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
     // The codes are the real ones: the reset code sets a password that logs in, the welcome
     // code the admin's.
     let reset = token_in(last_mail(&all, "ann@rest.io", "reset_password"));
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": reset, "newPassword": "Another-horse-43"}),
-    )
-    .await
-    .ok(200);
+    s.reset_password(&tid, &reset, "Another-horse-43")
+        .await
+        .ok(200);
     s.login(&tid, "ann@rest.io", "Another-horse-43")
         .await
         .ok(200);
     let welcome = token_in(last_mail(&all, "admin@rest.io", "welcome"));
-    s.post_tenant(
-        &tid,
-        "reset-password",
-        json!({"token": welcome, "newPassword": "Admin-horse-44"}),
-    )
-    .await
-    .ok(200);
+    s.reset_password(&tid, &welcome, "Admin-horse-44")
+        .await
+        .ok(200);
     assert_no_code_at_rest(s.dir.path(), &codes);
 }

@@ -1,0 +1,25 @@
+//! The one test support of the host's integration tests (`tests/*.rs`): a service on an
+//! ephemeral port of 127.0.0.1 with a data dir of its own ([`Setup`], [`Service`]), requests
+//! whose every answer is checked against the rules all responses follow ([`Resp`]), the
+//! tenant, key and test-control calls the tests share, a WebSocket client ([`Ws`]), the
+//! OpenAPI schema checker ([`conforms`]) and independent checks of the contract's formats.
+//!
+//! Each test file is its own crate and uses part of this module, hence unused items and
+//! re-exports are allowed.
+
+#![allow(dead_code, unused_imports)]
+
+mod api;
+mod controls;
+mod formats;
+mod http;
+mod openapi;
+mod service;
+mod ws;
+
+pub use api::{actions, assert_gapless, route_key, Tenant};
+pub use formats::*;
+pub use http::{request, Resp};
+pub use openapi::{assert_conforms, conforms};
+pub use service::{client, Service, Setup, ADMIN_KEY, BASE_DOMAIN};
+pub use ws::{Frame, Ws, CLOSE_CREDENTIAL_ENDED};
