@@ -42,12 +42,26 @@ enum Command {
     },
     /// HTTP load benchmark over loopback against a bare hyper server (see reports/bench).
     Bench {
-        /// A loopback URL; without it the reference is started in-process.
+        /// A loopback URL; without it the reference is started (the auth-service binary beside
+        /// authconf as a process of its own, else in-process).
         #[arg(long, value_name = "URL")]
         target: Option<String>,
-        /// Connections kept busy at once.
+        /// A loopback URL of a bare hello world to measure as the baseline instead of the bare
+        /// hyper server started here (the Worker's: scripts/bench-worker).
+        #[arg(long, value_name = "URL")]
+        baseline: Option<String>,
+        /// Connections of the endpoint table and of the tenant spread.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Connections at which the hot path and the baseline are compared (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        connections: Vec<usize>,
+        /// Tenants (one key each) the hot path is spread over (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,100,10000")]
+        tenants: Vec<usize>,
+        /// Measure only the baseline and the hot path.
+        #[arg(long)]
+        hot_path_only: bool,
         /// Seconds per measured run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
@@ -57,15 +71,33 @@ enum Command {
         /// Measured runs per endpoint; the median run is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Also measure resident memory holding this many tenants (and --memory-keys keys).
+        /// Threads of the load generator's own runtime (1, as wrk -t1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Do not run wrk beside the generator even when it is installed.
+        #[arg(long)]
+        no_wrk: bool,
+        /// Skip the load measurement (e.g. to measure memory alone).
+        #[arg(long)]
+        no_load: bool,
+        /// Also measure resident memory holding this many tenants (and --memory-keys keys),
+        /// and the time to the first answer after a restart with that data.
         #[arg(long, value_name = "N")]
         memory_tenants: Option<usize>,
         /// Keys in all for the memory measurement.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 1_000_000)]
         memory_keys: usize,
         /// Where to write load.json (and memory.json).
         #[arg(long, default_value = "reports/bench")]
         out: PathBuf,
+        /// Where the reference started here keeps its data, in a new directory (default: the
+        /// system's temporary directory). /dev/shm spares the minutes a disk mounted with
+        /// `discard` takes to delete 100,000 tenants' files afterwards.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Serve the bare hyper baseline and nothing else (the benchmark starts it this way).
+        #[arg(long, hide = true)]
+        serve_hello: bool,
     },
     /// Delete tenants left by interrupted runs (slug prefix `authconf-`, and the ledgers).
     #[command(after_help = EXIT_CODES)]
@@ -233,127 +265,158 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Bench {
             target,
+            baseline,
             concurrency,
+            connections,
+            tenants,
+            hot_path_only,
             seconds,
             warmup,
             runs,
+            threads,
+            no_wrk,
+            no_load,
             memory_tenants,
             memory_keys,
             out,
+            data_dir,
+            serve_hello,
         } => {
-            std::fs::create_dir_all(&out)?;
-            let opts = authconf::bench::BenchOptions {
-                target,
-                admin_key: std::env::var("AUTHCONF_ADMIN_KEY").ok(),
-                concurrency,
-                duration: std::time::Duration::from_secs(seconds),
-                warmup: std::time::Duration::from_secs(warmup),
-                runs,
-            };
-            let report = authconf::bench::run(opts).await?;
-            for e in &report.endpoints {
-                println!(
-                    "{:<32} {:>10.0} req/s  p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.3}",
-                    e.name,
-                    e.requests_per_second,
-                    e.p50_ms,
-                    e.p95_ms,
-                    e.p99_ms,
-                    e.ratio_to_hyper.unwrap_or(0.0)
-                );
+            if serve_hello {
+                authconf::bench::serve_hello().await?;
+                return Ok(0);
             }
-            std::fs::write(
-                out.join("load.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
+            std::fs::create_dir_all(&out)?;
+            if !no_load {
+                let opts = authconf::bench::BenchOptions {
+                    target,
+                    admin_key: std::env::var("AUTHCONF_ADMIN_KEY").ok(),
+                    baseline,
+                    concurrency,
+                    connections,
+                    tenants,
+                    hot_path_only,
+                    duration: std::time::Duration::from_secs(seconds),
+                    warmup: std::time::Duration::from_secs(warmup),
+                    runs,
+                    threads,
+                    wrk: !no_wrk,
+                    data_dir: data_dir.clone(),
+                };
+                let report = authconf::bench::run(opts).await?;
+                print!("{}", authconf::bench::report::summary(&report));
+                let path = out.join("load.json");
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                println!("wrote {}", path.display());
+            }
             if let Some(tenants) = memory_tenants {
-                let m = authconf::bench::memory(tenants, memory_keys, concurrency.min(16)).await?;
+                let m = authconf::bench::memory(tenants, memory_keys, data_dir.as_deref()).await?;
                 println!(
-                    "memory: {:.0} MiB resident with {} tenants and {} keys (filled in {:.0} s)",
-                    m.rss_mib, m.tenants, m.keys, m.fill_seconds
+                    "memory: {:.0} MiB resident with {} tenants and {} keys (filled in {:.0} s); \
+                     after a restart: listening in {:.0} ms, first answer in {:.0} ms",
+                    m.rss_mib,
+                    m.tenants,
+                    m.keys,
+                    m.fill_seconds,
+                    m.restart_listening_ms.unwrap_or(0.0),
+                    m.restart_first_answer_ms.unwrap_or(0.0)
                 );
+                for t in &m.targets {
+                    print!("{}", authconf::bench::report::target_line(t));
+                }
                 std::fs::write(out.join("memory.json"), serde_json::to_string_pretty(&m)?)?;
             }
             Ok(0)
         }
-        Command::List { features, rules } => {
-            let path = features.unwrap_or_else(options::default_features_dir);
-            let listed = match authconf::list_features(&path) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("authconf: {e}");
-                    return Ok(e.exit_code());
-                }
-            };
-            if rules {
-                let contract = authconf::rules::contract_beside(&path);
-                let text = std::fs::read_to_string(&contract)
-                    .with_context(|| format!("reading {}", contract.display()))?;
-                let map = authconf::rules::map(&text, &listed);
-                print!("{}", authconf::rules::render(&map));
-                return Ok(if map.is_complete() { 0 } else { 1 });
-            }
-            let mut feature = String::new();
-            let mut tags = std::collections::BTreeMap::<String, usize>::new();
-            for l in &listed {
-                if l.feature != feature {
-                    println!("\nFeature: {}", l.feature);
-                    feature = l.feature.clone();
-                }
-                let t: Vec<String> = l.tags.iter().map(|t| format!("@{t}")).collect();
-                println!("  {}  [{}]", l.name, t.join(" "));
-                for t in &l.tags {
-                    *tags.entry(t.clone()).or_default() += 1;
-                }
-            }
-            println!("\n{} scenarios. Tags:", listed.len());
-            for (t, n) in tags {
-                println!("  @{t}: {n}");
-            }
-            Ok(0)
-        }
+        Command::List { features, rules } => list(features, rules),
         Command::Cleanup {
             target,
             headers,
             report_dir,
             dry_run,
-        } => {
-            let Some(key) = admin_key_from_env() else {
-                eprintln!("authconf: cleanup needs the platform admin key in AUTHCONF_ADMIN_KEY");
-                return Ok(2);
-            };
-            let headers = match headers
-                .iter()
-                .map(|h| options::parse_header(h))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    eprintln!("authconf: {e}");
-                    return Ok(e.exit_code());
-                }
-            };
-            match authconf::cleanup(&target, &key, &headers, &report_dir, dry_run).await {
-                Ok(o) => {
-                    let verb = if dry_run { "would delete" } else { "deleted" };
-                    for id in &o.deleted {
-                        println!("{verb} {id}");
-                    }
-                    for e in &o.errors {
-                        eprintln!("failed: {e}");
-                    }
-                    println!(
-                        "{} tenants {verb}, {} failures",
-                        o.deleted.len(),
-                        o.errors.len()
-                    );
-                    Ok(if o.errors.is_empty() { 0 } else { 1 })
-                }
-                Err(e) => {
-                    eprintln!("authconf: {e}");
-                    Ok(e.exit_code())
-                }
+        } => cleanup(&target, &headers, &report_dir, dry_run).await,
+    }
+}
+
+/// `authconf list`: the scenarios with their tags, or with `--rules` the rule map.
+fn list(features: Option<PathBuf>, rules: bool) -> anyhow::Result<i32> {
+    let path = features.unwrap_or_else(options::default_features_dir);
+    let listed = match authconf::list_features(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("authconf: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    if rules {
+        let contract = authconf::rules::contract_beside(&path);
+        let text = std::fs::read_to_string(&contract)
+            .with_context(|| format!("reading {}", contract.display()))?;
+        let map = authconf::rules::map(&text, &listed);
+        print!("{}", authconf::rules::render(&map));
+        return Ok(if map.is_complete() { 0 } else { 1 });
+    }
+    let mut feature = String::new();
+    let mut tags = std::collections::BTreeMap::<String, usize>::new();
+    for l in &listed {
+        if l.feature != feature {
+            println!("\nFeature: {}", l.feature);
+            feature = l.feature.clone();
+        }
+        let t: Vec<String> = l.tags.iter().map(|t| format!("@{t}")).collect();
+        println!("  {}  [{}]", l.name, t.join(" "));
+        for t in &l.tags {
+            *tags.entry(t.clone()).or_default() += 1;
+        }
+    }
+    println!("\n{} scenarios. Tags:", listed.len());
+    for (t, n) in tags {
+        println!("  @{t}: {n}");
+    }
+    Ok(0)
+}
+
+/// `authconf cleanup`: deletes the tenants interrupted runs left.
+async fn cleanup(
+    target: &str,
+    headers: &[String],
+    report_dir: &std::path::Path,
+    dry_run: bool,
+) -> anyhow::Result<i32> {
+    let Some(key) = admin_key_from_env() else {
+        eprintln!("authconf: cleanup needs the platform admin key in AUTHCONF_ADMIN_KEY");
+        return Ok(2);
+    };
+    let headers = match headers
+        .iter()
+        .map(|h| options::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("authconf: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    match authconf::cleanup(target, &key, &headers, report_dir, dry_run).await {
+        Ok(o) => {
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for id in &o.deleted {
+                println!("{verb} {id}");
             }
+            for e in &o.errors {
+                eprintln!("failed: {e}");
+            }
+            println!(
+                "{} tenants {verb}, {} failures",
+                o.deleted.len(),
+                o.errors.len()
+            );
+            Ok(if o.errors.is_empty() { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("authconf: {e}");
+            Ok(e.exit_code())
         }
     }
 }
