@@ -15,7 +15,7 @@ use std::path::Path;
 use authconf_scenarios::Capabilities;
 use serde_json::Value;
 
-use crate::RunError;
+use crate::error::RunError;
 
 /// Features a scenario can need (`skip_reason`), in report order.
 pub const FEATURES: &[&str] = &[
@@ -322,13 +322,13 @@ impl Prober<'_> {
         if admin {
             rb = rb.bearer_auth(self.admin_key?);
         }
-        let rb = crate::with_headers(rb, self.headers);
+        let rb = crate::http::with_headers(rb, self.headers);
         rb.send().await.ok().map(|r| r.status().as_u16())
     }
 
     /// Paths `GET /openapi.json` documents (empty when it is not served).
     async fn documented_paths(&self) -> Vec<String> {
-        let rb = crate::with_headers(
+        let rb = crate::http::with_headers(
             self.http.get(format!("{}/openapi.json", self.base)),
             self.headers,
         );
@@ -463,7 +463,7 @@ pub fn lines(caps: &Capabilities, sources: &BTreeMap<String, Source>) -> Vec<Cap
 
 /// Fetches `/.well-known/authconf` (when served as a JSON object).
 pub async fn fetch_document(prober: &Prober<'_>) -> Option<Value> {
-    let rb = crate::with_headers(
+    let rb = crate::http::with_headers(
         prober
             .http
             .get(format!("{}/.well-known/authconf", prober.base)),

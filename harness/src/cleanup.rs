@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use authconf_scenarios::{extract, FailureClass, RunContext, SecretRegistry};
+use authconf_scenarios::{extract, AuthWorld, FailureClass, RunContext, SecretRegistry};
 use futures::StreamExt as _;
 
-use crate::{client, url_segment, with_headers, RunError};
+use crate::error::RunError;
+use crate::http::{client, url_segment, with_headers};
 
 /// Tenant id -> one bearer key of that tenant, gathered from each scenario's World when it
 /// finishes (the run context keeps tenant ids only). Never written anywhere.
@@ -187,6 +189,63 @@ pub async fn check_deleted_keys(
         );
     }
     checked
+}
+
+/// Keeps one key of each tenant the scenario created (its secret key, else any of its
+/// keys), so that cleanup can check the key stops working once the tenant is deleted.
+pub fn remember_tenant_keys(w: &AuthWorld, keys: &TenantKeys) {
+    let mut k = keys.lock().expect("tenant keys poisoned");
+    for (name, t) in &w.tenants {
+        let secret = w
+            .keys
+            .get(&format!("{name}:secret"))
+            .and_then(|r| r.secret.clone())
+            .or_else(|| {
+                w.keys
+                    .values()
+                    .filter(|r| &r.tenant == name)
+                    .find_map(|r| r.secret.clone())
+            });
+        if let Some(s) = secret {
+            k.entry(t.id.clone()).or_insert(s);
+        }
+    }
+}
+
+/// What the cleanup phase of a run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunCleanup {
+    /// What deleting the run's tenants did.
+    pub deleted: Deleted,
+    /// Deleted tenants whose key was tried after the delete.
+    pub keys_checked: usize,
+    /// Time spent.
+    pub time: Duration,
+}
+
+/// The cleanup phase of a run: deletes every ledger tenant, then tries one key of each
+/// deleted tenant (a key that still works is recorded as a security finding).
+pub async fn after_run(
+    ctx: &RunContext,
+    headers: &[(String, String)],
+    tenant_keys: &TenantKeys,
+    progress: bool,
+) -> RunCleanup {
+    let started = Instant::now();
+    let deleted = delete_tenants(ctx, headers).await;
+    if progress && !deleted.errors.is_empty() {
+        eprintln!(
+            "{} tenants could not be deleted; run `authconf cleanup`",
+            deleted.errors.len()
+        );
+    }
+    let keys = std::mem::take(&mut *tenant_keys.lock().expect("tenant keys poisoned"));
+    let keys_checked = check_deleted_keys(ctx, headers, &deleted.gone, &keys).await;
+    RunCleanup {
+        deleted,
+        keys_checked,
+        time: started.elapsed(),
+    }
 }
 
 /// What `authconf cleanup` did.

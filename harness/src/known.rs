@@ -16,8 +16,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::collect::{ScenarioResult, Verdict};
-use crate::RunError;
+use crate::error::RunError;
+use crate::results::{ScenarioResult, Verdict};
 
 /// Scenario name -> reason.
 #[derive(Debug, Clone, Default)]

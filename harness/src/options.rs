@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use authconf_scenarios::FailureClass;
 
-use crate::RunError;
+use crate::error::RunError;
 
 /// Which deployment the suite checks.
 #[derive(Debug, Clone, PartialEq, Eq)]

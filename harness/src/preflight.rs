@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::{with_headers, RunError};
+use crate::error::RunError;
+use crate::http::with_headers;
 
 /// Fails with [`RunError::Unreachable`] when the target does not answer HTTP at all; any
 /// status counts as an answer.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::Listed;
+use crate::listing::Listed;
 
 /// The contract beside a features directory (`<features>/../docs/contract.md`).
 pub fn contract_beside(features: &Path) -> PathBuf {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use authconf_scenarios::{split_marker, Deviation, FailureClass};
 use regex::Regex;
 
-use crate::collect::{Failure, ScenarioResult, Verdict};
+use crate::results::{Failure, ScenarioResult, Verdict};
 
 /// Tags whose scenarios judge a security property: an unmarked failure there is `security`.
 pub const SECURITY_TAGS: &[&str] = &[

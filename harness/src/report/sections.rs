@@ -2,22 +2,16 @@
 //! scenario did: failures by class, root causes (grouped, most scenarios first, one example
 //! transcript each), run-wide findings, dialect fallbacks, and where each capability came
 //! from. Used by the console summary, summary.md, summary.html and results.json
-//! ([`crate::report`]); everything here is redacted again when written.
+//! ([`super`]); everything here is redacted again when written.
 
 use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::collect::{ScenarioResult, Verdict};
+use super::format::h;
+use crate::outcome::RunOutcome;
+use crate::results::{ScenarioResult, Verdict};
 use crate::verdicts::{counts_by_class, Cause};
-use crate::RunOutcome;
-
-fn h(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// `security 3, conformance 10, blocked 114` (empty when nothing failed).
 pub fn class_counts(o: &RunOutcome) -> String {
@@ -46,6 +40,12 @@ pub fn transcript(r: &ScenarioResult) -> String {
         let _ = write!(s, "\n\n{e}");
     }
     s
+}
+
+/// A failure's class and its transcript (step, message, last exchange).
+pub(super) fn failure_text(r: &ScenarioResult) -> String {
+    let class = r.class.map(|c| format!("class: {c}\n")).unwrap_or_default();
+    format!("{class}{}", transcript(r))
 }
 
 fn example<'a>(o: &'a RunOutcome, c: &Cause) -> &'a ScenarioResult {
