@@ -416,17 +416,18 @@ async fn every_acknowledged_write_survives_kill_9() {
         }
         bursts.extend(these);
         srv = Server::start(dir.path());
-        let acks = acks.lock().unwrap();
+        let snapshot = {
+            let acks = acks.lock().unwrap();
+            Acks {
+                created: acks.created.clone(),
+                rotated: acks.rotated.clone(),
+                admitted: acks.admitted.clone(),
+            }
+        };
         assert!(
-            !acks.created.is_empty() && !acks.admitted.is_empty(),
+            !snapshot.created.is_empty() && !snapshot.admitted.is_empty(),
             "the round did some work before the kill"
         );
-        let snapshot = Acks {
-            created: acks.created.clone(),
-            rotated: acks.rotated.clone(),
-            admitted: acks.admitted.clone(),
-        };
-        drop(acks);
         eprintln!(
             "round {round}: {} creations, {} rotations, {} admissions acknowledged so far",
             snapshot.created.len(),
