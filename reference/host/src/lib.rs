@@ -266,6 +266,8 @@ pub async fn spawn_limited(
     let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     tenants.set_memory_budget(limits.object_memory_bytes);
     graphs.set_memory_budget(limits.object_memory_bytes);
+    tenants.set_batch_limits(limits.object_batch);
+    graphs.set_batch_limits(limits.object_batch);
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;
     let passwords = Arc::new(passwords::PasswordPool::new(
         limits.password_workers,
