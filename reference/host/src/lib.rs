@@ -38,7 +38,7 @@ pub use sqlite::Database;
 /// they time the code the service runs rather than a copy of it. Not part of the host's API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::objects::Runtime;
+    pub use crate::objects::{BatchLimits, Runtime};
     pub use crate::sqlite::{open_connection, SqliteSql};
 }
 
