@@ -241,12 +241,15 @@ async fn a_panicking_call_fails_alone() {
     let id = socket.socket;
     let before = rt.commits();
     let (first, release) = hold_runner(&rt).await;
+    // Each queued before the next is made, so they run in this order.
     let good = spawn_call(&rt, |c: &mut Counter, env| c.bump(env));
+    wait_queued(&rt, 1).await;
     let bad = spawn_call(&rt, move |c: &mut Counter, env| {
         env.sockets.send(id, "from the panicking call");
         c.bump(env);
         panic!("a handler bug");
     });
+    wait_queued(&rt, 2).await;
     let after = spawn_call(&rt, move |c: &mut Counter, env| {
         env.sockets.send(id, "after");
         (c.bump(env), stored_rows(env))
