@@ -166,10 +166,16 @@ impl Authenticator {
         }
     }
 
-    /// First step of a tenant route, outside any object: which tenant owns the key a request
-    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
-    /// decided by that tenant's object, which holds the authoritative, cached state.
-    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
+    /// Whether the request carries a bearer token at all.
+    pub fn has_bearer(&self, req: &Request) -> bool {
+        bearer(req).is_some()
+    }
+
+    /// First step of a tenant route, outside any object and without storage: the keyed hash
+    /// of the well-formed tenant key the request carries. Which tenant owns it comes from the
+    /// host's index; whether the key is still usable is decided by that tenant's object,
+    /// which holds the authoritative state.
+    pub fn tenant_key_hash(&self, req: &Request) -> Result<String, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
             return Err(ApiError::Forbidden(
@@ -179,10 +185,7 @@ impl Authenticator {
         if keys::parse(token).is_none() {
             return Err(ApiError::Unauthorized);
         }
-        let hash = self.hasher.hash(token);
-        // A key's tenant never changes, so this lookup may come from any replica or cache.
-        let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
-        Ok((hash, key.tenant_id))
+        Ok(self.hasher.hash(token))
     }
 
     /// First step of an end-user auth route (`/v1/auth/*`), outside any object: which tenant's

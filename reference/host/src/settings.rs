@@ -42,6 +42,9 @@ pub struct Limits {
     /// How an object's runner coalesces the writes of its queued calls: most calls and
     /// longest time per transaction (answers wait for the commit).
     pub object_batch: crate::objects::BatchLimits,
+    /// Entries of the in-memory index from a key's hash to its tenant (positive entries
+    /// only; a miss reads the database). About 200 bytes each.
+    pub key_index_entries: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             graph: auth_core::graph::GraphLimits::default(),
             object_memory_bytes: crate::objects::MAX_LIVE_OBJECT_BYTES,
             object_batch: crate::objects::BatchLimits::default(),
+            key_index_entries: 100_000,
         }
     }
 }
@@ -128,6 +132,9 @@ pub struct LimitArgs {
     #[arg(long, env = "OBJECT_BATCH_MICROS",
           default_value_t = crate::objects::DEFAULT_BATCH_WAIT.as_micros() as u64)]
     pub object_batch_micros: u64,
+    /// Keys whose tenant is remembered in memory (hash to tenant id; a miss reads the database).
+    #[arg(long, env = "KEY_INDEX_ENTRIES", default_value_t = 100_000)]
+    pub key_index_entries: usize,
 }
 
 impl LimitArgs {
@@ -158,6 +165,7 @@ impl LimitArgs {
                 max_calls: self.object_batch_calls.max(1),
                 max_wait: Duration::from_micros(self.object_batch_micros.min(1_000_000)),
             },
+            key_index_entries: self.key_index_entries.max(1),
         }
     }
 }

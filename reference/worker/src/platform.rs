@@ -21,9 +21,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 
 use auth_core::ports::{Sql, SqlValue, StorageError};
+use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
-use auth_core::users::UserRequest;
-use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports};
+use auth_core::{ApiError, Front, Notice, Ports, Stage};
 use http::{Method, StatusCode};
 use serde_json::json;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
@@ -118,14 +118,45 @@ impl Platform {
         auth_core::ports::Clock::now_ms(&*self.clock.borrow())
     }
 
-    fn front(&self, req: auth_core::Request) -> Front {
+    /// The core's front, both parts, over the directory's rows (the key's owner from its
+    /// mirror of the keys); with the request id and whether the request is HEAD.
+    fn front(&self, req: auth_core::Request) -> (Front, String, bool) {
         let clock = self.clock.borrow();
         let ports = Ports {
             db: &self.db,
             clock: &*clock,
             entropy: &WorkerEntropy,
         };
-        self.settings.service.front(&ports, req)
+        let service = &self.settings.service;
+        let begun = service.begin(&*clock, &WorkerEntropy, req);
+        let refuse = |e: ApiError| Front::Respond {
+            response: e.into_response(),
+            notices: Vec::new(),
+        };
+        let front = match begun.stage {
+            Stage::Respond(response) => Front::Respond {
+                response,
+                notices: Vec::new(),
+            },
+            Stage::Keyed(keyed) => match service.key_owner(&self.db, &keyed.key_hash) {
+                Ok(Some(tenant_id)) => Front::Tenant(keyed.into_call(tenant_id)),
+                Ok(None) => refuse(ApiError::Unauthorized),
+                Err(e) => refuse(e),
+            },
+            Stage::Shared(step) => service.front(&ports, step),
+        };
+        (front, begun.request_id, begun.head)
+    }
+
+    /// Answers an admin metrics read once usage is flushed.
+    fn resume(&self, resume: auth_core::Resume) -> auth_core::Response {
+        let clock = self.clock.borrow();
+        let ports = Ports {
+            db: &self.db,
+            clock: &*clock,
+            entropy: &WorkerEntropy,
+        };
+        self.settings.service.resume(&ports, resume)
     }
 
     /// What a call to `tenant_id`'s object carries: its row, the keyring, the clock.
@@ -530,24 +561,20 @@ impl AuthPlatform {
                 }
             }
         }
-        let mut req = req;
-        let decided = loop {
-            let Some(front) = self.with(|p| p.front(req)) else {
-                return problem(ApiError::Internal);
-            };
-            match front {
-                Front::FlushMetrics { mut request }
-                    if request.extensions().get::<MetricsFlushed>().is_none() =>
-                {
-                    self.flush_metrics().await;
-                    request.extensions_mut().insert(MetricsFlushed);
-                    req = request;
-                }
-                f => break f,
-            }
+        let Some((decided, request_id, head)) = self.with(|p| p.front(req)) else {
+            return problem(ApiError::Internal);
         };
+        let finish = |r| to_worker(auth_core::finish(r, &request_id, head));
         match decided {
-            Front::FlushMetrics { .. } => problem(ApiError::Internal),
+            Front::FlushMetrics(resume) => {
+                self.flush_metrics().await;
+                match self.with(|p| p.resume(resume)) {
+                    Some(response) => finish(response),
+                    None => problem(ApiError::Internal),
+                }
+            }
+            // Test controls are answered before dispatch (`handle`).
+            Front::TestControl(_) => finish(ApiError::NotFound.into_response()),
             Front::Respond { response, notices } => {
                 // The directory's rows reach D1 before the tenant's object writes rows that
                 // refer to them.
@@ -558,21 +585,17 @@ impl AuthPlatform {
                         return problem(ApiError::Internal);
                     }
                 }
-                to_worker(response)
+                finish(response)
             }
-            Front::Tenant {
-                tenant_id,
-                key_hash,
-                mut request,
-            } => {
+            Front::Tenant(mut call) => {
                 if let Some(body) = upload {
-                    if let Err(e) = read_upload(body, &mut request).await {
-                        let id = auth_core::request_id(&request);
-                        let head = request.method() == Method::HEAD;
-                        return to_worker(auth_core::finish(e.into_response(), &id, head));
+                    if let Err(e) = read_upload(body, &mut call.request).await {
+                        return finish(e.into_response());
                     }
                 }
-                self.forward(&tenant_id, key_hash, request).await
+                let user_request = matches!(call.route, TenantRoute::User(_));
+                self.forward(&call.tenant_id, call.key_hash, user_request, call.request)
+                    .await
             }
         }
     }
@@ -582,6 +605,7 @@ impl AuthPlatform {
         &self,
         tenant_id: &str,
         key_hash: String,
+        user_request: bool,
         req: auth_core::Request,
     ) -> worker::Result<Response> {
         let sync = match self.with(|p| {
@@ -597,7 +621,7 @@ impl AuthPlatform {
         let forward = Forward {
             key_hash,
             request_id: auth_core::request_id(&req),
-            user_request: req.extensions().get::<UserRequest>().is_some(),
+            user_request,
             host: req
                 .headers()
                 .get(http::header::HOST)
