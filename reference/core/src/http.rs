@@ -473,6 +473,35 @@ pub fn allow(
     }
 }
 
+/// The id of the request being handled, carried in the request's extensions from the front
+/// to the objects, so audit records name the request that caused them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Adds the headers every answer carries, and empties HEAD answers.
+pub fn finish(mut resp: Response, request_id: &str, head: bool) -> Response {
+    if head {
+        resp.body_mut().clear();
+    }
+    let headers = resp.headers_mut();
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(request_id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The request id the front gave a request.
+pub fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
