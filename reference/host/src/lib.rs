@@ -409,11 +409,21 @@ mod tests {
         let warm = get(key.clone()).await.expect("answered").expect("sent");
         assert_eq!(warm.status(), 200);
 
-        let held = svc.state.db.lock();
+        // Someone else holds the shared database (a thread, as the blocking pool would).
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let state = Arc::clone(&svc.state);
+        let holder = std::thread::spawn(move || {
+            let _held = state.db.lock();
+            let _ = locked_tx.send(());
+            let _ = released.recv();
+        });
+        locked.recv().expect("the holder has the lock");
         let hot = get(key.clone()).await;
         let unknown = keys::generate(keys::KeyType::Secret, keys::Environment::Live, &OsEntropy);
         let other = get(unknown).await;
-        drop(held);
+        release.send(()).expect("the holder waits");
+        holder.join().expect("the holder ends");
         let hot = hot.expect("answered while the shared database was held");
         assert_eq!(hot.expect("sent").status(), 200);
         assert!(
