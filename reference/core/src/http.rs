@@ -506,6 +506,18 @@ pub fn request_id(req: &Request) -> String {
 mod tests {
     use super::*;
 
+    /// A failed object call is a retryable 503 problem, never a 500.
+    #[test]
+    fn an_unavailable_object_is_a_503_with_retry_after() {
+        let resp = ApiError::Unavailable(1).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON");
+        assert_eq!(body["code"], "service_unavailable");
+        assert_eq!(body["status"], 503);
+    }
+
     /// A message quoting megabytes of input still makes a small problem document.
     #[test]
     fn problem_texts_are_bounded() {
