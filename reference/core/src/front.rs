@@ -17,10 +17,11 @@
 use ::http::Method;
 use serde_json::json;
 
+use crate::auth::AdminCaller;
 use crate::auth::Authenticator;
 use crate::handlers::admin::{self, JwtAction};
 use crate::handlers::meta;
-use crate::handlers::platform::{self, AdminCaller};
+use crate::handlers::platform;
 use crate::http::{self, request_id, ApiError, Request, RequestId, Response};
 use crate::keys::{self, KeyHasher};
 use crate::notice::{Notice, ADMIN_ACTOR};
