@@ -1,7 +1,11 @@
 //! Who is calling: the platform admin, or a tenant through one of its keys, and which tenant
 //! every routing source names.
 
+pub mod admins;
+
 use http::header;
+
+pub use admins::{AdminCaller, AdminRole};
 
 use crate::http::{header_str, ApiError, Request};
 use crate::keys::{self, Environment, KeyHasher, KeyType};
@@ -140,18 +144,14 @@ impl Authenticator {
     /// Admin routes with platform admins: the root key (`PLATFORM_ADMIN_KEY`) is the unlimited
     /// superadmin; an active admin key from `platform_admins` is that admin, with its role and
     /// tenant limit; a revoked admin key or anything unknown is 401; a tenant's key is 403.
-    pub fn platform_admin(
-        &self,
-        ports: &Ports,
-        req: &Request,
-    ) -> Result<crate::handlers::platform::AdminCaller, ApiError> {
+    pub fn platform_admin(&self, ports: &Ports, req: &Request) -> Result<AdminCaller, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
-            return Ok(crate::handlers::platform::AdminCaller::root());
+            return Ok(AdminCaller::root());
         }
         if token.starts_with("sk_live_") && token.len() <= 200 {
             let hash = self.hasher.hash(token);
-            if let Some(found) = crate::handlers::platform::find_admin_by_key(ports.db, &hash)? {
+            if let Some(found) = admins::find_admin_by_key(ports.db, &hash)? {
                 return match found {
                     Some(caller) => Ok(caller),
                     None => Err(ApiError::Unauthorized),
