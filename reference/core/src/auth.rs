@@ -63,7 +63,7 @@ pub struct Authenticator {
 }
 
 /// The bearer token of a request, if the Authorization header has the `Bearer` scheme.
-fn bearer(req: &Request) -> Option<&str> {
+pub(crate) fn bearer(req: &Request) -> Option<&str> {
     let value = header_str(req, header::AUTHORIZATION.as_str())?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -166,10 +166,10 @@ impl Authenticator {
         }
     }
 
-    /// First step of a tenant route, outside any object: which tenant owns the key a request
-    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
-    /// decided by that tenant's object, which holds the authoritative, cached state.
-    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
+    /// The stateless part of [`Self::key_owner`]: the hash of a well-formed tenant key in
+    /// `Authorization`, with the same refusals (no key or an ill-formed one: 401; the platform
+    /// admin key: 403). No storage, so a host can run it at its edge (`crate::edge`).
+    pub fn key_hash(&self, req: &Request) -> Result<String, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
             return Err(ApiError::Forbidden(
@@ -179,7 +179,14 @@ impl Authenticator {
         if keys::parse(token).is_none() {
             return Err(ApiError::Unauthorized);
         }
-        let hash = self.hasher.hash(token);
+        Ok(self.hasher.hash(token))
+    }
+
+    /// First step of a tenant route, outside any object: which tenant owns the key a request
+    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
+    /// decided by that tenant's object, which holds the authoritative, cached state.
+    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
+        let hash = self.key_hash(req)?;
         // A key's tenant never changes, so this lookup may come from any replica or cache.
         let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
         Ok((hash, key.tenant_id))

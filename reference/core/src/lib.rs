@@ -18,6 +18,7 @@
 //! - [`users`]: end-user auth (`/v1/auth/*`): users, sessions, JWTs, email tokens, the outbox.
 
 pub mod auth;
+pub mod edge;
 pub mod graph;
 pub mod handlers;
 pub mod http;
@@ -172,7 +173,7 @@ const GET_POST: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 const POST: &[Method] = &[Method::POST];
 
 /// The methods a tenant route allows, or `None` for an unknown route.
-fn tenant_route_methods(rest: &[&str]) -> Option<(&'static [Method], &'static str)> {
+pub(crate) fn tenant_route_methods(rest: &[&str]) -> Option<(&'static [Method], &'static str)> {
     Some(match rest {
         ["tenant"] | ["rate-limit"] | ["audit-log"] | ["events"] | ["graph", "state"] => {
             (GET, "GET, HEAD")
