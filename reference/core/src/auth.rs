@@ -63,7 +63,7 @@ pub struct Authenticator {
 }
 
 /// The bearer token of a request, if the Authorization header has the `Bearer` scheme.
-pub(crate) fn bearer(req: &Request) -> Option<&str> {
+fn bearer(req: &Request) -> Option<&str> {
     let value = header_str(req, header::AUTHORIZATION.as_str())?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -166,10 +166,16 @@ impl Authenticator {
         }
     }
 
-    /// The stateless part of [`Self::key_owner`]: the hash of a well-formed tenant key in
-    /// `Authorization`, with the same refusals (no key or an ill-formed one: 401; the platform
-    /// admin key: 403). No storage, so a host can run it at its edge (`crate::edge`).
-    pub fn key_hash(&self, req: &Request) -> Result<String, ApiError> {
+    /// Whether the request carries a bearer token at all.
+    pub fn has_bearer(&self, req: &Request) -> bool {
+        bearer(req).is_some()
+    }
+
+    /// First step of a tenant route, outside any object and without storage: the keyed hash
+    /// of the well-formed tenant key the request carries. Which tenant owns it comes from the
+    /// host's index; whether the key is still usable is decided by that tenant's object,
+    /// which holds the authoritative state.
+    pub fn tenant_key_hash(&self, req: &Request) -> Result<String, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
             return Err(ApiError::Forbidden(
@@ -180,16 +186,6 @@ impl Authenticator {
             return Err(ApiError::Unauthorized);
         }
         Ok(self.hasher.hash(token))
-    }
-
-    /// First step of a tenant route, outside any object: which tenant owns the key a request
-    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
-    /// decided by that tenant's object, which holds the authoritative, cached state.
-    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
-        let hash = self.key_hash(req)?;
-        // A key's tenant never changes, so this lookup may come from any replica or cache.
-        let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
-        Ok((hash, key.tenant_id))
     }
 
     /// First step of an end-user auth route (`/v1/auth/*`), outside any object: which tenant's

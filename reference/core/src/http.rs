@@ -74,6 +74,9 @@ pub enum ApiError {
     TooManySockets,
     /// A storage failure. The cause goes to the host's log through [`crate::Outcome`].
     Internal,
+    /// An object call failed in a way a retry can get past (its storage batch did not commit,
+    /// the object is being rebuilt); the figure is `Retry-After` in seconds.
+    Unavailable(u64),
 }
 
 impl ApiError {
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,6 +177,10 @@ impl ApiError {
                 "service_busy",
                 format!("The service is busy; retry in {secs} s."),
             ),
+            ApiError::Unavailable(secs) => (
+                "service_unavailable",
+                format!("The service could not complete the request; retry in {secs} s."),
+            ),
             ApiError::Internal => (
                 "internal",
                 "The service could not complete the request.".into(),
@@ -220,7 +227,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
+            ApiError::RateLimited(secs) | ApiError::Busy(secs) | ApiError::Unavailable(secs) => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_str(&secs.to_string()).expect("digits"),

@@ -2,13 +2,17 @@
 //!
 //! It maps the core's ports onto this machine: embedded SQLite (WAL) for storage, the system
 //! clock, the OS CSPRNG; and serves the core over real HTTP with axum on tokio. The core's
-//! handling is synchronous and short, so each request runs on the blocking pool while it
-//! holds the database connection.
+//! request driver runs on the async workers; what it asks of the host ([`adapter`]) runs
+//! where it belongs: a tenant's object on its runner (the blocking pool), the shared database
+//! behind its lock on the blocking pool (admin routes, keyless end-user routes, key index
+//! misses), blobs on the blocking pool.
 //!
 //! [`spawn`] starts a service inside the caller's tokio runtime; the `auth-service` binary and
 //! the `authconf` harness (embedded mode) both use it.
 
+mod adapter;
 mod blobs;
+mod key_index;
 mod listener;
 mod mail;
 mod objects;
@@ -297,9 +301,9 @@ pub async fn spawn_limited(
         tenants,
         graphs,
         blobs,
-        test_hooks: config.test_hooks,
-        limits,
         keyless_by_address,
+        key_index: key_index::KeyIndex::new(limits.key_index_entries),
+        limits,
     });
     server::start_evictor(Arc::clone(&state), IDLE_EVICTION);
     let mailer = match extras.mail {

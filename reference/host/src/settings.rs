@@ -39,6 +39,9 @@ pub struct Limits {
     /// Memory the live object instances may hold together, by their own estimates, before
     /// the least recently used idle ones are evicted.
     pub object_memory_bytes: usize,
+    /// Entries of the in-memory index from a key's hash to its tenant (positive entries
+    /// only; a miss reads the database). About 200 bytes each.
+    pub key_index_entries: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             core: auth_core::limits::Limits::default(),
             graph: auth_core::graph::GraphLimits::default(),
             object_memory_bytes: crate::objects::MAX_LIVE_OBJECT_BYTES,
+            key_index_entries: 100_000,
         }
     }
 }
@@ -116,6 +120,9 @@ pub struct LimitArgs {
     /// MiB the live object instances may hold together (by estimate) before eviction.
     #[arg(long, env = "OBJECT_MEMORY_MIB", default_value_t = 512)]
     pub object_memory_mib: usize,
+    /// Keys whose tenant is remembered in memory (hash to tenant id; a miss reads the database).
+    #[arg(long, env = "KEY_INDEX_ENTRIES", default_value_t = 100_000)]
+    pub key_index_entries: usize,
 }
 
 impl LimitArgs {
@@ -142,6 +149,7 @@ impl LimitArgs {
                 log_window: self.graph_log_window.max(1),
             },
             object_memory_bytes: self.object_memory_mib.max(1) * 1024 * 1024,
+            key_index_entries: self.key_index_entries.max(1),
         }
     }
 }

@@ -1,33 +1,40 @@
-//! The stateless Worker: no global object on a tenant's path (issue #15).
+//! The stateless Worker: the core's request driver ([`auth_core::driver::drive`]) over the
+//! Worker's host, [`Edge`], so that no global object is on a tenant's path (issue #15).
 //!
-//! A keyed tenant request (`/v1/...`, and `/v1/auth/*` with a tenant key) is handled here up to
-//! the tenant's object: the core's edge ([`auth_core::Service::edge`]: route, method, query and
-//! key-shape checks, the keyed hash, with the refusals the front would give), then the key's
-//! tenant from the index (KV `KEY_INDEX`, hash → tenant id, written by the directory), then the
-//! tenant's `TenantState` object, called directly. The object decides authoritatively: it holds
-//! its tenant's keys and row, so a revoked, expired or foreign key, a suspended or deleted
-//! tenant are refused there, and a hash that is not one of its keys is answered "not mine"
-//! ([`internal::NOT_MINE_HEADER`]). So the index may lag or be wrong without ever admitting a
-//! request: an index miss or a "not mine" goes to the directory, which answers as before and
-//! writes the index.
+//! The driver runs the stateless part of the front here (`Service::begin`: request id, body
+//! limit, route and method, keys in the query, the key's shape and keyed hash; meta routes are
+//! answered here too). Then, for a keyed tenant route (`/v1/...`, and `/v1/auth/*` with a tenant
+//! key):
+//! - [`Host::key_owner`]: the KV index `KEY_INDEX` (key hash → tenant id, written by the
+//!   directory); on a miss, the directory (`/_internal/key-owner`), which looks the key up in
+//!   its mirror and writes the index;
+//! - [`Host::tenant`]: the tenant's `TenantState` object, called directly. It decides
+//!   authoritatively: it holds its tenant's keys and row, so a revoked, expired or foreign key,
+//!   a suspended or deleted tenant are refused there, and a hash that is not one of its keys is
+//!   answered "not mine" ([`internal::NOT_MINE_HEADER`]), whereupon the request goes to the
+//!   directory, which answers as before and corrects the index. So the index may lag or be
+//!   wrong without ever admitting a request.
 //!
-//! Everything else (meta, admin, keyless and access-token end-user routes, test controls) goes
-//! to the directory, as does every request when the settings or the index are missing.
-//!
-//! The three steps have the shape of the core's request driver (`/work/notes/s5`): [`front`]
-//! (the directory), [`key_owner`] (the index), [`tenant`] (the object).
+//! Everything else (admin routes, keyless and access-token end-user routes, test controls) is
+//! [`Host::front`]: the directory object, which answers it whole (notices, usage flushes and test
+//! controls included). The host methods the directory covers that way are never called here.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use auth_core::edge::Edge;
-use auth_core::ApiError;
+use auth_core::driver::{drive, Host};
+use auth_core::graph::GraphRoute;
+use auth_core::ports::{Clock, Entropy};
+use auth_core::route::TenantRoute;
+use auth_core::test_controls::TestControl;
+use auth_core::{ApiError, Front, FrontStep, Notice, Resume, TenantCall, TenantOutcome};
 use worker::{console_error, Env, Request, Response};
 
 use crate::config::Settings;
-use crate::convert::{head_to_core, read_upload, to_core, to_stub_request, to_worker, UPLOAD_PATH};
+use crate::convert::{from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker};
 use crate::internal::{self, Forward};
-use crate::storage::WorkerEntropy;
+use crate::storage::{WorkerClock, WorkerEntropy};
 
 /// The KV namespace of the key index: key hash → tenant id.
 pub const KEY_INDEX: &str = "KEY_INDEX";
@@ -51,147 +58,246 @@ fn settings(env: &Env) -> Option<Rc<Settings>> {
 
 /// Handles one client request (the Worker's `fetch`).
 pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
-    let path = req.path();
-    let Some(settings) = settings(env).filter(|_| path.starts_with("/v1/")) else {
-        return front(env, req).await;
+    let Some(settings) = settings(env) else {
+        return internal::directory_stub(env)?.fetch_with_request(req).await;
     };
-    // A CSV upload's body is read only once the key's tenant is known, as on the native host.
-    let upload = path == UPLOAD_PATH;
+    // A CSV upload's body is read only once the key's tenant is known (`Host::read_upload`),
+    // as on the native host; every other body now, up to 64 KiB.
+    let upload = req.path() == crate::convert::UPLOAD_PATH;
     let core = if upload {
         head_to_core(&req)
     } else {
         to_core(&mut req).await
     };
-    let mut core = match core {
+    let core = match core {
         Ok(c) => c,
-        Err(e) => return problem(e, "-", false),
+        Err(e) => return to_worker(auth_core::finish(e.into_response(), "-", false)),
     };
-    let head = core.method() == http::Method::HEAD;
-    let request_id = auth_core::keys::random_hex(8, &WorkerEntropy);
-    let (key_hash, user_request) = match settings.service.edge(&core) {
-        Edge::Front => return front_with(env, req, &core, upload).await,
-        Edge::Refuse(e) => return problem(e, &request_id, head),
-        Edge::Keyed {
-            key_hash,
-            user_route,
-        } => (key_hash, user_route.is_some()),
+    let origin = req.url()?.origin().ascii_serialization();
+    let host = Edge {
+        env,
+        origin,
+        client: RefCell::new(upload.then_some(req)),
+        clock: WorkerClock { offset_ms: 0 },
     };
-    let Some(tenant_id) = key_owner(env, &key_hash).await else {
-        return front_with(env, req, &core, upload).await;
-    };
-    if upload {
-        if let Err(e) = read_upload(&mut req, &mut core).await {
-            return problem(e, &request_id, head);
+    let driven = drive(&settings.service, &host, core).await;
+    match driven.upgrade {
+        Some(socket) => Ok(socket), // the event stream: the socket is the tenant object's
+        None => to_worker(driven.response),
+    }
+}
+
+/// The Worker's host of the request driver: stateless, one per request.
+pub struct Edge<'a> {
+    env: &'a Env,
+    /// The client's URL origin: a request handed to the directory keeps it (the directory
+    /// reads the tenant's subdomain from it).
+    origin: String,
+    /// The client's request while its body is unread (an upload), for [`Host::read_upload`].
+    client: RefCell<Option<Request>>,
+    /// Only the request id and the stateless checks use it: objects keep their own test clock.
+    clock: WorkerClock,
+}
+
+impl Edge<'_> {
+    /// Hands a request to the directory, under the client's origin, minus any header that
+    /// claims to be internal, with the driver's request id (so the directory's audit records
+    /// and its answer name the id the client sees).
+    async fn directory(&self, core: &auth_core::Request) -> Result<Response, ApiError> {
+        let id = auth_core::request_id(core);
+        let sent = async {
+            let request = to_stub_request(
+                core,
+                &self.origin,
+                |name| !name.as_str().starts_with(internal::HEADER_PREFIX),
+                &[(internal::REQUEST_ID_HEADER, &id)],
+            )?;
+            internal::directory_stub(self.env)?
+                .fetch_with_request(request)
+                .await
+        };
+        sent.await.map_err(|e| {
+            console_error!("calling the directory failed: {e}");
+            ApiError::Unavailable(1)
+        })
+    }
+
+    /// The key's tenant from the directory's mirror (which also writes the index entry).
+    async fn owner_from_directory(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
+        let body = serde_json::json!({ "keyHash": key_hash }).to_string();
+        let answer = async {
+            let stub = internal::directory_stub(self.env)?;
+            let mut resp = internal::post(&stub, internal::KEY_OWNER, None, Some(body)).await?;
+            resp.json::<serde_json::Value>().await
+        };
+        match answer.await {
+            Ok(v) => Ok(v["tenantId"].as_str().map(str::to_owned)),
+            Err(e) => {
+                console_error!("asking the directory for a key's tenant failed: {e}");
+                Err(ApiError::Unavailable(1))
+            }
         }
     }
-    let forward = Forward {
-        key_hash,
-        request_id,
-        user_request,
-        host: core
+
+    /// Runs the call in the tenant's object; `None` when the object says the key is not its
+    /// tenant's (nothing ran there).
+    async fn call_object(&self, call: &TenantCall) -> Result<Option<Response>, ApiError> {
+        let forward = Forward {
+            key_hash: call.key_hash.clone(),
+            request_id: auth_core::request_id(&call.request),
+            user_request: matches!(call.route, TenantRoute::User(_)),
+            host: call
+                .request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            direct: true,
+        };
+        let forward = internal::encode(&forward);
+        let sent = async {
+            let request = to_stub_request(
+                &call.request,
+                "https://tenant.internal",
+                |name| {
+                    !name.as_str().starts_with(internal::HEADER_PREFIX)
+                        && name != http::header::HOST
+                },
+                &[(internal::FORWARD_HEADER, &forward)],
+            )?;
+            internal::tenant_stub(self.env, &call.tenant_id)?
+                .fetch_with_request(request)
+                .await
+        };
+        let resp = sent.await.map_err(|e| {
+            console_error!("calling a tenant's object failed: {e}");
+            ApiError::Unavailable(1)
+        })?;
+        if resp
             .headers()
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        direct: true,
-    };
-    match tenant(env, &tenant_id, &forward, &core).await? {
-        Some(answer) => Ok(answer),
-        // The index was stale or wrong: the directory finds the owner and refreshes it.
-        None => front_core(env, &req, &core).await,
-    }
-}
-
-fn problem(e: ApiError, request_id: &str, head: bool) -> worker::Result<Response> {
-    to_worker(auth_core::finish(e.into_response(), request_id, head))
-}
-
-/// The directory, with the client's request as it came (its body unread).
-pub async fn front(env: &Env, req: Request) -> worker::Result<Response> {
-    internal::directory_stub(env)?.fetch_with_request(req).await
-}
-
-/// The directory, after the Worker has looked at `core`: an upload still has its body unread
-/// in `req` and is passed on as it came; any other request was read into `core`.
-async fn front_with(
-    env: &Env,
-    req: Request,
-    core: &auth_core::Request,
-    upload: bool,
-) -> worker::Result<Response> {
-    if upload {
-        return front(env, req).await;
-    }
-    front_core(env, &req, core).await
-}
-
-/// The directory, with a request rebuilt from `core` under the client's own URL (the
-/// directory reads the host from it), minus any header that claims to be internal.
-async fn front_core(
-    env: &Env,
-    req: &Request,
-    core: &auth_core::Request,
-) -> worker::Result<Response> {
-    let url = req.url()?;
-    let origin = url.origin().ascii_serialization();
-    let request = to_stub_request(
-        core,
-        &origin,
-        |name| !name.as_str().starts_with(internal::HEADER_PREFIX),
-        &[],
-    )?;
-    internal::directory_stub(env)?
-        .fetch_with_request(request)
-        .await
-}
-
-/// The tenant whose key has hash `key_hash`, from the index; `None` on a miss, or when the
-/// index cannot be read (the directory knows).
-pub async fn key_owner(env: &Env, key_hash: &str) -> Option<String> {
-    let kv = match env.kv(KEY_INDEX) {
-        Ok(kv) => kv,
-        Err(_) => return None, // no index bound: every tenant request goes to the directory
-    };
-    match kv.get(key_hash).text().await {
-        Ok(found) => found.filter(|t| !t.is_empty()),
-        Err(e) => {
-            console_error!("reading the key index failed: {e}");
-            None
+            .has(internal::NOT_MINE_HEADER)
+            .unwrap_or(false)
+        {
+            return Ok(None);
         }
+        Ok(Some(resp))
     }
 }
 
-/// Runs a client request in the tenant's object: its answer, without the internal headers,
-/// or `None` when the object says the key is not its tenant's (nothing ran there).
-pub async fn tenant(
-    env: &Env,
-    tenant_id: &str,
-    forward: &Forward,
-    core: &auth_core::Request,
-) -> worker::Result<Option<Response>> {
-    let forward = internal::encode(forward);
-    let request = to_stub_request(
-        core,
-        "https://tenant.internal",
-        |name| !name.as_str().starts_with(internal::HEADER_PREFIX) && name != http::header::HOST,
-        &[(internal::FORWARD_HEADER, &forward)],
-    )?;
-    let resp = internal::tenant_stub(env, tenant_id)?
-        .fetch_with_request(request)
-        .await?;
+/// The answer of an object or of the directory, as the driver's outcome: a 101 keeps the
+/// platform's own answer (it carries the socket).
+async fn outcome(resp: Response) -> (TenantOutcome, Option<Response>) {
     if resp.status_code() == 101 {
-        return Ok(Some(resp)); // the event stream: the socket is the tenant object's
+        let mut switching = http::Response::new(Vec::new());
+        *switching.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        return (TenantOutcome::Respond(switching), Some(resp));
     }
-    if resp.headers().has(internal::NOT_MINE_HEADER)? {
-        return Ok(None);
+    let mut core = from_worker(resp).await;
+    internal::strip(core.headers_mut());
+    (TenantOutcome::Respond(core), None)
+}
+
+/// The directory answers these routes whole, so the driver never asks the Worker for them.
+fn directory_only() -> ApiError {
+    console_error!("the driver asked the stateless Worker for what the directory does");
+    ApiError::Internal
+}
+
+impl Host for Edge<'_> {
+    type Upgrade = Response;
+
+    fn clock(&self) -> &dyn Clock {
+        &self.clock
     }
-    let headers = resp.headers().clone();
-    let internal_names: Vec<String> = headers
-        .keys()
-        .filter(|n| n.starts_with(internal::HEADER_PREFIX))
-        .collect();
-    for name in internal_names {
-        headers.delete(&name)?;
+
+    fn entropy(&self) -> &dyn Entropy {
+        &WorkerEntropy
     }
-    Ok(Some(resp.with_headers(headers)))
+
+    /// The directory runs the shared part of the front and answers it whole.
+    async fn front(&self, step: FrontStep) -> Result<Front, ApiError> {
+        let resp = self.directory(step.request()).await?;
+        let mut response = from_worker(resp).await;
+        internal::strip(response.headers_mut());
+        Ok(Front::Respond {
+            response,
+            notices: Vec::new(),
+        })
+    }
+
+    async fn resume(&self, _resume: Resume) -> Result<auth_core::Response, ApiError> {
+        Err(directory_only())
+    }
+
+    /// The index (KV), then the directory on a miss.
+    async fn key_owner(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
+        if let Ok(kv) = self.env.kv(KEY_INDEX) {
+            match kv.get(key_hash).text().await {
+                Ok(Some(tenant)) if !tenant.is_empty() => return Ok(Some(tenant)),
+                Ok(_) => {}
+                Err(e) => console_error!("reading the key index failed: {e}"),
+            }
+        }
+        self.owner_from_directory(key_hash).await
+    }
+
+    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        Err(directory_only())
+    }
+
+    async fn read_upload(&self, _request: &auth_core::Request) -> Result<Vec<u8>, ApiError> {
+        let Some(mut client) = self.client.borrow_mut().take() else {
+            return Err(ApiError::Internal);
+        };
+        let mut core = http::Request::new(Vec::new());
+        read_upload(&mut client, &mut core).await?;
+        Ok(core.into_body())
+    }
+
+    /// The tenant's object, directly; a "not mine" goes to the directory, which finds the
+    /// key's real owner in its mirror, answers, and corrects the index.
+    async fn tenant(
+        &self,
+        call: &Arc<TenantCall>,
+    ) -> Result<(TenantOutcome, Option<Response>), ApiError> {
+        let resp = match self.call_object(call).await? {
+            Some(resp) => resp,
+            None => self.directory(&call.request).await?,
+        };
+        Ok(outcome(resp).await)
+    }
+
+    /// The tenant's object runs graph routes itself (with its `GraphStateCSV` object and R2),
+    /// audit included: its answer is a whole `TenantOutcome::Respond`.
+    async fn graph(
+        &self,
+        _call: &Arc<TenantCall>,
+        _route: GraphRoute,
+        _actor: &str,
+    ) -> Result<auth_core::Response, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn store_upload(&self, _call: &Arc<TenantCall>) -> Result<usize, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn read_blob(&self, _key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn audit(&self, _tenant_id: &str, _notice: Notice) -> Result<(), ApiError> {
+        Err(directory_only())
+    }
+
+    async fn flush_usage(&self) {
+        directory_only();
+    }
+
+    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
+        Err(directory_only())
+    }
 }

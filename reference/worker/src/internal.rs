@@ -47,6 +47,13 @@ pub const FLUSH: &str = "/_internal/flush";
 pub const FIRE: &str = "/_internal/fire";
 /// Tenant object: fire the alarm if it is due under the clock in the [`Sync`].
 pub const CLOCK: &str = "/_internal/clock";
+/// Worker → directory, on a request it hands over: the request id the driver gave it (the
+/// directory names it in its answer and audit records). Only the Worker sets it: it drops
+/// every internal header a client sent.
+pub const REQUEST_ID_HEADER: &str = "x-authconf-internal-request-id";
+/// Directory: the tenant owning a key hash (`{"keyHash"}` → `{"tenantId"}`), from the mirror;
+/// also writes the index entry. The stateless Worker asks on an index miss.
+pub const KEY_OWNER: &str = "/_internal/key-owner";
 /// Tenant object: apply the [`Sync`] and nothing else (a keyring rotation reaching every
 /// tenant's object before the admin's answer).
 pub const SYNC: &str = "/_internal/sync";

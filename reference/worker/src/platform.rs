@@ -20,9 +20,9 @@
 use std::cell::{Cell, RefCell};
 
 use auth_core::ports::{Sql, SqlValue, StorageError};
+use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
-use auth_core::users::UserRequest;
-use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports};
+use auth_core::{ApiError, Front, Notice, Ports, Stage};
 use http::{Method, StatusCode};
 use serde_json::json;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
@@ -121,14 +121,55 @@ impl Platform {
         auth_core::ports::Clock::now_ms(&*self.clock.borrow())
     }
 
-    fn front(&self, req: auth_core::Request) -> Front {
+    /// The core's front, both parts, over the directory's rows (the key's owner from its
+    /// mirror of the keys); with the request id and whether the request is HEAD.
+    fn front(&self, req: auth_core::Request) -> (Front, String, bool) {
         let clock = self.clock.borrow();
         let ports = Ports {
             db: &self.db,
             clock: &*clock,
             entropy: &WorkerEntropy,
         };
-        self.settings.service.front(&ports, req)
+        let service = &self.settings.service;
+        // The stateless Worker ran the front's first part already and gave the request its
+        // id: keep it, so the answer and the audit records name the id the client sees.
+        let given = req
+            .headers()
+            .get(internal::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(GivenId::parse);
+        let begun = match &given {
+            Some(id) => service.begin(&*clock, id, req),
+            None => service.begin(&*clock, &WorkerEntropy, req),
+        };
+        let refuse = |e: ApiError| Front::Respond {
+            response: e.into_response(),
+            notices: Vec::new(),
+        };
+        let front = match begun.stage {
+            Stage::Respond(response) => Front::Respond {
+                response,
+                notices: Vec::new(),
+            },
+            Stage::Keyed(keyed) => match service.key_owner(&self.db, &keyed.key_hash) {
+                Ok(Some(tenant_id)) => Front::Tenant(keyed.into_call(tenant_id)),
+                Ok(None) => refuse(ApiError::Unauthorized),
+                Err(e) => refuse(e),
+            },
+            Stage::Shared(step) => service.front(&ports, step),
+        };
+        (front, begun.request_id, begun.head)
+    }
+
+    /// Answers an admin metrics read once usage is flushed.
+    fn resume(&self, resume: auth_core::Resume) -> auth_core::Response {
+        let clock = self.clock.borrow();
+        let ports = Ports {
+            db: &self.db,
+            clock: &*clock,
+            entropy: &WorkerEntropy,
+        };
+        self.settings.service.resume(&ports, resume)
     }
 
     /// What a call to `tenant_id`'s object carries: its row, the keyring, the clock.
@@ -217,6 +258,31 @@ const KV_OUTBOX_DDL: [&str; 2] = [
      BEGIN INSERT OR REPLACE INTO _kv_outbox (key_hash, tenant_id) \
      VALUES (NEW.key_hash, NEW.tenant_id); END",
 ];
+
+/// A request id given by the stateless Worker (16 hex digits), replayed as the randomness
+/// `Service::begin` draws the id from: its only draw.
+struct GivenId([u8; 8]);
+
+impl GivenId {
+    fn parse(hex: &str) -> Option<Self> {
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 8];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl auth_core::ports::Entropy for GivenId {
+    fn fill(&self, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.0[i % 8];
+        }
+    }
+}
 
 /// How many tenants' objects the directory calls at once when it calls them all.
 const FAN_OUT: usize = 16;
@@ -536,6 +602,11 @@ impl AuthPlatform {
         } else if !path.starts_with("/_test/") {
             self.client_calls.set(self.client_calls.get() + 1);
         }
+        if path == internal::KEY_OWNER {
+            // On behalf of a client request (an index miss): counted as the directory's.
+            self.client_calls.set(self.client_calls.get() + 1);
+            return self.key_owner(&mut req).await;
+        }
         if path == internal::MERGE_KEYS || path == internal::MERGE_USAGE {
             let Ok(shipment) = req.json::<Shipment>().await else {
                 return problem(ApiError::Internal);
@@ -603,36 +674,35 @@ impl AuthPlatform {
         }
         let keyring_change =
             req.method() == Method::POST && req.uri().path().starts_with("/admin/jwt/");
-        let mut req = req;
-        let decided = loop {
-            let Some(front) = self.with(|p| p.front(req)) else {
-                return problem(ApiError::Internal);
-            };
-            match front {
-                Front::FlushMetrics { mut request }
-                    if request.extensions().get::<MetricsFlushed>().is_none() =>
-                {
-                    let segments =
-                        auth_core::http::path_segments(request.uri().path()).unwrap_or_default();
-                    // A tenant's metrics are exact: that tenant's object gives its pending
-                    // counts first. The platform-wide views read what the objects' alarms
-                    // pushed (at most FLUSH_INTERVAL_MS old): asking every tenant's object
-                    // would cost one call per tenant for each view (see docs/worker.md).
-                    let targets = match &segments[..] {
-                        [_, _, id, _] if self.with(|p| p.tenant_exists(id)) == Some(true) => {
-                            vec![id.clone()]
-                        }
-                        _ => Vec::new(),
-                    };
-                    self.flush_metrics(targets).await;
-                    request.extensions_mut().insert(MetricsFlushed);
-                    req = request;
+        // A tenant's metrics are exact: that tenant's object gives its pending counts first.
+        // The platform-wide views read what the objects' alarms pushed (at most
+        // FLUSH_INTERVAL_MS old): asking every tenant's object would cost one call per tenant
+        // for each view (see docs/worker.md).
+        let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
+        let flush_targets = match &segments[..] {
+            [admin, _, id, metrics] if admin == "admin" && metrics == "metrics" => {
+                if self.with(|p| p.tenant_exists(id)) == Some(true) {
+                    vec![id.clone()]
+                } else {
+                    Vec::new()
                 }
-                f => break f,
             }
+            _ => Vec::new(),
         };
+        let Some((decided, request_id, head)) = self.with(|p| p.front(req)) else {
+            return problem(ApiError::Internal);
+        };
+        let finish = |r| to_worker(auth_core::finish(r, &request_id, head));
         match decided {
-            Front::FlushMetrics { .. } => problem(ApiError::Internal),
+            Front::FlushMetrics(resume) => {
+                self.flush_metrics(flush_targets).await;
+                match self.with(|p| p.resume(resume)) {
+                    Some(response) => finish(response),
+                    None => problem(ApiError::Internal),
+                }
+            }
+            // Test controls are answered before dispatch (`handle`).
+            Front::TestControl(_) => finish(ApiError::NotFound.into_response()),
             Front::Respond { response, notices } => {
                 // The directory's rows reach D1 before the tenant's object writes rows that
                 // refer to them.
@@ -654,21 +724,17 @@ impl AuthPlatform {
                         return problem(ApiError::Internal);
                     }
                 }
-                to_worker(response)
+                finish(response)
             }
-            Front::Tenant {
-                tenant_id,
-                key_hash,
-                mut request,
-            } => {
+            Front::Tenant(mut call) => {
                 if let Some(body) = upload {
-                    if let Err(e) = read_upload(body, &mut request).await {
-                        let id = auth_core::request_id(&request);
-                        let head = request.method() == Method::HEAD;
-                        return to_worker(auth_core::finish(e.into_response(), &id, head));
+                    if let Err(e) = read_upload(body, &mut call.request).await {
+                        return finish(e.into_response());
                     }
                 }
-                self.forward(&tenant_id, key_hash, request).await
+                let user_request = matches!(call.route, TenantRoute::User(_));
+                self.forward(&call.tenant_id, call.key_hash, user_request, call.request)
+                    .await
             }
         }
     }
@@ -678,6 +744,7 @@ impl AuthPlatform {
         &self,
         tenant_id: &str,
         key_hash: String,
+        user_request: bool,
         req: auth_core::Request,
     ) -> worker::Result<Response> {
         let sync = match self.with(|p| p.sync_for(tenant_id)) {
@@ -687,7 +754,7 @@ impl AuthPlatform {
         let forward = Forward {
             key_hash: key_hash.clone(),
             request_id: auth_core::request_id(&req),
-            user_request: req.extensions().get::<UserRequest>().is_some(),
+            user_request,
             host: req
                 .headers()
                 .get(http::header::HOST)
@@ -725,6 +792,29 @@ impl AuthPlatform {
         let mut core = from_worker(resp).await;
         internal::strip(core.headers_mut());
         to_worker(core)
+    }
+
+    /// `/_internal/key-owner`: the tenant of a key hash from the mirror, for the stateless
+    /// Worker after an index miss; writes the index entry too.
+    async fn key_owner(&self, req: &mut Request) -> worker::Result<Response> {
+        let Ok(asked) = req.json::<serde_json::Value>().await else {
+            return problem(ApiError::Internal);
+        };
+        let Some(hash) = asked["keyHash"].as_str() else {
+            return problem(ApiError::Internal);
+        };
+        let owner = self.with(|p| p.settings.service.key_owner(&p.db, hash));
+        let tenant = match owner {
+            Some(Ok(t)) => t,
+            _ => return problem(ApiError::Internal),
+        };
+        if let Some(t) = &tenant {
+            self.index_one(hash, t).await;
+        }
+        to_worker(auth_core::http::json(
+            StatusCode::OK,
+            &json!({ "tenantId": tenant }),
+        ))
     }
 
     /// Points the index at `tenant_id` for `key_hash` (found in the mirror by the front).

@@ -27,8 +27,11 @@ use auth_core::objects::{
     DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
-use auth_core::users::{mail, UserRequest, UserRoute};
-use auth_core::{ApiError, Notice, RequestId, TenantOutcome, TenantState as TenantObject};
+use auth_core::route::{GraphOp, Route, TenantRoute};
+use auth_core::users::mail;
+use auth_core::{
+    ApiError, Notice, RequestId, TenantCall, TenantOutcome, TenantState as TenantObject,
+};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -820,12 +823,15 @@ impl TenantState {
         core_req
             .extensions_mut()
             .insert(RequestId(forward.request_id.clone()));
-        if forward.user_request {
-            let leaf = core_req.uri().path().rsplit('/').next().unwrap_or("");
-            if let Some(route) = UserRoute::parse(leaf) {
-                core_req.extensions_mut().insert(UserRequest { route });
+        // The directory parsed the route; the object parses it again from the forwarded request.
+        let route = match Route::parse(core_req.method(), core_req.uri().path()) {
+            Ok(Route::Tenant(route))
+                if forward.user_request == matches!(route, TenantRoute::User(_)) =>
+            {
+                route
             }
-        }
+            _ => return problem(ApiError::NotFound),
+        };
         let head = core_req.method() == Method::HEAD;
         let upgrade = core_req.uri().path() == "/v1/events"
             && core_req
@@ -834,14 +840,21 @@ impl TenantState {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let request_id = forward.request_id.clone();
-        let (actor, headers, now, tenant_id) = {
+        let (op, actor, headers, now, tenant_id) = {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
                 return problem(ApiError::Internal);
             };
+            let call = TenantCall {
+                tenant_id: inner.tenant_id.borrow().clone(),
+                key_hash: forward.key_hash.clone(),
+                route,
+                request: std::mem::take(&mut core_req),
+            };
             let called = inner.call(&self.state, upgrade, |o, env| {
-                Ok(o.fetch(env, &inner.settings.service, &core_req, &forward.key_hash))
+                Ok(o.fetch(env, &inner.settings.service, &call))
             });
+            core_req = call.request;
             let (outcome, client) = match called {
                 Ok(r) => r,
                 Err(e) => {
@@ -863,10 +876,12 @@ impl TenantState {
                     return with_alarm(resp, inner);
                 }
                 TenantOutcome::Graph {
+                    op,
                     actor_key_id,
                     headers,
                     ..
                 } => (
+                    op,
                     actor_key_id,
                     headers,
                     inner.now_ms(),
@@ -875,7 +890,7 @@ impl TenantState {
             }
         };
         let mut resp = self
-            .run_graph(&tenant_id, &actor, &request_id, now, &core_req)
+            .run_graph(&tenant_id, op, &actor, &request_id, now, &core_req)
             .await;
         for (k, v) in &headers {
             resp.headers_mut().insert(k, v.clone());
@@ -917,6 +932,7 @@ impl TenantState {
     async fn run_graph(
         &self,
         tenant_id: &str,
+        op: GraphOp,
         actor: &str,
         request_id: &str,
         now: i64,
@@ -932,7 +948,7 @@ impl TenantState {
         if !resp.status().is_success() {
             return resp;
         }
-        let audit = GraphCall::of(req).ok().and_then(|call| call.audit());
+        let audit = GraphCall::of(op).audit();
         if let Some(audit) = audit {
             let notice = Notice {
                 actor: actor.to_owned(),

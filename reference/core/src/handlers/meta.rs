@@ -5,18 +5,18 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::http::{json, Response};
-use crate::ports::Ports;
+use crate::ports::Clock;
 use crate::Service;
 
 /// The OpenAPI 3.1 document of the contract this core serves.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-pub fn health(ports: &Ports) -> Response {
+pub fn health(clock: &dyn Clock) -> Response {
     json(
         StatusCode::OK,
         &Health {
             status: "ok".into(),
-            timestamp: ports.clock.now_ms(),
+            timestamp: clock.now_ms(),
             version: crate::VERSION.into(),
         },
     )
