@@ -5,7 +5,7 @@
 //! limit, route and method, keys in the query, the key's shape and keyed hash; meta routes are
 //! answered here too). Then, for a keyed tenant route (`/v1/...`, and `/v1/auth/*` with a tenant
 //! key):
-//! - [`Host::key_owner`]: the KV index `KEY_INDEX` (key hash → tenant id, written by the
+//! - [`Host::key_owner`]: the isolate's own cache of key owners, then the KV index `KEY_INDEX` (key hash → tenant id, written by the
 //!   directory); on a miss, the directory (`/_internal/key-owner`), which looks the key up in
 //!   its mirror and writes the index;
 //! - [`Host::tenant`]: the tenant's `TenantState` object, called directly. It decides
@@ -20,6 +20,7 @@
 //! controls included). The host methods the directory covers that way are never called here.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -39,9 +40,68 @@ use crate::storage::{WorkerClock, WorkerEntropy};
 /// The KV namespace of the key index: key hash → tenant id.
 pub const KEY_INDEX: &str = "KEY_INDEX";
 
+/// How many key → tenant entries an isolate keeps in memory before it starts afresh.
+const OWNERS_CACHED: usize = 10_000;
+
+/// The test control that empties this isolate's cache of key owners (test hooks on, the
+/// platform admin only): a test that changes the index (KV) behind the Worker's back uses it.
+pub const FORGET_OWNERS: &str = "/_test/forget-key-owners";
+
 thread_local! {
     /// The settings, read once per isolate (the hasher's pepper, the admin key's hash).
     static SETTINGS: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
+    /// Key hash → tenant id, as the index or the directory said: a key's tenant never
+    /// changes, and the tenant's object refuses a key that is not its own (the entry is then
+    /// dropped), so a stale entry costs a directory call, never a wrong answer. Positive
+    /// entries only, bounded: an unknown key cannot grow it.
+    static OWNERS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+fn cached_owner(key_hash: &str) -> Option<String> {
+    OWNERS.with(|m| m.borrow().get(key_hash).cloned())
+}
+
+fn remember_owner(key_hash: &str, tenant_id: &str) {
+    OWNERS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= OWNERS_CACHED {
+            m.clear();
+        }
+        m.insert(key_hash.to_owned(), tenant_id.to_owned());
+    });
+}
+
+fn forget_owner(key_hash: &str) {
+    OWNERS.with(|m| m.borrow_mut().remove(key_hash));
+}
+
+/// `POST /_test/forget-key-owners`: empties the cache; `None` when the request is not that.
+fn forget_owners(settings: &Settings, req: &auth_core::Request) -> Option<auth_core::Response> {
+    if !settings.test_hooks || req.uri().path() != FORGET_OWNERS {
+        return None;
+    }
+    let auth = settings.service.authenticator();
+    let admin = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| {
+            auth_core::keys::KeyHasher::same(&auth.hasher.hash(t.trim()), &auth.admin_key_hash)
+        });
+    if !admin || req.method() != http::Method::POST {
+        return None; // the directory answers it as any unknown or unauthorised test control
+    }
+    let forgotten = OWNERS.with(|m| {
+        let mut m = m.borrow_mut();
+        let n = m.len();
+        m.clear();
+        n
+    });
+    Some(auth_core::http::json(
+        http::StatusCode::OK,
+        &serde_json::json!({ "forgotten": forgotten }),
+    ))
 }
 
 fn settings(env: &Env) -> Option<Rc<Settings>> {
@@ -73,6 +133,9 @@ pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
         Ok(c) => c,
         Err(e) => return to_worker(auth_core::finish(e.into_response(), "-", false)),
     };
+    if let Some(answer) = forget_owners(&settings, &core) {
+        return to_worker(auth_core::finish(answer, "-", false));
+    }
     let origin = req.url()?.origin().ascii_serialization();
     let host = Edge {
         env,
@@ -229,16 +292,26 @@ impl Host for Edge<'_> {
         Err(directory_only())
     }
 
-    /// The index (KV), then the directory on a miss.
+    /// This isolate's cache, then the index (KV), then the directory on a miss.
     async fn key_owner(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
+        if let Some(tenant) = cached_owner(key_hash) {
+            return Ok(Some(tenant));
+        }
         if let Ok(kv) = self.env.kv(KEY_INDEX) {
             match kv.get(key_hash).text().await {
-                Ok(Some(tenant)) if !tenant.is_empty() => return Ok(Some(tenant)),
+                Ok(Some(tenant)) if !tenant.is_empty() => {
+                    remember_owner(key_hash, &tenant);
+                    return Ok(Some(tenant));
+                }
                 Ok(_) => {}
                 Err(e) => console_error!("reading the key index failed: {e}"),
             }
         }
-        self.owner_from_directory(key_hash).await
+        let owner = self.owner_from_directory(key_hash).await?;
+        if let Some(tenant) = &owner {
+            remember_owner(key_hash, tenant);
+        }
+        Ok(owner)
     }
 
     async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
@@ -265,7 +338,10 @@ impl Host for Edge<'_> {
     ) -> Result<(TenantOutcome, Option<Response>), ApiError> {
         let resp = match self.call_object(call).await? {
             Some(resp) => resp,
-            None => self.directory(&call.request).await?,
+            None => {
+                forget_owner(&call.key_hash);
+                self.directory(&call.request).await?
+            }
         };
         Ok(outcome(resp).await)
     }

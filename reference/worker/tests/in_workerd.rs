@@ -873,6 +873,20 @@ fn index_entry(stack: &Stack, key: &str) -> Option<String> {
     .map(|v| String::from_utf8(v).expect("a tenant id"))
 }
 
+/// Empties the Worker's in-memory cache of key owners, so the next request reads the index.
+async fn forget_key_owners(client: &reqwest::Client, base: &str) {
+    let r = call(
+        client,
+        base,
+        ADMIN_KEY,
+        "POST",
+        "/_test/forget-key-owners",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// Sets (`Some`) or removes the index entry of `key`, as a lagging or wrong index would hold it.
 fn set_index_entry(stack: &Stack, key: &str, tenant: Option<&str>) {
     let db = rusqlite::Connection::open(index_path(stack)).expect("kv.sqlite");
@@ -942,6 +956,7 @@ async fn a_tenant_request_with_a_warm_index_never_reaches_the_directory() {
 
     // A miss goes to the directory once, which fills the index again.
     set_index_entry(&stack, &sk, None);
+    forget_key_owners(&client, &base).await;
     assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 1);
     assert_eq!(index_entry(&stack, &sk).as_deref(), Some(a.as_str()));
     assert_eq!(directory_calls_for(&client, &base, &sk, 2, 200).await, 0);
@@ -949,6 +964,7 @@ async fn a_tenant_request_with_a_warm_index_never_reaches_the_directory() {
     // A wrong entry: the other tenant's object says "not mine", the directory answers and
     // corrects the index; the other tenant counted nothing.
     set_index_entry(&stack, &sk, Some(&b));
+    forget_key_owners(&client, &base).await;
     assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 1);
     assert_eq!(index_entry(&stack, &sk).as_deref(), Some(a.as_str()));
     assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 0);
