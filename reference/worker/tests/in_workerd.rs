@@ -9,7 +9,11 @@
 //! - the objects' internal protocol is not reachable from outside: `/_internal/*` is 404, no
 //!   internal header leaves in an answer, and one a client forges is not believed;
 //! - bodies declared over their route's limit are refused before they are read, and the body
-//!   of a CSV upload without a valid key is not read at all (the 401 comes while it is withheld).
+//!   of a CSV upload without a valid key is not read at all (the 401 comes while it is withheld);
+//! - no global object on a tenant's path: a keyed request with a warm key index costs the
+//!   directory no call; a missing or wrong index entry costs one and is refilled; a revoked
+//!   key, a suspended and a deleted tenant are refused with their entries in place; a keyring
+//!   rotation is seen by the next direct call of another tenant.
 //!
 //! Needs the artifact (`scripts/build-worker`) and the npm tools
 //! (`scripts/install-worker-tools`); `scripts/test` runs both before the tests. A missing one
