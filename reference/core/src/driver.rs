@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use crate::front::{finish, Front, FrontStep, Resume, Service, Stage, TenantCall};
+use crate::front::{Front, FrontStep, Resume, Service, Stage};
 use crate::graph::{blob_key, upload_answer, GraphCall, GraphRoute};
-use crate::http::{ApiError, Request, Response};
+use crate::http::{finish, request_id, ApiError, Request, Response};
 use crate::notice::Notice;
 use crate::ports::{Clock, Entropy};
 use crate::route::GraphOp;
-use crate::tenant_state::TenantOutcome;
+use crate::tenant_state::{TenantCall, TenantOutcome};
 use crate::test_controls::TestControl;
 
 /// What a host provides to [`drive`].
@@ -193,7 +193,7 @@ async fn run_graph<H: Host>(
             action: audit.action.to_owned(),
             target: "graph".into(),
             detail: audit.detail(&response),
-            request_id: crate::front::request_id(&call.request),
+            request_id: request_id(&call.request),
             end_sessions: false,
         };
         // The change is made and answered; a lost audit record is for the host to log, not

@@ -14,18 +14,19 @@
 //!
 //! [`crate::driver::drive`] runs the whole sequence over a host.
 
-use ::http::{header, HeaderValue, Method};
+use ::http::Method;
 use serde_json::json;
 
 use crate::auth::Authenticator;
 use crate::handlers::admin::{self, JwtAction};
 use crate::handlers::meta;
 use crate::handlers::platform::{self, AdminCaller};
-use crate::http::{self, ApiError, Request, Response};
+use crate::http::{self, request_id, ApiError, Request, RequestId, Response};
 use crate::keys::{self, KeyHasher};
 use crate::notice::{Notice, ADMIN_ACTOR};
 use crate::ports::{Clock, Entropy, Ports, Sql};
 use crate::route::{AdminRoute, MetaRoute, Route, TenantRoute};
+use crate::tenant_state::{TenantCall, TenantContext};
 use crate::test_controls::TestControl;
 use crate::users::{self, UserRoute};
 use crate::{model, store};
@@ -43,11 +44,6 @@ pub struct Config {
     pub test_hooks: bool,
 }
 
-/// The id of the request being handled, carried in the request's extensions from the front
-/// to the objects, so audit records name the request that caused them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
 /// What the host should log about a handled request. Never holds a secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -55,18 +51,6 @@ pub struct Outcome {
     pub status: u16,
     /// Set when the request failed inside the service (a storage error).
     pub internal_error: bool,
-}
-
-/// A tenant route to run in the tenant's `TenantState` object, with the route the front
-/// parsed (the object never reads the path again).
-#[derive(Debug)]
-pub struct TenantCall {
-    pub tenant_id: String,
-    /// Keyed hash of the tenant key the request carries; empty for end-user routes that name
-    /// their tenant otherwise (an access token, `X-Tenant-ID`, the subdomain, the query).
-    pub key_hash: String,
-    pub route: TenantRoute,
-    pub request: Request,
 }
 
 /// What the stateless part of the front decided ([`Service::begin`]).
@@ -168,7 +152,7 @@ pub struct Resume {
 
 /// The service: configuration plus the request entry points.
 pub struct Service {
-    pub(crate) config: Config,
+    config: Config,
     authenticator: Authenticator,
     jwt: Option<users::jwt::JwtSecrets>,
     passwords: std::sync::Arc<dyn users::password::PasswordWork>,
@@ -240,6 +224,16 @@ impl Service {
         &self.authenticator
     }
 
+    /// What a tenant's object needs of the service to run a call.
+    pub fn tenant_context(&self) -> TenantContext<'_> {
+        TenantContext {
+            authenticator: &self.authenticator,
+            limits: &self.limits,
+            jwt: self.jwt.as_ref(),
+            passwords: &*self.passwords,
+        }
+    }
+
     /// The stateless part of the front: no storage, so a host runs it inline. Never panics on
     /// any input; every failure is a problem document.
     pub fn begin(&self, clock: &dyn Clock, entropy: &dyn Entropy, mut req: Request) -> Begun {
@@ -271,7 +265,10 @@ impl Service {
                 return Ok(Stage::Respond(match m {
                     MetaRoute::Health => meta::health(clock),
                     MetaRoute::OpenApi => meta::openapi(),
-                    MetaRoute::Capabilities => meta::capabilities(self),
+                    MetaRoute::Capabilities => meta::capabilities(
+                        self.config.base_domain.as_deref(),
+                        self.config.test_hooks,
+                    ),
                 }))
             }
             Route::Admin(a) => {
@@ -441,28 +438,4 @@ impl Service {
             AdminRoute::JwtRetirePrevious => only(jwt(JwtAction::RetirePrevious)?),
         }
     }
-}
-
-/// Adds the headers every answer carries, and empties HEAD answers.
-pub fn finish(mut resp: Response, request_id: &str, head: bool) -> Response {
-    if head {
-        resp.body_mut().clear();
-    }
-    let headers = resp.headers_mut();
-    headers.insert(
-        "x-request-id",
-        HeaderValue::from_str(request_id).unwrap_or(HeaderValue::from_static("-")),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// The request id the front gave a request.
-pub fn request_id(req: &Request) -> String {
-    req.extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default()
 }

@@ -43,15 +43,12 @@ pub mod test_controls;
 pub mod users;
 
 pub use crate::driver::{drive, Driven, Host};
-pub use crate::front::{
-    finish, request_id, Begun, Config, Front, FrontStep, Keyed, Outcome, RequestId, Resume,
-    Service, Stage, TenantCall,
-};
-pub use crate::http::{ApiError, Request, Response};
+pub use crate::front::{Begun, Config, Front, FrontStep, Keyed, Outcome, Resume, Service, Stage};
+pub use crate::http::{finish, request_id, ApiError, Request, RequestId, Response};
 pub use crate::notice::Notice;
 pub use crate::ports::Ports;
 pub use crate::route::Route;
-pub use crate::tenant_state::{TenantOutcome, TenantState};
+pub use crate::tenant_state::{TenantCall, TenantContext, TenantOutcome, TenantState};
 
 /// Version of this implementation, reported by `/health` and the capabilities document.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,23 +19,48 @@ use auth_contract::PublicTenantEnvelope;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
+use crate::auth::Authenticator;
 use crate::auth::TenantCaller;
-use crate::front::{Service, TenantCall};
 use crate::handlers::api_keys::{self, Changed};
 use crate::http::{self as h, ApiError, Request, Response};
 use crate::keys::KeyType;
+use crate::limits::Limits;
 use crate::model::{rfc3339, KeyRecord, TenantRecord, TenantStatus};
 use crate::objects::{DurableObject, ObjectEnv, SocketId};
 use crate::ports::{Ports, SqlValue, StorageError};
 use crate::ratelimit::{Decision, FixedWindow, Quota, ALGORITHM};
 use crate::route::{ApiRoute, GraphOp, TenantRoute};
 use crate::store::{self, TenantScope};
+use crate::users::jwt::JwtSecrets;
+use crate::users::password::PasswordWork;
 use crate::users::{self, UserRoute};
 
 /// Close code sent to sockets whose credential stopped working (policy violation).
 pub const CLOSE_CREDENTIAL_ENDED: u16 = 1008;
 
 pub use crate::notice::{Notice, ADMIN_ACTOR};
+
+/// A tenant route to run in the tenant's `TenantState` object, with the route the front
+/// parsed (the object never reads the path again).
+#[derive(Debug)]
+pub struct TenantCall {
+    pub tenant_id: String,
+    /// Keyed hash of the tenant key the request carries; empty for end-user routes that name
+    /// their tenant otherwise (an access token, `X-Tenant-ID`, the subdomain, the query).
+    pub key_hash: String,
+    pub route: TenantRoute,
+    pub request: Request,
+}
+
+/// What the object needs of the service (not the whole [`crate::Service`]).
+#[derive(Clone, Copy)]
+pub struct TenantContext<'a> {
+    pub authenticator: &'a Authenticator,
+    pub limits: &'a Limits,
+    /// The signing secrets, if end-user auth is on.
+    pub jwt: Option<&'a JwtSecrets>,
+    pub passwords: &'a dyn PasswordWork,
+}
 
 /// What the object decided about a tenant request.
 #[derive(Debug)]
@@ -307,10 +332,10 @@ impl TenantState {
     pub fn fetch(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         call: &TenantCall,
     ) -> TenantOutcome {
-        let outcome = self.fetch_uncounted(env, service, call);
+        let outcome = self.fetch_uncounted(env, ctx, call);
         let limited = matches!(&outcome, TenantOutcome::Respond(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
         let endpoint = crate::metrics::endpoint_template(call.route.endpoint());
         // Counting must never fail a request: a lost count is the lesser harm.
@@ -321,15 +346,15 @@ impl TenantState {
     fn fetch_uncounted(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         call: &TenantCall,
     ) -> TenantOutcome {
         let (req, key_hash) = (&call.request, call.key_hash.as_str());
         let tried = match &call.route {
             TenantRoute::User(route) => self
-                .try_fetch_user(env, service, req, key_hash, *route)
+                .try_fetch_user(env, ctx, req, key_hash, *route)
                 .map(TenantOutcome::Respond),
-            TenantRoute::Api(route) => self.try_fetch(env, service, req, key_hash, route),
+            TenantRoute::Api(route) => self.try_fetch(env, ctx, req, key_hash, route),
         };
         tried.unwrap_or_else(|refusal| {
             let (e, headers) = *refusal;
@@ -387,7 +412,7 @@ impl TenantState {
     fn try_fetch(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
         key_hash: &str,
         route: &ApiRoute,
@@ -403,12 +428,12 @@ impl TenantState {
             .map_err(bare)?
             .ok_or(bare(ApiError::Unauthorized))?;
         let now = env.clock.now_ms();
-        let caller = service
-            .authenticator()
+        let caller = ctx
+            .authenticator
             .admit(req, &query, &key, &tenant, now)
             .map_err(bare)?;
         let (decision, headers) = self.count(env, &tenant, now)?;
-        match self.route(env, service, req, route, &query, &caller, decision) {
+        match self.route(env, ctx, req, route, &query, &caller, decision) {
             Ok(TenantOutcome::Respond(resp)) => {
                 Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
             }
@@ -475,7 +500,7 @@ impl TenantState {
     fn try_fetch_user(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
         key_hash: &str,
         route: UserRoute,
@@ -498,7 +523,7 @@ impl TenantState {
             if tenant.status == TenantStatus::Deleted {
                 return Err(bare(unauthorized));
             }
-            let sources = service.authenticator().other_routing_sources(req, &query);
+            let sources = ctx.authenticator.other_routing_sources(req, &query);
             if sources.iter().any(|named| *named != tenant.id) {
                 return Err(bare(if route.uses_access_token() {
                     ApiError::UserUnauthorized
@@ -514,8 +539,8 @@ impl TenantState {
                 .key(env, key_hash)
                 .map_err(bare)?
                 .ok_or(bare(ApiError::Unauthorized))?;
-            let caller = service
-                .authenticator()
+            let caller = ctx
+                .authenticator
                 .admit(req, &query, &key, &tenant, now)
                 .map_err(bare)?;
             if caller.key.key_type == KeyType::Restricted {
@@ -525,18 +550,18 @@ impl TenantState {
             }
             actor = caller.key.id;
         }
-        let secrets = service.jwt_secrets().ok_or(bare(ApiError::Internal))?;
+        let secrets = ctx.jwt.ok_or(bare(ApiError::Internal))?;
         let (_, headers) = if key_hash.is_empty() && !route.uses_access_token() {
-            self.count_keyless(&tenant, now, service.limits().keyless_auth_requests)?
+            self.count_keyless(&tenant, now, ctx.limits.keyless_auth_requests)?
         } else {
             self.count(env, &tenant, now)?
         };
         let ctx = users::Ctx {
             ports: Self::ports(env),
-            hasher: &service.authenticator().hasher,
+            hasher: &ctx.authenticator.hasher,
             secrets,
             tenant: &tenant,
-            passwords: service.password_work(),
+            passwords: ctx.passwords,
             event: Default::default(),
         };
         let result = users::handle(&ctx, route, req);
@@ -546,7 +571,7 @@ impl TenantState {
                 action: event.action.into(),
                 target: event.user_id,
                 detail: json!({}),
-                request_id: crate::front::request_id(req),
+                request_id: crate::http::request_id(req),
                 end_sessions: false,
             };
             self.append(env, &notice)
@@ -562,7 +587,7 @@ impl TenantState {
     fn route(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
         route: &ApiRoute,
         query: &[(String, String)],
@@ -570,8 +595,8 @@ impl TenantState {
         decision: Decision,
     ) -> Result<TenantOutcome, ApiError> {
         let ports = Self::ports(env);
-        let hasher = &service.authenticator().hasher;
-        let request_id = crate::front::request_id(req);
+        let hasher = &ctx.authenticator.hasher;
+        let request_id = crate::http::request_id(req);
         let respond = |r: Response| Ok(TenantOutcome::Respond(r));
         let changed: Changed = match route {
             ApiRoute::Tenant => {
@@ -601,7 +626,7 @@ impl TenantState {
             }
             ApiRoute::Events => {
                 caller.require("read:events")?;
-                return respond(self.accept_socket(env, caller, service.limits())?);
+                return respond(self.accept_socket(env, caller, ctx.limits)?);
             }
             ApiRoute::Graph(op) => {
                 let needs = op.needs();

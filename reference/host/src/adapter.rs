@@ -173,7 +173,7 @@ impl Host for Native<'_> {
             .call(
                 &call.tenant_id,
                 self.accept,
-                move |o: &mut TenantState, env| o.fetch(env, &st.service, &call2),
+                move |o: &mut TenantState, env| o.fetch(env, &st.service.tenant_context(), &call2),
             )
             .await;
         let (outcome, accepted) =

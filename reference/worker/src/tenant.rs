@@ -852,7 +852,7 @@ impl TenantState {
                 request: std::mem::take(&mut core_req),
             };
             let called = inner.call(&self.state, upgrade, |o, env| {
-                Ok(o.fetch(env, &inner.settings.service, &call))
+                Ok(o.fetch(env, &inner.settings.service.tenant_context(), &call))
             });
             core_req = call.request;
             let (outcome, client) = match called {

@@ -6,7 +6,6 @@ use serde_json::json;
 
 use crate::http::{json, Response};
 use crate::ports::Clock;
-use crate::Service;
 
 /// The OpenAPI 3.1 document of the contract this core serves.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
@@ -33,8 +32,8 @@ pub fn openapi() -> Response {
 
 /// `/.well-known/authconf`: what this deployment offers, so a harness can skip what it lacks
 /// instead of calling it a failure.
-pub fn capabilities(service: &Service) -> Response {
-    let hooks = service.config.test_hooks;
+pub fn capabilities(base_domain: Option<&str>, test_hooks: bool) -> Response {
+    let hooks = test_hooks;
     json(
         StatusCode::OK,
         &json!({
@@ -42,7 +41,7 @@ pub fn capabilities(service: &Service) -> Response {
             "contractVersion": CONTRACT_VERSION,
             "version": crate::VERSION,
             "routing": {
-                "baseDomain": service.config.base_domain,
+                "baseDomain": base_domain,
                 "sources": ["header", "subdomain", "key", "query"],
             },
             "revocation": {"consistency": "immediate", "maxDelaySeconds": 0},
