@@ -8,8 +8,11 @@
 //! `transactionSync`, so each exact rule (a quota spent, a refresh token rotated, a key
 //! revoked) is one atomic read-modify-write with nothing interleaved.
 //!
-//! What it does not own arrives with every call from the directory (`crate::internal::Sync`):
-//! the tenant's row, the JWT keyring and the test clock. What the directory needs back it gets
+//! What it does not own arrives with the directory's calls (`crate::internal::Sync`) and is
+//! kept: the tenant's row, the JWT keyring and the test clock. Client requests arrive either
+//! from the directory (a miss in the key index) or straight from the stateless Worker, which
+//! found the key's tenant in the index: then the object first checks that the key is one of
+//! its tenant's (`owns_key`), so a stale or wrong index entry can never admit a request. What the directory needs back it gets
 //! from this object: the tenant's keys after they change (for routing and the admin lists) and
 //! the usage counts (pushed by the alarm, or pulled before an admin metrics answer).
 //!
@@ -414,6 +417,15 @@ async fn post_mail(
     }
 }
 
+/// The answer to a direct call with a key that is not this tenant's: nothing ran; the Worker
+/// asks the directory (a client never sees it).
+fn not_mine() -> worker::Result<Response> {
+    let resp = problem(ApiError::NotFound)?;
+    let headers = resp.headers().clone();
+    headers.set(internal::NOT_MINE_HEADER, "1")?;
+    Ok(resp.with_headers(headers))
+}
+
 /// 503 for a Worker deployed without its secrets: the reason names the missing setting.
 pub fn not_configured(reason: &str) -> worker::Result<Response> {
     let body = json!({
@@ -610,23 +622,26 @@ impl TenantState {
             .ok()
             .flatten()
             .and_then(|v| internal::decode::<Sync>(&v));
-        let Some(sync) = sync else {
-            console_error!("a tenant object call without the directory's sync");
-            return problem(ApiError::Internal);
-        };
-        {
+        let path = req.path();
+        // The directory's calls carry its sync; a client request straight from the stateless
+        // Worker carries none and runs with what this object holds (see `crate::internal`).
+        let direct = sync.is_none();
+        if let Some(sync) = &sync {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
                 return problem(ApiError::Internal);
             };
-            if let Err(e) = inner.apply(&sync) {
+            if let Err(e) = inner.apply(sync) {
                 console_error!("applying the directory's rows failed: {e}");
                 return problem(ApiError::Internal);
             }
+        } else if path.starts_with("/_internal/") {
+            console_error!("an internal call without the directory's sync");
+            return problem(ApiError::Internal);
         }
-        let path = req.path();
         let response = match path.as_str() {
             internal::NOTICE => self.notice(&mut req).await,
+            internal::SYNC => json_response(&json!({"ok": true})),
             internal::KEYS => {
                 let all = req.url().is_ok_and(|u| u.query() == Some("all=1"));
                 self.read(|inner| {
@@ -649,7 +664,21 @@ impl TenantState {
                     .is_some_and(|i| i.object.borrow_mut().take().is_some());
                 json_response(&json!({"evicted": usize::from(was_live)}))
             }
-            _ => self.tenant_request(req).await,
+            _ => {
+                let answer = self.tenant_request(req, direct).await;
+                // No directory pulls the keys after a direct call: the object sends them
+                // itself, before its answer, so the admin lists and the index (KV) know a
+                // key the tenant just made before the tenant can use it.
+                let keys_changed = self
+                    .inner
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(Inner::keys_pending);
+                if direct && keys_changed {
+                    self.push_keys().await;
+                }
+                answer
+            }
         };
         self.copy_to_d1().await;
         self.sync_alarm().await;
@@ -765,17 +794,20 @@ impl TenantState {
         with_alarm(json_response(&json!({"fired": usize::from(ran)})), inner)
     }
 
-    /// A client request the directory routed here.
-    async fn tenant_request(&self, mut req: Request) -> worker::Result<Response> {
+    /// A client request the directory routed here, or (`direct`) the stateless Worker.
+    async fn tenant_request(&self, mut req: Request, direct: bool) -> worker::Result<Response> {
         let forward = req
             .headers()
             .get(internal::FORWARD_HEADER)
             .ok()
             .flatten()
             .and_then(|v| internal::decode::<Forward>(&v));
-        let Some(forward) = forward else {
+        let Some(forward) = forward.filter(|f| f.direct == direct) else {
             return problem(ApiError::NotFound);
         };
+        if direct && !self.owns_key(&forward.key_hash) {
+            return not_mine();
+        }
         let mut core_req = match to_core(&mut req).await {
             Ok(r) => r,
             Err(e) => return problem(e),
@@ -868,6 +900,31 @@ impl TenantState {
             return problem(ApiError::Internal);
         };
         with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
+    }
+
+    /// Whether `key_hash` is one of this object's tenant's keys, usable or not, and the
+    /// object knows its tenant's row: the index (KV) may be stale or wrong, this is not. A
+    /// revoked or expired key, a suspended or deleted tenant are "mine": the core object
+    /// refuses them with the answer the native host gives.
+    fn owns_key(&self, key_hash: &str) -> bool {
+        let guard = self.inner.borrow();
+        let Some(inner) = guard.as_ref() else {
+            return false;
+        };
+        let tenant_id = inner.tenant_id.borrow().clone();
+        if tenant_id.is_empty() || key_hash.is_empty() {
+            return false;
+        }
+        let found = |sql: &str, params: &[SqlValue]| {
+            inner.db.query(sql, params).is_ok_and(|r| !r.is_empty())
+        };
+        found(
+            "SELECT 1 FROM tenants WHERE id = ?",
+            &[tenant_id.as_str().into()],
+        ) && found(
+            "SELECT 1 FROM api_keys WHERE key_hash = ? AND tenant_id = ?",
+            &[key_hash.into(), tenant_id.as_str().into()],
+        )
     }
 
     /// A graph request the core object let through: the tenant's `GraphStateCSV` object runs
