@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the workerd (capnp) config that serves the Worker adapter: the worker-build artifact,
-its Durable Objects on local disk, R2 and D1 pointed at binding-services, secrets from the
+its Durable Objects on local disk, R2, D1 and the key index (KV) pointed at binding-services, secrets from the
 environment.
 Used by scripts/workerd-run; the data dir holds a `worker` link to reference/worker/build."""
 import argparse
@@ -40,6 +40,7 @@ const config :Workerd.Config = (
     (name = "do-disk", disk = (path = {json.dumps(a.data + "/do")}, writable = true)),
     {external("r2-tenant-data", "r2:TENANT_DATA")},
     {external("d1-db", "d1:DB")},
+    {external("kv-key-index", "kv:KEY_INDEX")},
     # Outbound fetches (the mail API) may reach loopback: the local run's mail API is there.
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
@@ -58,6 +59,8 @@ const authWorker :Workerd.Worker = (
     (name = "TENANT_STATE", durableObjectNamespace = "TenantState"),
     (name = "GRAPH_STATE_CSV", durableObjectNamespace = "GraphStateCSV"),
     (name = "TENANT_DATA", r2Bucket = "r2-tenant-data"),
+    # The key index (key hash -> tenant id) the stateless Worker reads; the directory writes it.
+    (name = "KEY_INDEX", kvNamespace = "kv-key-index"),
     (name = "DB", wrapped = (moduleName = "cloudflare-internal:d1-api",
                              innerBindings = [(name = "fetcher", service = "d1-db")])),
     {", ".join(texts)},

@@ -157,7 +157,8 @@ fn routing(c: &mut Criterion) {
         let pairs = auth_core::http::query_pairs(Some(query));
         g.bench_with_input(BenchmarkId::from_parameter(name), req, |b, req| {
             b.iter(|| {
-                let owner = auth.key_owner(&ports, req).expect("known key");
+                let hash = auth.tenant_key_hash(req).expect("a tenant key");
+                let owner = auth_core::store::find_key_by_hash(ports.db, &hash).expect("known key");
                 let named = auth.other_routing_sources(req, &pairs);
                 (owner, named)
             })

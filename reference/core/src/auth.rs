@@ -1,7 +1,11 @@
 //! Who is calling: the platform admin, or a tenant through one of its keys, and which tenant
 //! every routing source names.
 
+pub mod admins;
+
 use http::header;
+
+pub use admins::{AdminCaller, AdminRole};
 
 use crate::http::{header_str, ApiError, Request};
 use crate::keys::{self, Environment, KeyHasher, KeyType};
@@ -140,18 +144,14 @@ impl Authenticator {
     /// Admin routes with platform admins: the root key (`PLATFORM_ADMIN_KEY`) is the unlimited
     /// superadmin; an active admin key from `platform_admins` is that admin, with its role and
     /// tenant limit; a revoked admin key or anything unknown is 401; a tenant's key is 403.
-    pub fn platform_admin(
-        &self,
-        ports: &Ports,
-        req: &Request,
-    ) -> Result<crate::handlers::platform::AdminCaller, ApiError> {
+    pub fn platform_admin(&self, ports: &Ports, req: &Request) -> Result<AdminCaller, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
-            return Ok(crate::handlers::platform::AdminCaller::root());
+            return Ok(AdminCaller::root());
         }
         if token.starts_with("sk_live_") && token.len() <= 200 {
             let hash = self.hasher.hash(token);
-            if let Some(found) = crate::handlers::platform::find_admin_by_key(ports.db, &hash)? {
+            if let Some(found) = admins::find_admin_by_key(ports.db, &hash)? {
                 return match found {
                     Some(caller) => Ok(caller),
                     None => Err(ApiError::Unauthorized),
@@ -166,10 +166,16 @@ impl Authenticator {
         }
     }
 
-    /// First step of a tenant route, outside any object: which tenant owns the key a request
-    /// carries. Answers the key's hash and its tenant id; whether the key is still usable is
-    /// decided by that tenant's object, which holds the authoritative, cached state.
-    pub fn key_owner(&self, ports: &Ports, req: &Request) -> Result<(String, String), ApiError> {
+    /// Whether the request carries a bearer token at all.
+    pub fn has_bearer(&self, req: &Request) -> bool {
+        bearer(req).is_some()
+    }
+
+    /// First step of a tenant route, outside any object and without storage: the keyed hash
+    /// of the well-formed tenant key the request carries. Which tenant owns it comes from the
+    /// host's index; whether the key is still usable is decided by that tenant's object,
+    /// which holds the authoritative state.
+    pub fn tenant_key_hash(&self, req: &Request) -> Result<String, ApiError> {
         let token = bearer(req).ok_or(ApiError::Unauthorized)?;
         if self.is_admin_token(token) {
             return Err(ApiError::Forbidden(
@@ -179,10 +185,7 @@ impl Authenticator {
         if keys::parse(token).is_none() {
             return Err(ApiError::Unauthorized);
         }
-        let hash = self.hasher.hash(token);
-        // A key's tenant never changes, so this lookup may come from any replica or cache.
-        let key = store::find_key_by_hash(ports.db, &hash)?.ok_or(ApiError::Unauthorized)?;
-        Ok((hash, key.tenant_id))
+        Ok(self.hasher.hash(token))
     }
 
     /// First step of an end-user auth route (`/v1/auth/*`), outside any object: which tenant's

@@ -74,6 +74,9 @@ pub enum ApiError {
     TooManySockets,
     /// A storage failure. The cause goes to the host's log through [`crate::Outcome`].
     Internal,
+    /// An object call failed in a way a retry can get past (its storage batch did not commit,
+    /// the object is being rebuilt); the figure is `Retry-After` in seconds.
+    Unavailable(u64),
 }
 
 impl ApiError {
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,6 +177,10 @@ impl ApiError {
                 "service_busy",
                 format!("The service is busy; retry in {secs} s."),
             ),
+            ApiError::Unavailable(secs) => (
+                "service_unavailable",
+                format!("The service could not complete the request; retry in {secs} s."),
+            ),
             ApiError::Internal => (
                 "internal",
                 "The service could not complete the request.".into(),
@@ -220,7 +227,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
+            ApiError::RateLimited(secs) | ApiError::Busy(secs) | ApiError::Unavailable(secs) => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_str(&secs.to_string()).expect("digits"),
@@ -466,9 +473,50 @@ pub fn allow(
     }
 }
 
+/// The id of the request being handled, carried in the request's extensions from the front
+/// to the objects, so audit records name the request that caused them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Adds the headers every answer carries, and empties HEAD answers.
+pub fn finish(mut resp: Response, request_id: &str, head: bool) -> Response {
+    if head {
+        resp.body_mut().clear();
+    }
+    let headers = resp.headers_mut();
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(request_id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The request id the front gave a request.
+pub fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed object call is a retryable 503 problem, never a 500.
+    #[test]
+    fn an_unavailable_object_is_a_503_with_retry_after() {
+        let resp = ApiError::Unavailable(1).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON");
+        assert_eq!(body["code"], "service_unavailable");
+        assert_eq!(body["status"], 503);
+    }
 
     /// A message quoting megabytes of input still makes a small problem document.
     #[test]

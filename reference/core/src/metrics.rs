@@ -10,9 +10,8 @@
 //! before an admin reads metrics. A flush adds to the shared rows and then empties the pending
 //! table in the same object call.
 
-use http::Method;
-
 use crate::ports::{Sql, SqlValue, StorageError};
+use crate::route::Endpoint;
 
 /// Longest time counted requests wait in an object before they reach `usage_metrics`.
 pub const FLUSH_INTERVAL_MS: i64 = 5_000;
@@ -24,28 +23,9 @@ pub const DAY_MS: i64 = 86_400_000;
 pub const API_CALLS: &str = "api_calls";
 
 /// The route template of a tenant request, as `METHOD /path/{id}`: the key of its counts.
-/// HEAD counts as GET; an unknown path counts as `other`.
-pub fn endpoint_template(method: &Method, path: &str) -> String {
-    let m = if method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    let segments = crate::http::path_segments(path).unwrap_or_default();
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let template = match segs.as_slice() {
-        ["v1", "api-keys", _] => "/v1/api-keys/{id}".to_owned(),
-        ["v1", "api-keys", _, "rotate"] => "/v1/api-keys/{id}/rotate".to_owned(),
-        ["v1", rest @ ..]
-            if crate::ROUTES
-                .iter()
-                .any(|(_, p)| *p == format!("/v1/{}", rest.join("/"))) =>
-        {
-            format!("/v1/{}", rest.join("/"))
-        }
-        _ => "other".to_owned(),
-    };
-    format!("{m} {template}")
+/// HEAD counts as GET (a HEAD request parses to the GET row).
+pub fn endpoint_template(endpoint: Endpoint) -> String {
+    format!("{} {}", endpoint.method(), endpoint.template())
 }
 
 /// The UTC date of an instant, `YYYY-MM-DD`.
@@ -154,20 +134,28 @@ mod tests {
 
     #[test]
     fn endpoints_are_route_templates() {
-        let t = |m: Method, p: &str| endpoint_template(&m, p);
-        assert_eq!(t(Method::GET, "/v1/api-keys"), "GET /v1/api-keys");
-        assert_eq!(t(Method::HEAD, "/v1/tenant"), "GET /v1/tenant");
+        let t = |m: http::Method, p: &str| {
+            let route = crate::route::Route::parse(&m, p).expect("a route");
+            endpoint_template(route.endpoint())
+        };
+        assert_eq!(t(http::Method::GET, "/v1/api-keys"), "GET /v1/api-keys");
+        assert_eq!(t(http::Method::HEAD, "/v1/tenant"), "GET /v1/tenant");
         assert_eq!(
-            t(Method::DELETE, "/v1/api-keys/key%3Aabc"),
+            t(http::Method::DELETE, "/v1/api-keys/key%3Aabc"),
             "DELETE /v1/api-keys/{id}"
         );
         assert_eq!(
-            t(Method::POST, "/v1/api-keys/k/rotate"),
+            t(http::Method::POST, "/v1/api-keys/k/rotate"),
             "POST /v1/api-keys/{id}/rotate"
         );
-        assert_eq!(t(Method::POST, "/v1/auth/login"), "POST /v1/auth/login");
-        assert_eq!(t(Method::GET, "/v1/graph/state"), "GET /v1/graph/state");
-        assert_eq!(t(Method::GET, "/v1/nope"), "GET other");
+        assert_eq!(
+            t(http::Method::POST, "/v1/auth/login"),
+            "POST /v1/auth/login"
+        );
+        assert_eq!(
+            t(http::Method::GET, "/v1/graph/state"),
+            "GET /v1/graph/state"
+        );
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub enum StorageError {
     /// Anything else the storage engine reported.
     #[error("storage failure: {0}")]
     Other(String),
+    /// The write could not be made durable (an object's batch commit failed): nothing of the
+    /// call was kept, and trying again later may succeed. A host answers it with 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Relational storage: SQLite dialect, positional `?` parameters.

@@ -16,26 +16,51 @@
 use std::collections::HashMap;
 
 use auth_contract::PublicTenantEnvelope;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
+use crate::auth::Authenticator;
 use crate::auth::TenantCaller;
 use crate::handlers::api_keys::{self, Changed};
 use crate::http::{self as h, ApiError, Request, Response};
 use crate::keys::KeyType;
+use crate::limits::Limits;
 use crate::model::{rfc3339, KeyRecord, TenantRecord, TenantStatus};
 use crate::objects::{DurableObject, ObjectEnv, SocketId};
 use crate::ports::{Ports, SqlValue, StorageError};
 use crate::ratelimit::{Decision, FixedWindow, Quota, ALGORITHM};
+use crate::route::{ApiRoute, GraphOp, TenantRoute};
 use crate::store::{self, TenantScope};
-use crate::users::{self, UserRequest, UserRoute};
-use crate::{RequestId, Service};
+use crate::users::jwt::JwtSecrets;
+use crate::users::password::PasswordWork;
+use crate::users::{self, UserRoute};
 
 /// Close code sent to sockets whose credential stopped working (policy violation).
 pub const CLOSE_CREDENTIAL_ENDED: u16 = 1008;
 
-/// Actor recorded for changes the platform admin made.
-pub const ADMIN_ACTOR: &str = "platform_admin";
+pub use crate::notice::{Notice, ADMIN_ACTOR};
+
+/// A tenant route to run in the tenant's `TenantState` object, with the route the front
+/// parsed (the object never reads the path again).
+#[derive(Debug)]
+pub struct TenantCall {
+    pub tenant_id: String,
+    /// Keyed hash of the tenant key the request carries; empty for end-user routes that name
+    /// their tenant otherwise (an access token, `X-Tenant-ID`, the subdomain, the query).
+    pub key_hash: String,
+    pub route: TenantRoute,
+    pub request: Request,
+}
+
+/// What the object needs of the service (not the whole [`crate::Service`]).
+#[derive(Clone, Copy)]
+pub struct TenantContext<'a> {
+    pub authenticator: &'a Authenticator,
+    pub limits: &'a Limits,
+    /// The signing secrets, if end-user auth is on.
+    pub jwt: Option<&'a JwtSecrets>,
+    pub passwords: &'a dyn PasswordWork,
+}
 
 /// What the object decided about a tenant request.
 #[derive(Debug)]
@@ -43,28 +68,15 @@ pub enum TenantOutcome {
     /// The answer, rate-limit headers included. A 101 means the object accepted a WebSocket
     /// through [`crate::objects::SocketHub::accept`] and the host should complete the upgrade.
     Respond(Response),
-    /// The key is good, the request counted and allowed: the host runs it in the tenant's
+    /// The key is good, the request counted and allowed: the host runs `op` in the tenant's
     /// `GraphStateCSV` object, adds `headers`, then reports graph changes with
     /// [`TenantState::record`].
     Graph {
+        op: GraphOp,
         actor_key_id: String,
         needs: &'static str,
         headers: HeaderMap,
     },
-}
-
-/// A change made outside the object (by the admin API or the graph object) that it must know
-/// about: it is audited, pushed to sockets, and drops the object's cached records. It
-/// serialises because a host may deliver it to an object in another process (the Worker does).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Notice {
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub detail: Value,
-    pub request_id: String,
-    /// Close every socket: the tenant was suspended or deleted.
-    pub end_sessions: bool,
 }
 
 /// A refused tenant request: the error and the headers it still carries (boxed: it is large
@@ -315,18 +327,17 @@ impl TenantState {
             .map(drop)
     }
 
-    /// Runs one tenant request that carries a key with hash `key_hash` (empty for end-user
-    /// auth routes routed by `X-Tenant-ID` or an access token), and counts it.
+    /// Runs one tenant request (its key's hash is empty for end-user auth routes routed by
+    /// `X-Tenant-ID` or an access token), and counts it under its route's endpoint.
     pub fn fetch(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
-        req: &Request,
-        key_hash: &str,
+        ctx: &TenantContext,
+        call: &TenantCall,
     ) -> TenantOutcome {
-        let outcome = self.fetch_uncounted(env, service, req, key_hash);
+        let outcome = self.fetch_uncounted(env, ctx, call);
         let limited = matches!(&outcome, TenantOutcome::Respond(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
-        let endpoint = crate::metrics::endpoint_template(req.method(), req.uri().path());
+        let endpoint = crate::metrics::endpoint_template(call.route.endpoint());
         // Counting must never fail a request: a lost count is the lesser harm.
         let _ = self.count_usage(env, &endpoint, limited);
         outcome
@@ -335,26 +346,20 @@ impl TenantState {
     fn fetch_uncounted(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
-        req: &Request,
-        key_hash: &str,
+        ctx: &TenantContext,
+        call: &TenantCall,
     ) -> TenantOutcome {
-        if let Some(user) = req.extensions().get::<UserRequest>().copied() {
-            return match self.try_fetch_user(env, service, req, key_hash, user.route) {
-                Ok(resp) => TenantOutcome::Respond(resp),
-                Err(refusal) => {
-                    let (e, headers) = *refusal;
-                    TenantOutcome::Respond(with_headers(e.into_response(), &headers))
-                }
-            };
-        }
-        match self.try_fetch(env, service, req, key_hash) {
-            Ok(outcome) => outcome,
-            Err(refusal) => {
-                let (e, headers) = *refusal;
-                TenantOutcome::Respond(with_headers(e.into_response(), &headers))
-            }
-        }
+        let (req, key_hash) = (&call.request, call.key_hash.as_str());
+        let tried = match &call.route {
+            TenantRoute::User(route) => self
+                .try_fetch_user(env, ctx, req, key_hash, *route)
+                .map(TenantOutcome::Respond),
+            TenantRoute::Api(route) => self.try_fetch(env, ctx, req, key_hash, route),
+        };
+        tried.unwrap_or_else(|refusal| {
+            let (e, headers) = *refusal;
+            TenantOutcome::Respond(with_headers(e.into_response(), &headers))
+        })
     }
 
     /// Counts a request in the object's storage and makes sure the alarm flushes it within
@@ -407,9 +412,10 @@ impl TenantState {
     fn try_fetch(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
         key_hash: &str,
+        route: &ApiRoute,
     ) -> Result<TenantOutcome, Refusal> {
         let bare = |e: ApiError| Box::new((e, HeaderMap::new()));
         let query = h::query_pairs(req.uri().query());
@@ -422,20 +428,22 @@ impl TenantState {
             .map_err(bare)?
             .ok_or(bare(ApiError::Unauthorized))?;
         let now = env.clock.now_ms();
-        let caller = service
-            .authenticator()
+        let caller = ctx
+            .authenticator
             .admit(req, &query, &key, &tenant, now)
             .map_err(bare)?;
         let (decision, headers) = self.count(env, &tenant, now)?;
-        match self.route(env, service, req, &query, &caller, decision) {
+        match self.route(env, ctx, req, route, &query, &caller, decision) {
             Ok(TenantOutcome::Respond(resp)) => {
                 Ok(TenantOutcome::Respond(with_headers(resp, &headers)))
             }
             Ok(TenantOutcome::Graph {
+                op,
                 actor_key_id,
                 needs,
                 ..
             }) => Ok(TenantOutcome::Graph {
+                op,
                 actor_key_id,
                 needs,
                 headers,
@@ -492,7 +500,7 @@ impl TenantState {
     fn try_fetch_user(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
         key_hash: &str,
         route: UserRoute,
@@ -515,7 +523,7 @@ impl TenantState {
             if tenant.status == TenantStatus::Deleted {
                 return Err(bare(unauthorized));
             }
-            let sources = service.authenticator().other_routing_sources(req, &query);
+            let sources = ctx.authenticator.other_routing_sources(req, &query);
             if sources.iter().any(|named| *named != tenant.id) {
                 return Err(bare(if route.uses_access_token() {
                     ApiError::UserUnauthorized
@@ -531,8 +539,8 @@ impl TenantState {
                 .key(env, key_hash)
                 .map_err(bare)?
                 .ok_or(bare(ApiError::Unauthorized))?;
-            let caller = service
-                .authenticator()
+            let caller = ctx
+                .authenticator
                 .admit(req, &query, &key, &tenant, now)
                 .map_err(bare)?;
             if caller.key.key_type == KeyType::Restricted {
@@ -542,18 +550,18 @@ impl TenantState {
             }
             actor = caller.key.id;
         }
-        let secrets = service.jwt_secrets().ok_or(bare(ApiError::Internal))?;
+        let secrets = ctx.jwt.ok_or(bare(ApiError::Internal))?;
         let (_, headers) = if key_hash.is_empty() && !route.uses_access_token() {
-            self.count_keyless(&tenant, now, service.limits().keyless_auth_requests)?
+            self.count_keyless(&tenant, now, ctx.limits.keyless_auth_requests)?
         } else {
             self.count(env, &tenant, now)?
         };
         let ctx = users::Ctx {
             ports: Self::ports(env),
-            hasher: &service.authenticator().hasher,
+            hasher: &ctx.authenticator.hasher,
             secrets,
             tenant: &tenant,
-            passwords: service.password_work(),
+            passwords: ctx.passwords,
             event: Default::default(),
         };
         let result = users::handle(&ctx, route, req);
@@ -563,7 +571,7 @@ impl TenantState {
                 action: event.action.into(),
                 target: event.user_id,
                 detail: json!({}),
-                request_id: crate::request_id(req),
+                request_id: crate::http::request_id(req),
                 end_sessions: false,
             };
             self.append(env, &notice)
@@ -575,28 +583,23 @@ impl TenantState {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         env: &ObjectEnv,
-        service: &Service,
+        ctx: &TenantContext,
         req: &Request,
+        route: &ApiRoute,
         query: &[(String, String)],
         caller: &TenantCaller,
         decision: Decision,
     ) -> Result<TenantOutcome, ApiError> {
         let ports = Self::ports(env);
-        let hasher = &service.authenticator().hasher;
-        let segments = h::path_segments(req.uri().path()).ok_or(ApiError::NotFound)?;
-        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let read = req.method() == Method::GET || req.method() == Method::HEAD;
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+        let hasher = &ctx.authenticator.hasher;
+        let request_id = crate::http::request_id(req);
         let respond = |r: Response| Ok(TenantOutcome::Respond(r));
-        let changed: Changed = match (&segs[1..], read) {
-            (["tenant"], _) => {
+        let changed: Changed = match route {
+            ApiRoute::Tenant => {
                 return respond(h::json(
                     StatusCode::OK,
                     &PublicTenantEnvelope {
@@ -604,7 +607,7 @@ impl TenantState {
                     },
                 ))
             }
-            (["rate-limit"], _) => {
+            ApiRoute::RateLimit => {
                 return respond(h::json(
                     StatusCode::OK,
                     &json!({
@@ -617,28 +620,25 @@ impl TenantState {
                     }),
                 ))
             }
-            (["audit-log"], _) => {
+            ApiRoute::AuditLog => {
                 caller.require("read:audit_log")?;
                 return respond(self.audit_page(env, query)?);
             }
-            (["events"], _) => {
+            ApiRoute::Events => {
                 caller.require("read:events")?;
-                return respond(self.accept_socket(env, caller, service.limits())?);
+                return respond(self.accept_socket(env, caller, ctx.limits)?);
             }
-            (["graph", rest @ ..], _) => {
-                let needs = if read || matches!(rest, ["check"] | ["validate"]) {
-                    "read:graph"
-                } else {
-                    "write:graph"
-                };
+            ApiRoute::Graph(op) => {
+                let needs = op.needs();
                 caller.require(needs)?;
                 return Ok(TenantOutcome::Graph {
+                    op: *op,
                     actor_key_id: caller.key.id.clone(),
                     needs,
                     headers: HeaderMap::new(),
                 });
             }
-            (["api-keys"], true) => {
+            ApiRoute::ListKeys => {
                 caller.require("read:api_keys")?;
                 return respond(api_keys::list(
                     &ports,
@@ -646,15 +646,15 @@ impl TenantState {
                     caller.visible_environment(),
                 )?);
             }
-            (["api-keys"], false) => {
+            ApiRoute::CreateKey => {
                 caller.require("write:api_keys")?;
                 let spec = api_keys::parse_spec(req)?;
                 api_keys::check_power(caller, &spec)?;
                 api_keys::create(&ports, hasher, &caller.scope, &spec)?
             }
-            (["api-keys", id], true) => return respond(api_keys::get(&ports, caller, id)?),
-            (["api-keys", id], false) => api_keys::revoke(&ports, caller, id)?,
-            (["api-keys", id, "rotate"], _) => {
+            ApiRoute::GetKey(id) => return respond(api_keys::get(&ports, caller, id)?),
+            ApiRoute::RevokeKey(id) => api_keys::revoke(&ports, caller, id)?,
+            ApiRoute::RotateKey(id) => {
                 let changed = api_keys::rotate(&ports, hasher, caller, id, req)?;
                 if let Some(old) = &changed.retired {
                     if let Some(end) = old.expires_at.filter(|_| old.revoked_at.is_none()) {
@@ -664,7 +664,6 @@ impl TenantState {
                 }
                 changed
             }
-            _ => return Err(ApiError::NotFound),
         };
         if let Some(old) = &changed.retired {
             self.forget_key(env, old);

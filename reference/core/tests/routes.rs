@@ -1,70 +1,30 @@
-//! The route table [`auth_core::ROUTES`] against the router in `Service::front`: every listed
-//! route is routed (never 404, never 405), the `Allow` header of every path lists exactly the
-//! methods the table gives it, and unknown paths are 404. Storage refuses every call, which
-//! also proves that routing, method checks and the "no key" answer need no storage.
+//! The route table [`auth_core::ROUTES`] against the router (`Route::parse` and the front, run
+//! by the driver over a host with no storage): every listed route is routed (never 404, never
+//! 405), the `Allow` header of every path lists exactly the methods the table gives it, and
+//! unknown paths are 404. Storage refuses every call, which also proves that routing, method
+//! checks and the "no key" answer need no storage.
 
-use auth_core::ports::{Clock, Entropy, Row, Sql, SqlValue, StorageError};
-use auth_core::{Config, Front, Ports, Response, Service, ROUTES};
+mod support;
 
-struct NoStorage;
+use auth_core::{Response, ROUTES};
 
-impl Sql for NoStorage {
-    fn execute(&self, _: &str, _: &[SqlValue]) -> Result<usize, StorageError> {
-        Err(StorageError::Other("no storage in this test".into()))
-    }
-    fn query(&self, _: &str, _: &[SqlValue]) -> Result<Vec<Row>, StorageError> {
-        Err(StorageError::Other("no storage in this test".into()))
-    }
-    fn transaction(
-        &self,
-        _: &mut dyn FnMut(&dyn Sql) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        Err(StorageError::Other("no storage in this test".into()))
-    }
-}
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
-        1_795_690_327_640
-    }
-}
-
-struct Sevens;
-
-impl Entropy for Sevens {
-    fn fill(&self, buf: &mut [u8]) {
-        buf.fill(7);
-    }
-}
-
-fn service() -> Service {
-    Service::new(Config {
-        admin_key: format!("sk_live_{}", "a".repeat(40)),
-        pepper: b"pepper".to_vec(),
-        base_domain: Some("auth.test".into()),
-        test_hooks: false,
-    })
-}
-
-/// Sends a request with no key and no body; every answer here comes from the front.
+/// Sends a request with no key and no body through the driver; every answer here comes from
+/// the front (a host call other than the front's would show in `calls`).
 fn send(method: &str, path: &str) -> Response {
-    let ports = Ports {
-        db: &NoStorage,
-        clock: &FixedClock,
-        entropy: &Sevens,
-    };
+    let service = support::service();
+    let host = support::FakeHost::new(&service);
     let req = http::Request::builder()
         .method(method)
         .uri(path)
         .body(Vec::new())
         .unwrap();
-    match service().front(&ports, req) {
-        Front::Respond { response, .. } => response,
-        Front::Tenant { .. } => panic!("{method} {path} reached a tenant object without a key"),
-        Front::FlushMetrics { .. } => panic!("{method} {path} asked for a flush without a key"),
-    }
+    let driven = support::block_on(auth_core::drive(&service, &host, req));
+    let calls = host.calls();
+    assert!(
+        calls.iter().all(|c| *c == "front"),
+        "{method} {path} went past the front without a key: {calls:?}"
+    );
+    driven.response
 }
 
 fn code(resp: &Response) -> String {

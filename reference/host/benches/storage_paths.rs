@@ -16,12 +16,12 @@ use std::time::Duration;
 use auth_core::keys::{self, Environment, KeyHasher, KeyType};
 use auth_core::model::KeyRecord;
 use auth_core::objects::{DurableObject, NoSockets, ObjectEnv, ObjectStorage};
-use auth_core::ports::{Clock, Sql};
+use auth_core::ports::{Clock, Sql, StorageError};
 use auth_core::store;
 use auth_core::tenant_state::{Notice, TenantState};
 use auth_core::users::jwt::{self, AccessClaims, JwtSecrets};
 use auth_core::users::store as user_store;
-use auth_service::bench_support::{open_connection, Runtime, SqliteSql};
+use auth_service::bench_support::{open_connection, BatchLimits, Runtime, SqliteSql};
 use auth_service::{Database, HostClock, OsEntropy};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -326,6 +326,112 @@ fn namespace(c: &mut Criterion) {
     runtime.stop();
 }
 
+/// An object whose every call appends one row: the smallest write a call can make.
+struct Tally;
+
+impl DurableObject for Tally {
+    const CLASS: &'static str = "BenchTally";
+
+    fn load(env: &ObjectEnv) -> Result<Self, StorageError> {
+        env.storage
+            .sql()
+            .execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)", &[])?;
+        Ok(Tally)
+    }
+}
+
+/// Calls of one object per iteration of the `object_batch` group.
+const BATCH: usize = 64;
+
+/// `BATCH` calls of one object, each appending a row, made at once through the runtime and
+/// awaited together: committed in one transaction (the runtime's write coalescing) against
+/// committed one by one (`max_calls: 1`, what each call did before). The baselines make the
+/// same writes straight on rusqlite, in one transaction and in one each.
+fn object_batch(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let _entered = rt.enter();
+    let start = |dir: &tempfile::TempDir, max_calls: usize| {
+        let db = Database::open(&dir.path().join("auth.sqlite3")).expect("database");
+        let runtime = Runtime::<Tally>::start(dir.path(), Arc::new(db), Arc::default())
+            .expect("object runtime");
+        runtime.set_batch_limits(BatchLimits {
+            max_calls,
+            max_wait: Duration::from_millis(2),
+        });
+        runtime
+    };
+    let (once_dir, each_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let once = start(&once_dir, BATCH);
+    let each = start(&each_dir, 1);
+    let append = |_: &mut Tally, env: &ObjectEnv| {
+        env.storage
+            .sql()
+            .execute("INSERT INTO t (v) VALUES (1)", &[])
+            .expect("insert")
+    };
+    let run = |runtime: &Arc<Runtime<Tally>>| {
+        rt.block_on(futures::future::join_all(
+            (0..BATCH).map(|_| runtime.call("tally", false, append)),
+        ))
+        .into_iter()
+        .for_each(|r| {
+            r.expect("call");
+        })
+    };
+    run(&once);
+    run(&each);
+    let direct_dir = tempfile::tempdir().unwrap();
+    let conn = open_connection(&direct_dir.path().join("direct.sqlite3")).expect("database");
+    conn.execute_batch("CREATE TABLE t (v INTEGER)")
+        .expect("table");
+
+    let mut g = c.benchmark_group("object_batch");
+    short(&mut g);
+    let commits_before = once.commits();
+    let mut iterations = 0u64;
+    g.bench_function("runtime_64_calls_coalesced", |b| {
+        b.iter(|| {
+            iterations += 1;
+            run(&once)
+        })
+    });
+    // Coalescing depends on how many calls are queued when the runner looks: say how well
+    // it did (1 would be one commit per iteration).
+    eprintln!(
+        "object_batch: {:.2} commits per 64 coalesced calls",
+        (once.commits() - commits_before) as f64 / iterations.max(1) as f64
+    );
+    g.bench_function("runtime_64_calls_committed_one_by_one", |b| {
+        b.iter(|| run(&each))
+    });
+    g.bench_function("baseline_rusqlite_64_inserts_one_transaction", |b| {
+        b.iter(|| {
+            let tx = conn.unchecked_transaction().expect("begin");
+            for _ in 0..BATCH {
+                tx.execute("INSERT INTO t (v) VALUES (1)", [])
+                    .expect("insert");
+            }
+            tx.commit().expect("commit")
+        })
+    });
+    g.bench_function("baseline_rusqlite_64_inserts_64_transactions", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let tx = conn.unchecked_transaction().expect("begin");
+                tx.execute("INSERT INTO t (v) VALUES (1)", [])
+                    .expect("insert");
+                tx.commit().expect("commit")
+            }
+        })
+    });
+    g.finish();
+    once.stop();
+    each.stop();
+}
+
 fn access_tokens_sqlite(c: &mut Criterion) {
     let (_dir, db) = shared_database();
     let conn = db.lock();
@@ -404,6 +510,7 @@ criterion_group!(
     blacklist,
     cold_key_verification,
     audit_append,
-    namespace
+    namespace,
+    object_batch
 );
 criterion_main!(benches);

@@ -2,13 +2,17 @@
 //!
 //! It maps the core's ports onto this machine: embedded SQLite (WAL) for storage, the system
 //! clock, the OS CSPRNG; and serves the core over real HTTP with axum on tokio. The core's
-//! handling is synchronous and short, so each request runs on the blocking pool while it
-//! holds the database connection.
+//! request driver runs on the async workers; what it asks of the host ([`adapter`]) runs
+//! where it belongs: a tenant's object on its runner (the blocking pool), the shared database
+//! behind its lock on the blocking pool (admin routes, keyless end-user routes, key index
+//! misses), blobs on the blocking pool.
 //!
 //! [`spawn`] starts a service inside the caller's tokio runtime; the `auth-service` binary and
 //! the `authconf` harness (embedded mode) both use it.
 
+mod adapter;
 mod blobs;
+mod key_index;
 mod listener;
 mod mail;
 mod objects;
@@ -38,7 +42,7 @@ pub use sqlite::Database;
 /// they time the code the service runs rather than a copy of it. Not part of the host's API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::objects::Runtime;
+    pub use crate::objects::{BatchLimits, Runtime};
     pub use crate::sqlite::{open_connection, SqliteSql};
 }
 
@@ -104,6 +108,9 @@ pub struct RunningService {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     passwords: Arc<passwords::PasswordPool>,
+    /// The server's state, for the host's own unit tests.
+    #[cfg(test)]
+    state: Arc<server::AppState>,
 }
 
 impl RunningService {
@@ -266,6 +273,8 @@ pub async fn spawn_limited(
     let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     tenants.set_memory_budget(limits.object_memory_bytes);
     graphs.set_memory_budget(limits.object_memory_bytes);
+    tenants.set_batch_limits(limits.object_batch);
+    graphs.set_batch_limits(limits.object_batch);
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;
     let passwords = Arc::new(passwords::PasswordPool::new(
         limits.password_workers,
@@ -297,9 +306,9 @@ pub async fn spawn_limited(
         tenants,
         graphs,
         blobs,
-        test_hooks: config.test_hooks,
-        limits,
         keyless_by_address,
+        key_index: key_index::KeyIndex::new(limits.key_index_entries),
+        limits,
     });
     server::start_evictor(Arc::clone(&state), IDLE_EVICTION);
     let mailer = match extras.mail {
@@ -316,6 +325,8 @@ pub async fn spawn_limited(
             None
         }
     };
+    #[cfg(test)]
+    let test_state = Arc::clone(&state);
     let stopper = Arc::clone(&state);
     let task = tokio::spawn(async move {
         if let Err(e) = server::serve(listener, state, async move {
@@ -340,5 +351,87 @@ pub async fn spawn_limited(
         shutdown: Some(tx),
         task,
         passwords,
+        #[cfg(test)]
+        state: test_state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A key in an answer's text (the answer to a tenant's creation holds its first keys).
+    fn first_key(text: &str, prefix: &str) -> String {
+        let start = text.find(prefix).expect("a key in the answer");
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    }
+
+    /// The hot path (a tenant route with a key whose tenant the index knows) does not wait for
+    /// the shared database: held by someone else, the request is still answered. A key the
+    /// index does not know yet does wait for it (the lookup that fills the index).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_known_key_is_served_without_the_shared_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let svc = spawn(Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            data_dir: dir.path().to_owned(),
+            base_domain: None,
+            admin_key: None,
+            test_hooks: false,
+        })
+        .await
+        .expect("service");
+        let base = svc.base_url();
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{base}/admin/tenants"))
+            .bearer_auth(&svc.admin_key)
+            .header("content-type", "application/json")
+            .body(r#"{"name":"Hot","slug":"hot-path","plan":"pro"}"#)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status(), 201);
+        let text = created.text().await.expect("body");
+        let key = first_key(&text, "sk_live_");
+        let get = |key: String| {
+            let client = client.clone();
+            let url = format!("{base}/v1/rate-limit");
+            async move {
+                let sent = client.get(url).bearer_auth(key).send();
+                tokio::time::timeout(Duration::from_secs(3), sent).await
+            }
+        };
+        // First use: the index learns the key's tenant, the object loads its records.
+        let warm = get(key.clone()).await.expect("answered").expect("sent");
+        assert_eq!(warm.status(), 200);
+
+        // Someone else holds the shared database (a thread, as the blocking pool would).
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let state = Arc::clone(&svc.state);
+        let holder = std::thread::spawn(move || {
+            let _held = state.db.lock();
+            let _ = locked_tx.send(());
+            let _ = released.recv();
+        });
+        locked.recv().expect("the holder has the lock");
+        let hot = get(key.clone()).await;
+        let unknown = keys::generate(keys::KeyType::Secret, keys::Environment::Live, &OsEntropy);
+        let other = get(unknown).await;
+        release.send(()).expect("the holder waits");
+        holder.join().expect("the holder ends");
+        let hot = hot.expect("answered while the shared database was held");
+        assert_eq!(hot.expect("sent").status(), 200);
+        assert!(
+            other.is_err(),
+            "a key the index does not know is looked up in the shared database"
+        );
+        svc.shutdown().await;
+    }
 }

@@ -3,8 +3,13 @@
 //! - One live instance per object id. Each object has a gate (an async mutex): its requests,
 //!   alarms and socket messages run one at a time, and because handlers are synchronous
 //!   nothing interleaves with them (the input gate).
-//! - Each call runs inside one transaction on the object's own SQLite file, committed before
-//!   the caller gets the result (the output gate): nothing a client has been told is lost.
+//! - Write coalescing with an output gate, as the platform does: an object's runner runs its
+//!   queued calls back to back inside one transaction of the object's own SQLite file and
+//!   commits once (when the queue is empty, or after a bounded number of calls or time, see
+//!   [`BatchLimits`]); each call runs in a savepoint of its own. Nothing a call produced (its
+//!   answer, the WebSocket frames it sent) leaves before that commit: nothing a client has been
+//!   told is lost. A failed commit answers every held call with
+//!   [`StorageError::Unavailable`] (a 503) and rebuilds the instance from storage.
 //! - The alarm of each object is persisted in the class's `metadata.sqlite3`, fired by a
 //!   scheduler at or after its time, also after a restart (past-due alarms fire at start), at
 //!   least once, and retried with backoff when the handler fails.
@@ -13,6 +18,10 @@
 //! - WebSockets belong to the runtime, not the instance, with the attachment the object gave
 //!   them, so they survive eviction the way hibernatable sockets do. Each socket has a bounded
 //!   outgoing queue; a consumer too slow to drain it is closed instead of buffered forever.
+
+mod batch;
+#[cfg(test)]
+mod gates;
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -25,6 +34,9 @@ use auth_core::objects::{DurableObject, ObjectEnv, ObjectStorage, SocketHub, Soc
 use auth_core::ports::{Clock, Sql, StorageError};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
+
+use batch::{Answers, Batch, Held, Outbox, Output, Savepoint};
+pub use batch::{BatchLimits, DEFAULT_BATCH_CALLS, DEFAULT_BATCH_WAIT};
 
 use crate::sqlite::{open_connection, open_object_connection, SqliteSql};
 use crate::{Database, HostClock, OsEntropy};
@@ -99,10 +111,20 @@ pub struct Accepted {
 /// succeeded (then the alarm is done and the one the handler set replaces it).
 type Firing<R> = (i64, fn(&R) -> bool);
 
-/// One call waiting for its turn on an object. It answers how to hand its result to the caller,
-/// so the runner can free the gate first when it was the last call queued.
-type Job<O> = Box<dyn FnOnce(&Runtime<O>, &Slot<O>, &mut Live<O>) -> Option<Deliver> + Send>;
-type Deliver = Box<dyn FnOnce() + Send>;
+/// One call waiting for its turn on an object. Run inside the batch's open transaction (or
+/// told why none could be opened), it answers how to hand its result to the caller once the
+/// batch's commit is known; `None` when it was not run.
+type Run<O> = Box<
+    dyn FnOnce(&Runtime<O>, &Slot<O>, &mut Live<O>, Result<&Batch, StorageError>) -> Option<Held>
+        + Send,
+>;
+
+struct Job<O> {
+    run: Run<O>,
+    /// An alarm's call: it runs in a batch of its own, so the bookkeeping of the fired alarm
+    /// (see [`Runtime::fire`]) stays that of one call.
+    solo: bool,
+}
 
 /// The calls waiting for one object. A single runner at a time takes the gate and drains them
 /// in order on one blocking thread, so the calls of a busy object follow each other without a
@@ -146,6 +168,14 @@ pub struct Runtime<O> {
     memory_budget: AtomicUsize,
     /// Set when the service stops: the scheduler ends and sockets close.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// How runners coalesce calls: most calls, and most microseconds, per transaction.
+    batch_calls: AtomicUsize,
+    batch_wait_us: AtomicU64,
+    /// Batches committed (each a transaction of one object's storage).
+    commits: AtomicU64,
+    /// Test control: runs before each commit; answering true fails the commit.
+    #[cfg(test)]
+    commit_hook: Mutex<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
 }
 
 /// The object's alarm as seen during one call: read from, and written back to, metadata.
@@ -167,11 +197,21 @@ impl ObjectStorage for CallStorage<'_> {
 }
 
 /// The shared database as one call sees it: locked on first use and then held until the call
-/// has committed, exactly as if it had been locked for the whole call. Until then the call has
-/// touched only its own object's storage (behind the object's gate), so the order of events
-/// is the same as with the lock taken up front; calls that never read it (the rate-limit hot
-/// path, answered from the object's cache) leave the connection to the front and to other
-/// objects meanwhile instead of serialising the whole host behind one object's commit.
+/// ends, exactly as if it had been locked for the whole call. Until then the call has touched
+/// only its own object's storage (behind the object's gate), so the order of events is the
+/// same as with the lock taken up front; calls that never read it (the rate-limit hot path,
+/// answered from the object's cache) leave the connection to the front and to other objects
+/// meanwhile.
+///
+/// It is let go at the end of each call, not of the batch: the front and every other object
+/// need the connection, and a batch may stay open for up to [`BatchLimits::max_wait`]. That is
+/// safe because the shared connection is in autocommit mode between calls: each statement a
+/// call runs on it, or each [`Sql::transaction`] (`BEGIN IMMEDIATE` .. `COMMIT` there), is
+/// durable on its own when it returns, independently of the object's batch. So if the
+/// object's batch commit then fails, the shared writes of its calls stay while the object's
+/// own writes are rolled back and the callers get 503: the same outcome as a commit failure
+/// after a shared write had when each call committed alone (say a key row inserted with its
+/// audit record lost). The client was not told of success, so nothing it was told is lost.
 /// [`Sql::pause`] lets it go before a password hash (between statements, outside any
 /// transaction): a login must not stop every other request for the length of an argon2 run.
 struct SharedOnDemand<'a> {
@@ -224,10 +264,20 @@ impl Sql for SharedOnDemand<'_> {
 }
 
 /// The socket hub of one call. `pending` receives the queue of a socket accepted by this call.
+/// Frames and closes go to the batch's outbox and reach the sockets only after its commit.
 struct CallHub<'a, O> {
     slot: &'a Slot<O>,
     next_socket: &'a AtomicU64,
     pending: Option<&'a Mutex<Option<Accepted>>>,
+    outbox: &'a RefCell<Outbox>,
+}
+
+impl<O> CallHub<'_, O> {
+    /// Open, and not closed by a call of this batch.
+    fn is_open(&self, socket: SocketId) -> bool {
+        lock(&self.slot.sockets).contains_key(&socket)
+            && !self.outbox.borrow().closed.contains(&socket)
+    }
 }
 
 impl<O> SocketHub for CallHub<'_, O> {
@@ -249,38 +299,40 @@ impl<O> SocketHub for CallHub<'_, O> {
             frames,
             close,
         });
+        self.outbox.borrow_mut().accepted.push(id);
         Some(id)
     }
 
     fn sockets(&self) -> Vec<(SocketId, String)> {
+        let outbox = self.outbox.borrow();
         lock(&self.slot.sockets)
             .iter()
+            .filter(|(id, _)| !outbox.closed.contains(id))
             .map(|(id, e)| (*id, e.attachment.clone()))
             .collect()
     }
 
+    /// Held until the batch commits; a consumer too slow for it then is closed (see
+    /// [`Outbox::send`]).
     fn send(&self, socket: SocketId, text: &str) -> bool {
-        let mut sockets = lock(&self.slot.sockets);
-        let Some(entry) = sockets.get(&socket) else {
+        if !self.is_open(socket) {
             return false;
-        };
-        match entry.tx.try_send(text.to_owned()) {
-            Ok(()) => true,
-            Err(_) => {
-                // Too slow (or gone): close it rather than buffer without bound.
-                tracing::warn!(object = %self.slot.name, socket, "closing a socket that fell behind");
-                if let Some(e) = sockets.remove(&socket) {
-                    e.close.close(CLOSE_TOO_SLOW, "too slow");
-                }
-                false
-            }
         }
+        let mut outbox = self.outbox.borrow_mut();
+        outbox.outputs.push(Output::Frame(socket, text.to_owned()));
+        true
     }
 
+    /// Held like frames, in order with them: a frame sent before a close still arrives.
     fn close(&self, socket: SocketId, code: u16, reason: &str) {
-        if let Some(e) = lock(&self.slot.sockets).remove(&socket) {
-            e.close.close(code, reason);
+        if !self.is_open(socket) {
+            return;
         }
+        let mut outbox = self.outbox.borrow_mut();
+        outbox
+            .outputs
+            .push(Output::Close(socket, code, reason.to_owned()));
+        outbox.closed.push(socket);
     }
 }
 
@@ -358,6 +410,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             memory: AtomicUsize::new(0),
             memory_budget: AtomicUsize::new(MAX_LIVE_OBJECT_BYTES),
             stopping: tokio::sync::watch::channel(false).0,
+            batch_calls: AtomicUsize::new(DEFAULT_BATCH_CALLS),
+            batch_wait_us: AtomicU64::new(DEFAULT_BATCH_WAIT.as_micros() as u64),
+            commits: AtomicU64::new(0),
+            #[cfg(test)]
+            commit_hook: Mutex::new(None),
         });
         tokio::spawn(Arc::clone(&runtime).run_alarms());
         Ok(runtime)
@@ -382,8 +439,10 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         }))
     }
 
-    /// Runs `work` on the object `name`: one call at a time per object, in one transaction of
-    /// its storage, committed before this returns. `accept` lets the call accept a WebSocket.
+    /// Runs `work` on the object `name`: one call at a time per object, inside the runner's
+    /// open transaction of its storage, and answered only once that transaction has committed
+    /// (see [`Self::drain`]). `accept` lets the call accept a WebSocket. A failed commit
+    /// answers [`StorageError::Unavailable`].
     pub async fn call<R: Send + 'static>(
         self: &Arc<Self>,
         name: &str,
@@ -398,7 +457,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
     /// [`Self::call`], or, with `firing: Some((at, succeeded))`, the call of the alarm
     /// scheduled at `at`: the handler then sees no alarm set (as on the platform), and once it
     /// has succeeded the alarm it set (or none) replaces the fired one in metadata, before the
-    /// next queued call runs (see [`Self::run_locked`]).
+    /// next queued call runs (the call runs in a batch of its own, see [`Self::end_batch`]).
     async fn call_inner<R: Send + 'static>(
         self: &Arc<Self>,
         name: &str,
@@ -408,20 +467,29 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
     ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
         let slot = self.slot(name);
         let (done, result) = oneshot::channel();
-        let job: Job<O> = Box::new(move |this, slot, live| {
+        let solo = firing.is_some();
+        let run: Run<O> = Box::new(move |this, slot, live, batch| {
             // A caller that went away before its turn (its client hung up) is not run, as it
             // was not when it was dropped while waiting for the gate.
             if done.is_closed() {
                 return None;
             }
-            let result = this.run_locked(slot, live, accept, firing, work);
-            Some(Box::new(move || {
-                let _ = done.send(result);
-            }) as Deliver)
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return None;
+                }
+            };
+            let result = this.run_locked(slot, live, batch, accept, firing, work);
+            Some(Box::new(move |committed: Result<(), StorageError>| {
+                // Output gate: the result leaves only with the batch's commit.
+                let _ = done.send(committed.and(result));
+            }) as Held)
         });
         let start_runner = {
             let mut queue = lock(&slot.queue);
-            queue.jobs.push_back(job);
+            queue.jobs.push_back(Job { run, solo });
             !std::mem::replace(&mut queue.running, true)
         };
         if start_runner {
@@ -467,64 +535,255 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         }
     }
 
-    /// The runner of one object: holding the gate, runs queued calls one by one until the
-    /// queue is empty.
-    fn drain(&self, mut runner: Runner<O>, mut live: tokio::sync::OwnedMutexGuard<Live<O>>) {
-        let slot = Arc::clone(&runner.slot);
-        let mut next = lock(&slot.queue).jobs.pop_front();
-        while let Some(job) = next {
-            // A panicking handler fails its own call (its sender is dropped), not the calls
-            // queued behind it; its transaction was rolled back while unwinding.
-            let deliver = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job(self, &slot, &mut live)
-            }))
-            .ok()
-            .flatten();
-            let mut queue = lock(&slot.queue);
-            next = queue.jobs.pop_front();
-            if next.is_none() {
-                queue.running = false;
-                drop(queue);
-                runner.finish();
-                // The gate is free before the caller hears back, as it was when each call
-                // took the gate itself: an object is idle (evictable) once its last call
-                // has answered.
-                drop(live);
-                if let Some(deliver) = deliver {
-                    deliver();
-                }
-                return;
-            }
-            drop(queue);
-            if let Some(deliver) = deliver {
-                deliver();
-            }
-        }
-        // Unreachable: whoever starts a runner queues a job first, and only the runner
-        // takes jobs out.
-        lock(&slot.queue).running = false;
-        runner.finish();
+    /// How runners batch calls from now on (the `OBJECT_BATCH_*` settings).
+    pub fn set_batch_limits(&self, limits: BatchLimits) {
+        self.batch_calls
+            .store(limits.max_calls.max(1), Ordering::Relaxed);
+        self.batch_wait_us
+            .store(limits.max_wait.as_micros() as u64, Ordering::Relaxed);
     }
 
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_calls: self.batch_calls.load(Ordering::Relaxed),
+            max_wait: Duration::from_micros(self.batch_wait_us.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Batches committed so far, over every object of the class.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The runner of one object: holding the gate, runs queued calls back to back inside one
+    /// transaction, and commits it when the queue is empty or the batch is full
+    /// ([`BatchLimits`]), then hands out the answers the batch held. An alarm's call gets a
+    /// batch of its own.
+    fn drain(&self, mut runner: Runner<O>, mut live: tokio::sync::OwnedMutexGuard<Live<O>>) {
+        let slot = Arc::clone(&runner.slot);
+        let limits = self.batch_limits();
+        let mut batch = Batch::default();
+        loop {
+            let next = lock(&slot.queue).jobs.pop_front();
+            let Some(job) = next else {
+                let mut answers = self.end_batch(&slot, &mut live, &mut batch);
+                // Taken before the gate is let go and held until the frames are out, so a
+                // runner started meanwhile sends its frames after these.
+                let mut sockets = lock(&slot.sockets);
+                let mut queue = lock(&slot.queue);
+                if queue.jobs.is_empty() {
+                    queue.running = false;
+                    drop(queue);
+                    runner.finish();
+                    // The gate is free before anyone hears back (frames or answers), as it
+                    // was when each call took the gate itself: an object is idle (evictable)
+                    // once its last call has answered.
+                    drop(live);
+                    answers.send_outputs(&slot.name, &mut sockets);
+                    drop(sockets);
+                    answers.release(&slot.name, &slot.sockets);
+                    return;
+                }
+                drop(queue);
+                drop(sockets);
+                answers.release(&slot.name, &slot.sockets);
+                continue;
+            };
+            let solo = job.solo;
+            if solo {
+                self.end_batch(&slot, &mut live, &mut batch)
+                    .release(&slot.name, &slot.sockets);
+            }
+            self.run_job(job, &slot, &mut live, &mut batch);
+            if solo || batch.full(&limits) {
+                self.end_batch(&slot, &mut live, &mut batch)
+                    .release(&slot.name, &slot.sockets);
+            }
+        }
+    }
+
+    /// Runs one job in the batch (opening it first if needed). A panicking handler fails its
+    /// own call only: its answer's sender is dropped while unwinding, its writes are rolled
+    /// back to its savepoint ([`Savepoint`]), its held frames are dropped here, and its
+    /// instance, whose memory may be half-updated, is dropped, to be rebuilt from storage by
+    /// the next call, inside the open transaction (so it sees the batch's earlier writes).
+    fn run_job(&self, job: Job<O>, slot: &Slot<O>, live: &mut Live<O>, batch: &mut Batch) {
+        let opened = self.open_batch(slot, live, batch);
+        let mark = batch.outbox.borrow().mark();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (job.run)(self, slot, live, opened.map(|()| &*batch))
+        }));
+        match ran {
+            Ok(Some(held)) => {
+                batch.calls += 1;
+                batch.held.push(held);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                tracing::error!(object = %slot.name, "an object handler panicked");
+                let accepted = batch.outbox.borrow_mut().truncate(mark);
+                let mut sockets = lock(&slot.sockets);
+                for id in accepted {
+                    sockets.remove(&id);
+                }
+                drop(sockets);
+                self.drop_instance(slot, live);
+            }
+        }
+    }
+
+    /// Opens the object's connection if needed and begins the batch's transaction. A failed
+    /// `BEGIN` is treated as a failed commit: the call gets [`StorageError::Unavailable`] and
+    /// the instance and connection are rebuilt.
+    fn open_batch(
+        &self,
+        slot: &Slot<O>,
+        live: &mut Live<O>,
+        batch: &mut Batch,
+    ) -> Result<(), StorageError> {
+        if batch.open {
+            return Ok(());
+        }
+        if live.conn.is_none() {
+            let conn = open_object_connection(&object_file(&self.dir, &slot.name))
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            live.conn = Some(conn);
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
+        let conn = live.conn.as_ref().expect("opened above");
+        if !conn.is_autocommit() {
+            // Left open by a runner that did not get to finish its batch (a panic outside
+            // any handler): nobody was told of its calls, so roll it back.
+            let _ = conn.execute_batch("ROLLBACK");
+            self.drop_instance(slot, live);
+        }
+        let conn = live.conn.as_ref().expect("opened above");
+        if let Err(e) = conn.execute_batch("BEGIN") {
+            tracing::error!(object = %slot.name, error = %e, "could not begin a transaction");
+            self.drop_instance(slot, live);
+            self.drop_connection(live);
+            return Err(StorageError::Unavailable(e.to_string()));
+        }
+        batch.open = true;
+        batch.calls = 0;
+        batch.started = std::time::Instant::now();
+        batch.stored_alarm = self.stored_alarm(&slot.name);
+        batch.alarm.set(batch.stored_alarm);
+        Ok(())
+    }
+
+    /// Commits the batch and answers how to release its held calls. Its frames and closes go
+    /// to the sockets only after the commit, with the answers. A failed commit rolls everything back, drops the
+    /// instance (rebuilt from storage by the next call) and answers every held call with
+    /// [`StorageError::Unavailable`].
+    ///
+    /// The alarm the batch leaves is stored so that the alarm in metadata is never later than
+    /// the one the durable data needs: an earlier alarm is stored before the commit, a later
+    /// one (or none) after it. A crash in between, or a failed commit, then leaves an alarm
+    /// that fires early, which is harmless (handlers run at least once and re-arm); the other
+    /// order could leave data that needs an alarm with none, and a flush would be lost.
+    fn end_batch(&self, slot: &Slot<O>, live: &mut Live<O>, batch: &mut Batch) -> Answers {
+        let held = std::mem::take(&mut batch.held);
+        let outbox = batch.outbox.take();
+        if !batch.open {
+            return Answers {
+                held,
+                failure: None,
+                outbox: Outbox::default(),
+            };
+        }
+        batch.open = false;
+        let (stored, alarm) = (batch.stored_alarm, batch.alarm.get());
+        let early = alarm != stored && alarm.is_some_and(|a| stored.is_none_or(|s| a < s));
+        let conn = live
+            .conn
+            .as_ref()
+            .expect("an open batch has its connection");
+        let committed = (|| {
+            if early {
+                self.store_alarm(&slot.name, stored, alarm)?;
+            }
+            self.commit_hook_fails()?;
+            conn.execute_batch("COMMIT")
+                .map_err(|e| StorageError::Unavailable(e.to_string()))
+        })();
+        match committed {
+            Ok(()) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                if alarm != stored && !early {
+                    if let Err(e) = self.store_alarm(&slot.name, stored, alarm) {
+                        // The stored alarm is the earlier one: it fires, harmlessly, and the
+                        // handler sets the alarm again.
+                        tracing::warn!(object = %slot.name, error = %e, "could not store a later alarm");
+                    }
+                }
+                // Sent by the runner when it releases the answers.
+                Answers {
+                    held,
+                    failure: None,
+                    outbox,
+                }
+            }
+            Err(e) => {
+                tracing::error!(object = %slot.name, error = %e, calls = held.len(),
+                    "an object's batch did not commit: its calls are answered 503");
+                if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+                    // Closing the connection rolls back what is left.
+                    self.drop_connection(live);
+                }
+                self.drop_instance(slot, live);
+                let mut sockets = lock(&slot.sockets);
+                for id in outbox.accepted {
+                    sockets.remove(&id);
+                }
+                Answers {
+                    held,
+                    failure: Some(e.to_string()),
+                    outbox: Outbox::default(),
+                }
+            }
+        }
+    }
+
+    /// The test control that fails (or holds) a commit; never fails outside tests.
+    fn commit_hook_fails(&self) -> Result<(), StorageError> {
+        #[cfg(test)]
+        {
+            let hook = lock(&self.commit_hook).clone();
+            if hook.is_some_and(|h| h()) {
+                return Err(StorageError::Unavailable("injected commit failure".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the instance (its memory may no longer match storage); the next call rebuilds
+    /// it with [`DurableObject::load`].
+    fn drop_instance(&self, slot: &Slot<O>, live: &mut Live<O>) {
+        live.instance = None;
+        self.account_memory(slot, 0);
+    }
+
+    fn drop_connection(&self, live: &mut Live<O>) {
+        if live.conn.take().is_some() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs one call in its own savepoint of the batch's open transaction.
     fn run_locked<R>(
         &self,
         slot: &Slot<O>,
         live: &mut Live<O>,
+        batch: &Batch,
         accept: bool,
         firing: Option<Firing<R>>,
         work: impl FnOnce(&mut O, &ObjectEnv) -> R,
     ) -> Result<(R, Option<Accepted>, Option<i64>), StorageError> {
-        if live.conn.is_none() {
-            self.live.fetch_add(1, Ordering::Relaxed);
-            live.conn = Some(
-                open_object_connection(&object_file(&self.dir, &slot.name))
-                    .map_err(|e| StorageError::Other(e.to_string()))?,
-            );
-        }
-        let conn = live.conn.as_ref().expect("opened above");
+        let conn = live.conn.as_ref().expect("the batch opened it");
         let alarm_before = match firing {
             Some(_) => None,
-            None => self.stored_alarm(&slot.name),
+            None => batch.alarm.get(),
         };
         let storage = CallStorage {
             sql: SqliteSql(conn),
@@ -535,6 +794,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             slot,
             next_socket: &self.next_socket,
             pending: accept.then_some(&pending),
+            outbox: &batch.outbox,
         };
         let shared = SharedOnDemand::new(&self.db);
         let env = ObjectEnv {
@@ -545,32 +805,28 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             entropy: &OsEntropy,
             sockets: &hub,
         };
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(|e| StorageError::Other(e.to_string()))?;
+        let savepoint = Savepoint::begin(conn)?;
         if live.instance.is_none() {
             live.instance = Some(O::load(&env)?);
         }
         let instance = live.instance.as_mut().expect("loaded above");
         let result = work(instance, &env);
-        self.account_memory(slot, instance.memory_estimate());
-        // Output gate: the call's writes are durable before anyone hears of its result.
-        tx.commit()
-            .map_err(|e| StorageError::Other(e.to_string()))?;
+        // The shared connection goes back to the front and the other objects now, not at
+        // the batch's commit (see `SharedOnDemand`).
         drop(shared);
+        self.account_memory(slot, instance.memory_estimate());
+        if let Err(e) = savepoint.release() {
+            // Rolled back to the savepoint: the instance's memory has the call's changes.
+            self.drop_instance(slot, live);
+            return Err(e);
+        }
         let alarm_after = storage.alarm();
-        // The alarm is recorded here, on the object's runner and behind its gate, so the next
-        // queued call reads it as this call left it. Recorded by the caller after the answer,
-        // a call queued behind a firing alarm would read the fired alarm as still set, and the
-        // late record would then overwrite the alarm that call set.
+        // The alarm is tracked here, on the object's runner and behind its gate, so the next
+        // call of the batch reads it as this call left it; the batch stores it with its
+        // commit (see `Self::end_batch`).
         match firing {
-            None if alarm_after != alarm_before => {
-                self.store_alarm(&slot.name, alarm_before, alarm_after)?
-            }
-            None => {}
-            Some((at, succeeded)) if succeeded(&result) => {
-                self.store_alarm(&slot.name, Some(at), alarm_after)?
-            }
+            None => batch.alarm.set(alarm_after),
+            Some((_, succeeded)) if succeeded(&result) => batch.alarm.set(alarm_after),
             // A failed alarm stays set in metadata, for the retry (see `Self::fire`).
             Some(_) => {}
         }

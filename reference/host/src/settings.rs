@@ -39,6 +39,12 @@ pub struct Limits {
     /// Memory the live object instances may hold together, by their own estimates, before
     /// the least recently used idle ones are evicted.
     pub object_memory_bytes: usize,
+    /// How an object's runner coalesces the writes of its queued calls: most calls and
+    /// longest time per transaction (answers wait for the commit).
+    pub object_batch: crate::objects::BatchLimits,
+    /// Entries of the in-memory index from a key's hash to its tenant (positive entries
+    /// only; a miss reads the database). About 200 bytes each.
+    pub key_index_entries: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +64,8 @@ impl Default for Limits {
             core: auth_core::limits::Limits::default(),
             graph: auth_core::graph::GraphLimits::default(),
             object_memory_bytes: crate::objects::MAX_LIVE_OBJECT_BYTES,
+            object_batch: crate::objects::BatchLimits::default(),
+            key_index_entries: 100_000,
         }
     }
 }
@@ -116,6 +124,17 @@ pub struct LimitArgs {
     /// MiB the live object instances may hold together (by estimate) before eviction.
     #[arg(long, env = "OBJECT_MEMORY_MIB", default_value_t = 512)]
     pub object_memory_mib: usize,
+    /// Most calls of one object committed in one transaction (1: a commit per call).
+    #[arg(long, env = "OBJECT_BATCH_CALLS", default_value_t = crate::objects::DEFAULT_BATCH_CALLS)]
+    pub object_batch_calls: usize,
+    /// Microseconds an object's transaction stays open at most before it commits (its
+    /// callers wait for the commit; at most 1000000).
+    #[arg(long, env = "OBJECT_BATCH_MICROS",
+          default_value_t = crate::objects::DEFAULT_BATCH_WAIT.as_micros() as u64)]
+    pub object_batch_micros: u64,
+    /// Keys whose tenant is remembered in memory (hash to tenant id; a miss reads the database).
+    #[arg(long, env = "KEY_INDEX_ENTRIES", default_value_t = 100_000)]
+    pub key_index_entries: usize,
 }
 
 impl LimitArgs {
@@ -142,6 +161,11 @@ impl LimitArgs {
                 log_window: self.graph_log_window.max(1),
             },
             object_memory_bytes: self.object_memory_mib.max(1) * 1024 * 1024,
+            object_batch: crate::objects::BatchLimits {
+                max_calls: self.object_batch_calls.max(1),
+                max_wait: Duration::from_micros(self.object_batch_micros.min(1_000_000)),
+            },
+            key_index_entries: self.key_index_entries.max(1),
         }
     }
 }

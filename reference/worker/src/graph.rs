@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use auth_core::graph::{blob_key, check_upload, upload_answer, GraphCall, GraphRoute, GraphState};
 use auth_core::objects::{DurableObject as CoreObject, NoSockets, ObjectEnv, ObjectStorage};
 use auth_core::ports::Sql;
+use auth_core::route::{ApiRoute, Route, TenantRoute};
 use auth_core::ApiError;
 use worker::{durable_object, Env, Request, RequestInit, Response, State};
 
@@ -94,7 +95,11 @@ impl GraphStateCSV {
             .env
             .bucket("TENANT_DATA")
             .map_err(|_| ApiError::Internal)?;
-        let route = match GraphCall::of(&core)? {
+        let op = match Route::parse(core.method(), core.uri().path())? {
+            Route::Tenant(TenantRoute::Api(ApiRoute::Graph(op))) => op,
+            _ => return Err(ApiError::NotFound),
+        };
+        let route = match GraphCall::of(op) {
             GraphCall::Upload => {
                 let edges = check_upload(&core)?;
                 bucket

@@ -6,8 +6,11 @@
 //!
 //! Every call from the directory to a tenant's object carries a [`Sync`] in a header: the
 //! tenant's row, the JWT keyring and the test clock as the directory has them now. The tenant's
-//! object applies it before it runs anything, so a suspension, a keyring rotation or a clock
-//! step is seen by the very next call, without any cache to invalidate.
+//! object applies it and keeps it: a tenant request the stateless Worker sends straight to the
+//! object ([`Forward::direct`]) carries none, and runs with what the object holds. That is
+//! current because the directory delivers every change before its answer: a tenant's row
+//! with the notice of the admin change, a keyring rotation and a test-clock step to every
+//! tenant's object ([`SYNC`], [`CLOCK`]).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -26,6 +29,9 @@ pub const FORWARD_HEADER: &str = "x-authconf-internal-forward";
 pub const ALARM_HEADER: &str = "x-authconf-internal-alarm";
 /// Tenant → directory: the call changed the tenant's keys; fetch them with [`KEYS`].
 pub const KEYS_CHANGED_HEADER: &str = "x-authconf-internal-keys-changed";
+/// Tenant → Worker, on a direct call: the key is not one of this tenant's (or the object does
+/// not know its tenant yet); nothing ran, the Worker asks the directory instead.
+pub const NOT_MINE_HEADER: &str = "x-authconf-internal-not-mine";
 
 /// Tenant object: run a [`NoticeCall`].
 pub const NOTICE: &str = "/_internal/notice";
@@ -41,6 +47,16 @@ pub const FLUSH: &str = "/_internal/flush";
 pub const FIRE: &str = "/_internal/fire";
 /// Tenant object: fire the alarm if it is due under the clock in the [`Sync`].
 pub const CLOCK: &str = "/_internal/clock";
+/// Worker → directory, on a request it hands over: the request id the driver gave it (the
+/// directory names it in its answer and audit records). Only the Worker sets it: it drops
+/// every internal header a client sent.
+pub const REQUEST_ID_HEADER: &str = "x-authconf-internal-request-id";
+/// Directory: the tenant owning a key hash (`{"keyHash"}` → `{"tenantId"}`), from the mirror;
+/// also writes the index entry. The stateless Worker asks on an index miss.
+pub const KEY_OWNER: &str = "/_internal/key-owner";
+/// Tenant object: apply the [`Sync`] and nothing else (a keyring rotation reaching every
+/// tenant's object before the admin's answer).
+pub const SYNC: &str = "/_internal/sync";
 /// Tenant object: drop the in-memory `TenantState` (test control).
 pub const EVICT: &str = "/_internal/evict";
 /// Directory: merge a tenant's keys sent by its object ([`Shipment`]).
@@ -70,6 +86,11 @@ pub struct Forward {
     /// The client's `Host` (a routing source: the tenant's subdomain), which a request built
     /// for the object's stub cannot carry as a header of its own.
     pub host: Option<String>,
+    /// Sent by the stateless Worker, which found the key's tenant in the index (KV), not by
+    /// the directory: the object first checks that the key is one of its tenant's, and answers
+    /// [`NOT_MINE_HEADER`] otherwise.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// A change the admin API made, with the rows it wrote for the tenant.

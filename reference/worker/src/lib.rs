@@ -13,13 +13,15 @@
 //!   transactional outbox.
 //! - [`storage`]: the core's ports on Durable Object storage (SQL, transactions, migrations,
 //!   clock, randomness); [`config`]: the settings; [`convert`]: requests and responses.
+//! - [`edge`]: the stateless Worker: a keyed tenant request goes from the key index (KV)
+//!   straight to the tenant's object; everything else, and an index miss, to the directory.
 //!
-//! The Worker itself is stateless: it hands every request to the directory. Nothing here
-//! panics on input: constructors are infallible and configuration errors are answered as 503
-//! problem documents.
+//! Nothing here panics on input: constructors are infallible and configuration errors are answered as
+//! 503 problem documents.
 
 pub mod config;
 pub mod convert;
+pub mod edge;
 pub mod graph;
 pub mod internal;
 pub mod mirror;
@@ -43,9 +45,5 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             false,
         ));
     }
-    let stub = env
-        .durable_object("AUTH_PLATFORM")?
-        .id_from_name(PLATFORM_OBJECT)?
-        .get_stub()?;
-    stub.fetch_with_request(req).await
+    edge::serve(req, &env).await
 }

@@ -18,12 +18,11 @@
 //! the tenant's object decides everything that must be exact.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
 
 use auth_core::ports::{Sql, SqlValue, StorageError};
+use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
-use auth_core::users::UserRequest;
-use auth_core::{ApiError, Front, MetricsFlushed, Notice, Ports};
+use auth_core::{ApiError, Front, Notice, Ports, Stage};
 use http::{Method, StatusCode};
 use serde_json::json;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
@@ -43,6 +42,11 @@ pub struct AuthPlatform {
     state: State,
     env: Env,
     platform: RefCell<Option<Platform>>,
+    /// Client requests this instance handled (test controls excluded), and internal calls
+    /// from tenants' objects: what `GET /_test/directory-calls` answers, so a test can prove
+    /// that a tenant request with a warm key index never reaches the directory.
+    client_calls: Cell<u64>,
+    internal_calls: Cell<u64>,
 }
 
 /// What the object builds at first use.
@@ -50,19 +54,17 @@ struct Platform {
     settings: Settings,
     db: DoSql,
     clock: RefCell<WorkerClock>,
-    /// Tenants called since this instance started: what `/_test/evict` without a tenant reaches.
-    seen: RefCell<BTreeSet<String>>,
-    /// Tenants whose objects may hold usage counts not yet in `usage_metrics`, each with a
-    /// count of the requests forwarded: a flush clears the mark only if no request was
-    /// forwarded while it ran (it may have been counted after the flush took the counts).
-    dirty: RefCell<HashMap<String, u64>>,
-    /// Each tenant object's alarm as it last reported it (test time), as in `_tenant_alarms`.
-    alarms: RefCell<HashMap<String, Option<i64>>>,
+    /// The keyring changed when this instance opened (a new `JWT_SECRET`): every tenant's
+    /// object gets it before the next answer.
+    keyring_fanout: Cell<bool>,
     /// The copy of the directory's tables in D1 (none without a `DB` binding).
     mirror: Option<Mirror>,
     /// Whether D1 has had its migrations checked by this instance.
     d1_ready: Cell<bool>,
 }
+
+/// The test control that answers how many calls this directory instance handled.
+pub const DIRECTORY_CALLS: &str = "/_test/directory-calls";
 
 fn problem(e: ApiError) -> worker::Result<Response> {
     to_worker(auth_core::finish(e.into_response(), "-", false))
@@ -76,8 +78,8 @@ impl Platform {
             state,
             env,
             &[
-                "CREATE TABLE IF NOT EXISTS _tenant_alarms (name TEXT PRIMARY KEY, \
-                 at_ms INTEGER NOT NULL)",
+                KV_OUTBOX_DDL[0],
+                KV_OUTBOX_DDL[1],
                 "CREATE TABLE IF NOT EXISTS _test_clock (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  offset_ms INTEGER NOT NULL)",
             ],
@@ -96,19 +98,20 @@ impl Platform {
             })
             .unwrap_or(0);
         let clock = WorkerClock { offset_ms };
+        let keyring = |db: &DoSql| auth_core::users::jwt::list_keys(db).map(|k| format!("{k:?}"));
+        let before = keyring(&db).map_err(|e| format!("JWT keyring: {e}"))?;
         auth_core::users::jwt::reconcile(
             &db,
             &settings.secrets,
             auth_core::ports::Clock::now_ms(&clock),
         )
         .map_err(|e| format!("JWT keyring: {e}"))?;
+        let after = keyring(&db).map_err(|e| format!("JWT keyring: {e}"))?;
         Ok(Self {
             settings,
             db,
             clock: RefCell::new(clock),
-            seen: RefCell::new(BTreeSet::new()),
-            dirty: RefCell::new(HashMap::new()),
-            alarms: RefCell::new(HashMap::new()),
+            keyring_fanout: Cell::new(before != after),
             mirror,
             d1_ready: Cell::new(false),
         })
@@ -118,14 +121,55 @@ impl Platform {
         auth_core::ports::Clock::now_ms(&*self.clock.borrow())
     }
 
-    fn front(&self, req: auth_core::Request) -> Front {
+    /// The core's front, both parts, over the directory's rows (the key's owner from its
+    /// mirror of the keys); with the request id and whether the request is HEAD.
+    fn front(&self, req: auth_core::Request) -> (Front, String, bool) {
         let clock = self.clock.borrow();
         let ports = Ports {
             db: &self.db,
             clock: &*clock,
             entropy: &WorkerEntropy,
         };
-        self.settings.service.front(&ports, req)
+        let service = &self.settings.service;
+        // The stateless Worker ran the front's first part already and gave the request its
+        // id: keep it, so the answer and the audit records name the id the client sees.
+        let given = req
+            .headers()
+            .get(internal::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(GivenId::parse);
+        let begun = match &given {
+            Some(id) => service.begin(&*clock, id, req),
+            None => service.begin(&*clock, &WorkerEntropy, req),
+        };
+        let refuse = |e: ApiError| Front::Respond {
+            response: e.into_response(),
+            notices: Vec::new(),
+        };
+        let front = match begun.stage {
+            Stage::Respond(response) => Front::Respond {
+                response,
+                notices: Vec::new(),
+            },
+            Stage::Keyed(keyed) => match service.key_owner(&self.db, &keyed.key_hash) {
+                Ok(Some(tenant_id)) => Front::Tenant(keyed.into_call(tenant_id)),
+                Ok(None) => refuse(ApiError::Unauthorized),
+                Err(e) => refuse(e),
+            },
+            Stage::Shared(step) => service.front(&ports, step),
+        };
+        (front, begun.request_id, begun.head)
+    }
+
+    /// Answers an admin metrics read once usage is flushed.
+    fn resume(&self, resume: auth_core::Resume) -> auth_core::Response {
+        let clock = self.clock.borrow();
+        let ports = Ports {
+            db: &self.db,
+            clock: &*clock,
+            entropy: &WorkerEntropy,
+        };
+        self.settings.service.resume(&ports, resume)
     }
 
     /// What a call to `tenant_id`'s object carries: its row, the keyring, the clock.
@@ -142,52 +186,12 @@ impl Platform {
             .iter()
             .map(rows::to_json)
             .collect();
-        self.seen.borrow_mut().insert(tenant_id.to_owned());
         Ok(Sync {
             tenant_id: tenant_id.to_owned(),
             tenant,
             keyring,
             offset_ms: self.clock.borrow().offset_ms,
         })
-    }
-
-    /// Records the alarm a tenant's object reported, for the test controls that fire alarms
-    /// when the clock moves. Answers arrive in any order, so an ordinary answer only ever moves
-    /// the record earlier (a stale early record costs one needless call, which corrects it; a
-    /// stale late one would miss an alarm). `exact` answers (of the fire and clock calls)
-    /// replace it.
-    fn record_alarm(&self, tenant_id: &str, resp: &Response, exact: bool) {
-        let Ok(Some(value)) = resp.headers().get(internal::ALARM_HEADER) else {
-            return;
-        };
-        let reported = value.parse::<i64>().ok();
-        let mut alarms = self.alarms.borrow_mut();
-        let known = alarms.get(tenant_id).copied().flatten();
-        let at = match (exact, known, reported) {
-            (true, _, r) => r,
-            (false, Some(k), Some(r)) => Some(k.min(r)),
-            (false, k, r) => k.or(r),
-        };
-        if alarms.get(tenant_id) == Some(&at) {
-            return;
-        }
-        let written = match at {
-            Some(at) => self.db.execute(
-                "INSERT INTO _tenant_alarms (name, at_ms) VALUES (?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms",
-                &[tenant_id.into(), at.into()],
-            ),
-            None => self.db.execute(
-                "DELETE FROM _tenant_alarms WHERE name = ?",
-                &[tenant_id.into()],
-            ),
-        };
-        match written {
-            Ok(_) => {
-                alarms.insert(tenant_id.to_owned(), at);
-            }
-            Err(e) => console_error!("recording a tenant alarm: {e}"),
-        }
     }
 
     /// Folds a tenant's key images into the mirror (only rows of that tenant).
@@ -207,22 +211,81 @@ impl Platform {
             .transaction(&mut |db| rows::merge_usage(db, &shipment.rows))
     }
 
-    fn tenants_with_alarms(&self, due_by: Option<i64>) -> Vec<String> {
-        let rows = match due_by {
-            Some(now) => self.db.query(
-                "SELECT name FROM _tenant_alarms WHERE at_ms <= ? ORDER BY at_ms",
-                &[now.into()],
-            ),
-            None => self
-                .db
-                .query("SELECT name FROM _tenant_alarms ORDER BY at_ms", &[]),
-        };
-        rows.unwrap_or_default()
+    /// Every tenant the directory has created, deleted ones too (their objects may still
+    /// hold usage counts or alarms).
+    fn tenant_ids(&self) -> Vec<String> {
+        self.db
+            .query("SELECT id FROM tenants ORDER BY id", &[])
+            .unwrap_or_default()
             .iter()
             .filter_map(|r| r.first().and_then(SqlValue::as_str).map(str::to_owned))
             .collect()
     }
+
+    fn tenant_exists(&self, tenant_id: &str) -> bool {
+        self.db
+            .query("SELECT 1 FROM tenants WHERE id = ?", &[tenant_id.into()])
+            .is_ok_and(|r| !r.is_empty())
+    }
+
+    /// The key hashes written to the mirror and not yet in the index (KV), oldest first.
+    fn unindexed(&self, limit: usize) -> Vec<(String, String)> {
+        self.db
+            .query(
+                "SELECT key_hash, tenant_id FROM _kv_outbox ORDER BY rowid LIMIT ?",
+                &[(limit as i64).into()],
+            )
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                let hash = r.first().and_then(SqlValue::as_str)?;
+                let tenant = r.get(1).and_then(SqlValue::as_str)?;
+                Some((hash.to_owned(), tenant.to_owned()))
+            })
+            .collect()
+    }
 }
+
+/// The index outbox: a trigger records every key the mirror learns of (a tenant's creation,
+/// an admin-minted key, a key a tenant made, merged from its object), inside the transaction
+/// that writes it; [`AuthPlatform::index_keys`] copies them to KV before the answer, and the
+/// alarm retries what KV did not take. A key's tenant never changes, so an entry is never
+/// rewritten; entries of dead keys are left (the tenant's object refuses the key, and its
+/// requests then cost no directory call).
+const KV_OUTBOX_DDL: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS _kv_outbox (key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS _kv_outbox_insert AFTER INSERT ON api_keys \
+     BEGIN INSERT OR REPLACE INTO _kv_outbox (key_hash, tenant_id) \
+     VALUES (NEW.key_hash, NEW.tenant_id); END",
+];
+
+/// A request id given by the stateless Worker (16 hex digits), replayed as the randomness
+/// `Service::begin` draws the id from: its only draw.
+struct GivenId([u8; 8]);
+
+impl GivenId {
+    fn parse(hex: &str) -> Option<Self> {
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 8];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl auth_core::ports::Entropy for GivenId {
+    fn fill(&self, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.0[i % 8];
+        }
+    }
+}
+
+/// How many tenants' objects the directory calls at once when it calls them all.
+const FAN_OUT: usize = 16;
 
 /// Reads a JSON answer of a tenant's object.
 async fn answer_json(mut resp: Response) -> Option<serde_json::Value> {
@@ -248,8 +311,8 @@ impl AuthPlatform {
         self.platform.borrow().as_ref().map(f)
     }
 
-    /// POSTs an internal call to a tenant's object with its [`Sync`], and records the alarm
-    /// it reports; pulls its keys into the mirror when it says they changed.
+    /// POSTs an internal call to a tenant's object with its [`Sync`]; pulls its keys into the
+    /// mirror when it says they changed.
     async fn call_tenant(
         &self,
         tenant_id: &str,
@@ -264,13 +327,11 @@ impl AuthPlatform {
         let resp = internal::post(&stub, path, Some(&sync), body)
             .await
             .map_err(|e| e.to_string())?;
-        let exact = path == internal::FIRE || path == internal::CLOCK;
-        self.after_tenant_call(tenant_id, &resp, exact).await;
+        self.after_tenant_call(tenant_id, &resp).await;
         Ok(resp)
     }
 
-    async fn after_tenant_call(&self, tenant_id: &str, resp: &Response, exact: bool) {
-        self.with(|p| p.record_alarm(tenant_id, resp, exact));
+    async fn after_tenant_call(&self, tenant_id: &str, resp: &Response) {
         let keys_changed = resp
             .headers()
             .get(internal::KEYS_CHANGED_HEADER)
@@ -361,43 +422,107 @@ impl AuthPlatform {
         }
     }
 
-    /// Moves every dirty tenant's pending usage counts into `usage_metrics`.
-    async fn flush_metrics(&self) {
-        let dirty: Vec<(String, u64)> = self
-            .with(|p| {
-                p.dirty
-                    .borrow()
-                    .iter()
-                    .map(|(t, n)| (t.clone(), *n))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (tenant_id, forwarded) in dirty {
-            let answered = match self.call_tenant(&tenant_id, internal::FLUSH, None).await {
-                Ok(resp) => answer_json(resp).await,
-                Err(_) => None,
-            };
-            let Some(rows) = answered.and_then(|v| serde_json::from_value::<rows::Image>(v).ok())
-            else {
-                console_error!("could not flush a tenant's usage counts; its alarm will");
-                continue;
-            };
-            let shipment = Shipment {
-                tenant_id: tenant_id.clone(),
-                rows,
-            };
-            match self.with(|p| p.merge_usage(&shipment)) {
-                Some(Ok(())) => {
-                    self.with(|p| {
-                        let mut dirty = p.dirty.borrow_mut();
-                        if dirty.get(&tenant_id) == Some(&forwarded) {
-                            dirty.remove(&tenant_id);
-                        }
-                    });
+    /// Moves the pending usage counts of `targets`' objects into `usage_metrics`, a few
+    /// objects at a time. The directory does not see tenant requests any more, so it cannot
+    /// tell which objects hold counts: it asks the ones an answer needs exactly.
+    async fn flush_metrics(&self, targets: Vec<String>) {
+        for chunk in targets.chunks(FAN_OUT) {
+            futures::future::join_all(chunk.iter().map(|t| self.flush_one(t))).await;
+        }
+    }
+
+    async fn flush_one(&self, tenant_id: &str) {
+        let answered = match self.call_tenant(tenant_id, internal::FLUSH, None).await {
+            Ok(resp) => answer_json(resp).await,
+            Err(_) => None,
+        };
+        let Some(rows) = answered.and_then(|v| serde_json::from_value::<rows::Image>(v).ok())
+        else {
+            console_error!("could not flush a tenant's usage counts; its alarm will");
+            return;
+        };
+        if rows.is_empty() {
+            return;
+        }
+        let shipment = Shipment {
+            tenant_id: tenant_id.to_owned(),
+            rows,
+        };
+        if !matches!(self.with(|p| p.merge_usage(&shipment)), Some(Ok(()))) {
+            console_error!("could not record a tenant's usage counts");
+        }
+    }
+
+    /// Calls `path` on every tenant's object with the directory's [`Sync`], a few at a time,
+    /// before the answer that needs it: a keyring rotation, a test-clock step. Answers how
+    /// many calls failed.
+    async fn call_all(&self, path: &str) -> (usize, Vec<Option<serde_json::Value>>) {
+        let ids = self.with(Platform::tenant_ids).unwrap_or_default();
+        let mut failed = 0;
+        let mut answers = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(FAN_OUT) {
+            let called =
+                futures::future::join_all(chunk.iter().map(|t| self.call_tenant(t, path, None)))
+                    .await;
+            for r in called {
+                match r {
+                    Ok(resp) if resp.status_code() == 200 => answers.push(answer_json(resp).await),
+                    Ok(resp) => {
+                        console_error!("a tenant's object answered {}", resp.status_code());
+                        failed += 1;
+                    }
+                    Err(e) => {
+                        console_error!("calling a tenant's object: {e}");
+                        failed += 1;
+                    }
                 }
-                _ => console_error!("could not record a tenant's usage counts"),
             }
         }
+        (failed, answers)
+    }
+
+    /// Copies the keys the mirror learned of to the index (KV), before the answer; what KV
+    /// does not take stays in `_kv_outbox` for the next call or the alarm. Answers whether
+    /// the outbox is empty.
+    async fn index_keys(&self) -> bool {
+        let Ok(kv) = self.env.kv(crate::edge::KEY_INDEX) else {
+            return true; // no index bound: the Worker sends every tenant request here
+        };
+        loop {
+            let batch = self.with(|p| p.unindexed(64)).unwrap_or_default();
+            if batch.is_empty() {
+                return true;
+            }
+            for (hash, tenant_id) in batch {
+                let put = match kv.put(&hash, tenant_id.as_str()) {
+                    Ok(p) => p.execute().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = put {
+                    console_error!("writing the key index failed: {e}; retried later");
+                    self.retry_later().await;
+                    return false;
+                }
+                self.with(|p| {
+                    p.db.execute(
+                        "DELETE FROM _kv_outbox WHERE key_hash = ? AND tenant_id = ?",
+                        &[hash.as_str().into(), tenant_id.as_str().into()],
+                    )
+                });
+            }
+        }
+    }
+
+    /// Sets the directory's alarm to retry what D1 or the index did not take.
+    async fn retry_later(&self) {
+        let at = worker::Date::now().as_millis() as i64 + mirror::RETRY_MS;
+        let _ = self
+            .state
+            .storage()
+            .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(
+                &js_sys::Number::from(at as f64),
+            )))
+            .await;
     }
 
     /// Hands a notice, with the rows the admin API wrote for the tenant, to its object.
@@ -451,14 +576,7 @@ impl AuthPlatform {
             m.drain(&self.env, &p.db).await
         };
         if !drained {
-            let at = worker::Date::now().as_millis() as i64 + mirror::RETRY_MS;
-            let _ = self
-                .state
-                .storage()
-                .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(
-                    &js_sys::Number::from(at as f64),
-                )))
-                .await;
+            self.retry_later().await;
         }
     }
 
@@ -467,7 +585,28 @@ impl AuthPlatform {
             console_error!("auth-service is not configured: {reason}");
             return not_configured(&reason);
         }
+        if self
+            .with(|p| p.keyring_fanout.replace(false))
+            .unwrap_or(false)
+        {
+            // A new JWT_SECRET changed the keyring at open: every tenant's object first.
+            let (failed, _) = self.call_all(internal::SYNC).await;
+            if failed > 0 {
+                console_error!("{failed} tenant objects did not take the new keyring");
+                self.with(|p| p.keyring_fanout.set(true));
+            }
+        }
         let path = req.path();
+        if path.starts_with("/_internal/") {
+            self.internal_calls.set(self.internal_calls.get() + 1);
+        } else if !path.starts_with("/_test/") {
+            self.client_calls.set(self.client_calls.get() + 1);
+        }
+        if path == internal::KEY_OWNER {
+            // On behalf of a client request (an index miss): counted as the directory's.
+            self.client_calls.set(self.client_calls.get() + 1);
+            return self.key_owner(&mut req).await;
+        }
         if path == internal::MERGE_KEYS || path == internal::MERGE_USAGE {
             let Ok(shipment) = req.json::<Shipment>().await else {
                 return problem(ApiError::Internal);
@@ -480,6 +619,9 @@ impl AuthPlatform {
                 }
             });
             self.copy_to_d1().await;
+            if path == internal::MERGE_KEYS {
+                self.index_keys().await;
+            }
             return match merged {
                 Some(Ok(())) => Response::ok("merged"),
                 _ => problem(ApiError::Internal),
@@ -530,24 +672,37 @@ impl AuthPlatform {
                 }
             }
         }
-        let mut req = req;
-        let decided = loop {
-            let Some(front) = self.with(|p| p.front(req)) else {
-                return problem(ApiError::Internal);
-            };
-            match front {
-                Front::FlushMetrics { mut request }
-                    if request.extensions().get::<MetricsFlushed>().is_none() =>
-                {
-                    self.flush_metrics().await;
-                    request.extensions_mut().insert(MetricsFlushed);
-                    req = request;
+        let keyring_change =
+            req.method() == Method::POST && req.uri().path().starts_with("/admin/jwt/");
+        // A tenant's metrics are exact: that tenant's object gives its pending counts first.
+        // The platform-wide views read what the objects' alarms pushed (at most
+        // FLUSH_INTERVAL_MS old): asking every tenant's object would cost one call per tenant
+        // for each view (see docs/worker.md).
+        let segments = auth_core::http::path_segments(req.uri().path()).unwrap_or_default();
+        let flush_targets = match &segments[..] {
+            [admin, _, id, metrics] if admin == "admin" && metrics == "metrics" => {
+                if self.with(|p| p.tenant_exists(id)) == Some(true) {
+                    vec![id.clone()]
+                } else {
+                    Vec::new()
                 }
-                f => break f,
             }
+            _ => Vec::new(),
         };
+        let Some((decided, request_id, head)) = self.with(|p| p.front(req)) else {
+            return problem(ApiError::Internal);
+        };
+        let finish = |r| to_worker(auth_core::finish(r, &request_id, head));
         match decided {
-            Front::FlushMetrics { .. } => problem(ApiError::Internal),
+            Front::FlushMetrics(resume) => {
+                self.flush_metrics(flush_targets).await;
+                match self.with(|p| p.resume(resume)) {
+                    Some(response) => finish(response),
+                    None => problem(ApiError::Internal),
+                }
+            }
+            // Test controls are answered before dispatch (`handle`).
+            Front::TestControl(_) => finish(ApiError::NotFound.into_response()),
             Front::Respond { response, notices } => {
                 // The directory's rows reach D1 before the tenant's object writes rows that
                 // refer to them.
@@ -558,21 +713,28 @@ impl AuthPlatform {
                         return problem(ApiError::Internal);
                     }
                 }
-                to_worker(response)
-            }
-            Front::Tenant {
-                tenant_id,
-                key_hash,
-                mut request,
-            } => {
-                if let Some(body) = upload {
-                    if let Err(e) = read_upload(body, &mut request).await {
-                        let id = auth_core::request_id(&request);
-                        let head = request.method() == Method::HEAD;
-                        return to_worker(auth_core::finish(e.into_response(), &id, head));
+                // Only now that the objects hold the new keys may the index point at them.
+                self.index_keys().await;
+                if keyring_change && response.status().is_success() {
+                    // The objects sign and verify with their copy of the keyring: all of them
+                    // have the new one before the admin hears back.
+                    let (failed, _) = self.call_all(internal::SYNC).await;
+                    if failed > 0 {
+                        console_error!("{failed} tenant objects did not take the new keyring");
+                        return problem(ApiError::Internal);
                     }
                 }
-                self.forward(&tenant_id, key_hash, request).await
+                finish(response)
+            }
+            Front::Tenant(mut call) => {
+                if let Some(body) = upload {
+                    if let Err(e) = read_upload(body, &mut call.request).await {
+                        return finish(e.into_response());
+                    }
+                }
+                let user_request = matches!(call.route, TenantRoute::User(_));
+                self.forward(&call.tenant_id, call.key_hash, user_request, call.request)
+                    .await
             }
         }
     }
@@ -582,27 +744,23 @@ impl AuthPlatform {
         &self,
         tenant_id: &str,
         key_hash: String,
+        user_request: bool,
         req: auth_core::Request,
     ) -> worker::Result<Response> {
-        let sync = match self.with(|p| {
-            *p.dirty
-                .borrow_mut()
-                .entry(tenant_id.to_owned())
-                .or_insert(0) += 1;
-            p.sync_for(tenant_id)
-        }) {
+        let sync = match self.with(|p| p.sync_for(tenant_id)) {
             Some(Ok(s)) => s,
             _ => return problem(ApiError::Internal),
         };
         let forward = Forward {
-            key_hash,
+            key_hash: key_hash.clone(),
             request_id: auth_core::request_id(&req),
-            user_request: req.extensions().get::<UserRequest>().is_some(),
+            user_request,
             host: req
                 .headers()
                 .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            direct: false,
         };
         let sync = internal::encode(&sync);
         let forward = internal::encode(&forward);
@@ -621,14 +779,56 @@ impl AuthPlatform {
         let resp = internal::tenant_stub(&self.env, tenant_id)?
             .fetch_with_request(request)
             .await?;
+        // The index missed this key (or was wrong), or the Worker has none: refresh it, so
+        // the key's next request goes straight to its tenant's object.
+        if !key_hash.is_empty() {
+            self.index_one(&key_hash, tenant_id).await;
+        }
         if resp.status_code() == 101 {
             return Ok(resp); // the event stream: the socket is the tenant object's
         }
-        self.after_tenant_call(tenant_id, &resp, false).await;
+        self.after_tenant_call(tenant_id, &resp).await;
         // Drop the internal answer headers before the client sees the answer.
         let mut core = from_worker(resp).await;
         internal::strip(core.headers_mut());
         to_worker(core)
+    }
+
+    /// `/_internal/key-owner`: the tenant of a key hash from the mirror, for the stateless
+    /// Worker after an index miss; writes the index entry too.
+    async fn key_owner(&self, req: &mut Request) -> worker::Result<Response> {
+        let Ok(asked) = req.json::<serde_json::Value>().await else {
+            return problem(ApiError::Internal);
+        };
+        let Some(hash) = asked["keyHash"].as_str() else {
+            return problem(ApiError::Internal);
+        };
+        let owner = self.with(|p| p.settings.service.key_owner(&p.db, hash));
+        let tenant = match owner {
+            Some(Ok(t)) => t,
+            _ => return problem(ApiError::Internal),
+        };
+        if let Some(t) = &tenant {
+            self.index_one(hash, t).await;
+        }
+        to_worker(auth_core::http::json(
+            StatusCode::OK,
+            &json!({ "tenantId": tenant }),
+        ))
+    }
+
+    /// Points the index at `tenant_id` for `key_hash` (found in the mirror by the front).
+    async fn index_one(&self, key_hash: &str, tenant_id: &str) {
+        let Ok(kv) = self.env.kv(crate::edge::KEY_INDEX) else {
+            return;
+        };
+        let put = match kv.put(key_hash, tenant_id) {
+            Ok(p) => p.execute().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = put {
+            console_error!("writing the key index failed: {e}");
+        }
     }
 
     /// `/_test/*`: the native host's test controls, for the platform admin only.
@@ -641,10 +841,20 @@ impl AuthPlatform {
                 entropy: &WorkerEntropy,
             };
             p.settings.service.authenticator().admin(&ports, &req)?;
-            TestControl::parse(&req)
+            if req.uri().path() == DIRECTORY_CALLS {
+                return Ok(None);
+            }
+            TestControl::parse(&req).map(Some)
         });
         let control = match parsed {
-            Some(Ok(c)) => c,
+            Some(Ok(Some(c))) => c,
+            Some(Ok(None)) => {
+                let body = json!({
+                    "clientRequests": self.client_calls.get(),
+                    "internalCalls": self.internal_calls.get(),
+                });
+                return to_worker(auth_core::http::json(StatusCode::OK, &body));
+            }
             Some(Err(e)) => return problem(e),
             None => return problem(ApiError::Internal),
         };
@@ -658,26 +868,23 @@ impl AuthPlatform {
                         &[offset.into()],
                     )?;
                     p.clock.borrow_mut().offset_ms = offset;
-                    Ok::<_, StorageError>(p.tenants_with_alarms(Some(p.now_ms())))
+                    Ok::<_, StorageError>(())
                 });
-                let due = match moved {
-                    Some(Ok(due)) => due,
-                    _ => return problem(ApiError::Internal),
-                };
-                // Alarms due under the new time fire now.
-                for tenant_id in due {
-                    if let Err(e) = self.call_tenant(&tenant_id, internal::CLOCK, None).await {
-                        console_error!("firing a tenant alarm: {e}");
-                    }
+                if !matches!(moved, Some(Ok(()))) {
+                    return problem(ApiError::Internal);
+                }
+                // Every tenant's object takes the new clock (a direct request runs with the
+                // object's copy), and fires the alarms due under it.
+                let (failed, _) = self.call_all(internal::CLOCK).await;
+                if failed > 0 {
+                    return problem(ApiError::Internal);
                 }
                 json!({"nowMs": self.with(Platform::now_ms).unwrap_or(0)})
             }
             TestControl::FireAlarms { tenant } => {
                 let targets = match tenant {
                     Some(t) => vec![t],
-                    None => self
-                        .with(|p| p.tenants_with_alarms(None))
-                        .unwrap_or_default(),
+                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
                 };
                 let mut fired = 0;
                 for tenant_id in targets {
@@ -693,9 +900,7 @@ impl AuthPlatform {
             TestControl::Evict { tenant } => {
                 let targets = match tenant {
                     Some(t) => vec![t],
-                    None => self
-                        .with(|p| p.seen.borrow().iter().cloned().collect())
-                        .unwrap_or_default(),
+                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
                 };
                 let mut evicted = 0;
                 for tenant_id in targets {
@@ -731,6 +936,8 @@ impl worker::DurableObject for AuthPlatform {
             state,
             env,
             platform: RefCell::new(None),
+            client_calls: Cell::new(0),
+            internal_calls: Cell::new(0),
         }
     }
 
@@ -742,6 +949,7 @@ impl worker::DurableObject for AuthPlatform {
     async fn alarm(&self) -> worker::Result<Response> {
         if self.ensure_open().is_ok() {
             self.copy_to_d1().await;
+            self.index_keys().await;
         }
         Response::ok("")
     }

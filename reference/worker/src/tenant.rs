@@ -8,8 +8,11 @@
 //! `transactionSync`, so each exact rule (a quota spent, a refresh token rotated, a key
 //! revoked) is one atomic read-modify-write with nothing interleaved.
 //!
-//! What it does not own arrives with every call from the directory (`crate::internal::Sync`):
-//! the tenant's row, the JWT keyring and the test clock. What the directory needs back it gets
+//! What it does not own arrives with the directory's calls (`crate::internal::Sync`) and is
+//! kept: the tenant's row, the JWT keyring and the test clock. Client requests arrive either
+//! from the directory (a miss in the key index) or straight from the stateless Worker, which
+//! found the key's tenant in the index: then the object first checks that the key is one of
+//! its tenant's (`owns_key`), so a stale or wrong index entry can never admit a request. What the directory needs back it gets
 //! from this object: the tenant's keys after they change (for routing and the admin lists) and
 //! the usage counts (pushed by the alarm, or pulled before an admin metrics answer).
 //!
@@ -24,8 +27,11 @@ use auth_core::objects::{
     DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
-use auth_core::users::{mail, UserRequest, UserRoute};
-use auth_core::{ApiError, Notice, RequestId, TenantOutcome, TenantState as TenantObject};
+use auth_core::route::{GraphOp, Route, TenantRoute};
+use auth_core::users::mail;
+use auth_core::{
+    ApiError, Notice, RequestId, TenantCall, TenantOutcome, TenantState as TenantObject,
+};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -411,6 +417,15 @@ async fn post_mail(
     }
 }
 
+/// The answer to a direct call with a key that is not this tenant's: nothing ran; the Worker
+/// asks the directory (a client never sees it).
+fn not_mine() -> worker::Result<Response> {
+    let resp = problem(ApiError::NotFound)?;
+    let headers = resp.headers().clone();
+    headers.set(internal::NOT_MINE_HEADER, "1")?;
+    Ok(resp.with_headers(headers))
+}
+
 /// 503 for a Worker deployed without its secrets: the reason names the missing setting.
 pub fn not_configured(reason: &str) -> worker::Result<Response> {
     let body = json!({
@@ -607,23 +622,26 @@ impl TenantState {
             .ok()
             .flatten()
             .and_then(|v| internal::decode::<Sync>(&v));
-        let Some(sync) = sync else {
-            console_error!("a tenant object call without the directory's sync");
-            return problem(ApiError::Internal);
-        };
-        {
+        let path = req.path();
+        // The directory's calls carry its sync; a client request straight from the stateless
+        // Worker carries none and runs with what this object holds (see `crate::internal`).
+        let direct = sync.is_none();
+        if let Some(sync) = &sync {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
                 return problem(ApiError::Internal);
             };
-            if let Err(e) = inner.apply(&sync) {
+            if let Err(e) = inner.apply(sync) {
                 console_error!("applying the directory's rows failed: {e}");
                 return problem(ApiError::Internal);
             }
+        } else if path.starts_with("/_internal/") {
+            console_error!("an internal call without the directory's sync");
+            return problem(ApiError::Internal);
         }
-        let path = req.path();
         let response = match path.as_str() {
             internal::NOTICE => self.notice(&mut req).await,
+            internal::SYNC => json_response(&json!({"ok": true})),
             internal::KEYS => {
                 let all = req.url().is_ok_and(|u| u.query() == Some("all=1"));
                 self.read(|inner| {
@@ -646,7 +664,21 @@ impl TenantState {
                     .is_some_and(|i| i.object.borrow_mut().take().is_some());
                 json_response(&json!({"evicted": usize::from(was_live)}))
             }
-            _ => self.tenant_request(req).await,
+            _ => {
+                let answer = self.tenant_request(req, direct).await;
+                // No directory pulls the keys after a direct call: the object sends them
+                // itself, before its answer, so the admin lists and the index (KV) know a
+                // key the tenant just made before the tenant can use it.
+                let keys_changed = self
+                    .inner
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(Inner::keys_pending);
+                if direct && keys_changed {
+                    self.push_keys().await;
+                }
+                answer
+            }
         };
         self.copy_to_d1().await;
         self.sync_alarm().await;
@@ -762,17 +794,20 @@ impl TenantState {
         with_alarm(json_response(&json!({"fired": usize::from(ran)})), inner)
     }
 
-    /// A client request the directory routed here.
-    async fn tenant_request(&self, mut req: Request) -> worker::Result<Response> {
+    /// A client request the directory routed here, or (`direct`) the stateless Worker.
+    async fn tenant_request(&self, mut req: Request, direct: bool) -> worker::Result<Response> {
         let forward = req
             .headers()
             .get(internal::FORWARD_HEADER)
             .ok()
             .flatten()
             .and_then(|v| internal::decode::<Forward>(&v));
-        let Some(forward) = forward else {
+        let Some(forward) = forward.filter(|f| f.direct == direct) else {
             return problem(ApiError::NotFound);
         };
+        if direct && !self.owns_key(&forward.key_hash) {
+            return not_mine();
+        }
         let mut core_req = match to_core(&mut req).await {
             Ok(r) => r,
             Err(e) => return problem(e),
@@ -788,12 +823,15 @@ impl TenantState {
         core_req
             .extensions_mut()
             .insert(RequestId(forward.request_id.clone()));
-        if forward.user_request {
-            let leaf = core_req.uri().path().rsplit('/').next().unwrap_or("");
-            if let Some(route) = UserRoute::parse(leaf) {
-                core_req.extensions_mut().insert(UserRequest { route });
+        // The directory parsed the route; the object parses it again from the forwarded request.
+        let route = match Route::parse(core_req.method(), core_req.uri().path()) {
+            Ok(Route::Tenant(route))
+                if forward.user_request == matches!(route, TenantRoute::User(_)) =>
+            {
+                route
             }
-        }
+            _ => return problem(ApiError::NotFound),
+        };
         let head = core_req.method() == Method::HEAD;
         let upgrade = core_req.uri().path() == "/v1/events"
             && core_req
@@ -802,14 +840,21 @@ impl TenantState {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let request_id = forward.request_id.clone();
-        let (actor, headers, now, tenant_id) = {
+        let (op, actor, headers, now, tenant_id) = {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
                 return problem(ApiError::Internal);
             };
+            let call = TenantCall {
+                tenant_id: inner.tenant_id.borrow().clone(),
+                key_hash: forward.key_hash.clone(),
+                route,
+                request: std::mem::take(&mut core_req),
+            };
             let called = inner.call(&self.state, upgrade, |o, env| {
-                Ok(o.fetch(env, &inner.settings.service, &core_req, &forward.key_hash))
+                Ok(o.fetch(env, &inner.settings.service.tenant_context(), &call))
             });
+            core_req = call.request;
             let (outcome, client) = match called {
                 Ok(r) => r,
                 Err(e) => {
@@ -831,10 +876,12 @@ impl TenantState {
                     return with_alarm(resp, inner);
                 }
                 TenantOutcome::Graph {
+                    op,
                     actor_key_id,
                     headers,
                     ..
                 } => (
+                    op,
                     actor_key_id,
                     headers,
                     inner.now_ms(),
@@ -843,7 +890,7 @@ impl TenantState {
             }
         };
         let mut resp = self
-            .run_graph(&tenant_id, &actor, &request_id, now, &core_req)
+            .run_graph(&tenant_id, op, &actor, &request_id, now, &core_req)
             .await;
         for (k, v) in &headers {
             resp.headers_mut().insert(k, v.clone());
@@ -855,11 +902,37 @@ impl TenantState {
         with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
     }
 
+    /// Whether `key_hash` is one of this object's tenant's keys, usable or not, and the
+    /// object knows its tenant's row: the index (KV) may be stale or wrong, this is not. A
+    /// revoked or expired key, a suspended or deleted tenant are "mine": the core object
+    /// refuses them with the answer the native host gives.
+    fn owns_key(&self, key_hash: &str) -> bool {
+        let guard = self.inner.borrow();
+        let Some(inner) = guard.as_ref() else {
+            return false;
+        };
+        let tenant_id = inner.tenant_id.borrow().clone();
+        if tenant_id.is_empty() || key_hash.is_empty() {
+            return false;
+        }
+        let found = |sql: &str, params: &[SqlValue]| {
+            inner.db.query(sql, params).is_ok_and(|r| !r.is_empty())
+        };
+        found(
+            "SELECT 1 FROM tenants WHERE id = ?",
+            &[tenant_id.as_str().into()],
+        ) && found(
+            "SELECT 1 FROM api_keys WHERE key_hash = ? AND tenant_id = ?",
+            &[key_hash.into(), tenant_id.as_str().into()],
+        )
+    }
+
     /// A graph request the core object let through: the tenant's `GraphStateCSV` object runs
     /// it (with R2 for the CSV), then graph changes are audited here.
     async fn run_graph(
         &self,
         tenant_id: &str,
+        op: GraphOp,
         actor: &str,
         request_id: &str,
         now: i64,
@@ -875,7 +948,7 @@ impl TenantState {
         if !resp.status().is_success() {
             return resp;
         }
-        let audit = GraphCall::of(req).ok().and_then(|call| call.audit());
+        let audit = GraphCall::of(op).audit();
         if let Some(audit) = audit {
             let notice = Notice {
                 actor: actor.to_owned(),

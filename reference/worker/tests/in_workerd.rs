@@ -9,7 +9,11 @@
 //! - the objects' internal protocol is not reachable from outside: `/_internal/*` is 404, no
 //!   internal header leaves in an answer, and one a client forges is not believed;
 //! - bodies declared over their route's limit are refused before they are read, and the body
-//!   of a CSV upload without a valid key is not read at all (the 401 comes while it is withheld).
+//!   of a CSV upload without a valid key is not read at all (the 401 comes while it is withheld);
+//! - no global object on a tenant's path: a keyed request with a warm key index costs the
+//!   directory no call; a missing or wrong index entry costs one and is refilled; a revoked
+//!   key, a suspended and a deleted tenant are refused with their entries in place; a keyring
+//!   rotation is seen by the next direct call of another tenant.
 //!
 //! Needs the artifact (`scripts/build-worker`) and the npm tools
 //! (`scripts/install-worker-tools`); `scripts/test` runs both before the tests. A missing one
@@ -834,4 +838,311 @@ fn header(head: &[u8], name: &str) -> Option<usize> {
             .then(|| v.trim().parse().ok())
             .flatten()
     })
+}
+
+// ---- The stateless Worker: no directory on a tenant's path (issue #15) ----
+
+/// How many client requests the directory object has handled (its test control).
+async fn directory_calls(client: &reqwest::Client, base: &str) -> u64 {
+    let r = call(
+        client,
+        base,
+        ADMIN_KEY,
+        "GET",
+        "/_test/directory-calls",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["clientRequests"].as_u64().expect("clientRequests")
+}
+
+/// The key index entry of `key` in binding-services' KV store (what the Worker reads).
+fn index_path(stack: &Stack) -> PathBuf {
+    stack.data.path().join("bindings/kv.sqlite")
+}
+
+fn key_hash(key: &str) -> String {
+    auth_core::keys::KeyHasher::new(PEPPER.as_bytes()).hash(key)
+}
+
+fn index_entry(stack: &Stack, key: &str) -> Option<String> {
+    let db = rusqlite::Connection::open(index_path(stack)).expect("kv.sqlite");
+    db.query_row(
+        "SELECT value FROM kv WHERE ns = 'KEY_INDEX' AND key = ?",
+        [key_hash(key)],
+        |r| r.get::<_, Vec<u8>>(0),
+    )
+    .ok()
+    .map(|v| String::from_utf8(v).expect("a tenant id"))
+}
+
+/// Empties the Worker's in-memory cache of key owners, so the next request reads the index.
+async fn forget_key_owners(client: &reqwest::Client, base: &str) {
+    let r = call(
+        client,
+        base,
+        ADMIN_KEY,
+        "POST",
+        "/_test/forget-key-owners",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Sets (`Some`) or removes the index entry of `key`, as a lagging or wrong index would hold it.
+fn set_index_entry(stack: &Stack, key: &str, tenant: Option<&str>) {
+    let db = rusqlite::Connection::open(index_path(stack)).expect("kv.sqlite");
+    db.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    match tenant {
+        Some(t) => db.execute(
+            "UPDATE kv SET value = ? WHERE ns = 'KEY_INDEX' AND key = ?",
+            rusqlite::params![t.as_bytes(), key_hash(key)],
+        ),
+        None => db.execute(
+            "DELETE FROM kv WHERE ns = 'KEY_INDEX' AND key = ?",
+            [key_hash(key)],
+        ),
+    }
+    .expect("change the index");
+}
+
+/// Sends `n` requests of `key` to the hot path, each answered `status`; answers how many
+/// client requests the directory handled meanwhile.
+async fn directory_calls_for(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    n: usize,
+    status: u16,
+) -> u64 {
+    let before = directory_calls(client, base).await;
+    for _ in 0..n {
+        let r = call(client, base, key, "GET", "/v1/rate-limit", None).await;
+        assert_eq!(r.status, status, "{}", r.body);
+    }
+    directory_calls(client, base).await - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_request_with_a_warm_index_never_reaches_the_directory() {
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
+    let (a, sk) = create_tenant(&client, &base, "direct-a").await;
+    let (b, _) = create_tenant(&client, &base, "direct-b").await;
+    let (a, b) = (a.replace("%3A", ":"), b.replace("%3A", ":"));
+    // The directory wrote the index before it answered the tenant's creation.
+    assert_eq!(index_entry(&stack, &sk).as_deref(), Some(a.as_str()));
+    assert_eq!(directory_calls_for(&client, &base, &sk, 5, 200).await, 0);
+
+    // A key the tenant makes itself is in the index before the tenant hears of it.
+    let made = call(
+        &client,
+        &base,
+        &sk,
+        "POST",
+        "/v1/api-keys",
+        Some(json!({"name": "made", "type": "secret"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made_key = made.body["credentials"]["keySecret"]
+        .as_str()
+        .expect("the new key")
+        .to_owned();
+    assert_eq!(index_entry(&stack, &made_key).as_deref(), Some(a.as_str()));
+    assert_eq!(
+        directory_calls_for(&client, &base, &made_key, 2, 200).await,
+        0
+    );
+
+    // A miss goes to the directory once, which fills the index again.
+    set_index_entry(&stack, &sk, None);
+    forget_key_owners(&client, &base).await;
+    assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 1);
+    assert_eq!(index_entry(&stack, &sk).as_deref(), Some(a.as_str()));
+    assert_eq!(directory_calls_for(&client, &base, &sk, 2, 200).await, 0);
+
+    // A wrong entry: the other tenant's object says "not mine", the directory answers and
+    // corrects the index; the other tenant counted nothing.
+    set_index_entry(&stack, &sk, Some(&b));
+    forget_key_owners(&client, &base).await;
+    assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 1);
+    assert_eq!(index_entry(&stack, &sk).as_deref(), Some(a.as_str()));
+    assert_eq!(directory_calls_for(&client, &base, &sk, 1, 200).await, 0);
+    let b_url = b.replace(':', "%3A");
+    let metrics = call(
+        &client,
+        &base,
+        ADMIN_KEY,
+        "GET",
+        &format!("/admin/tenants/{b_url}/metrics?days=1"),
+        None,
+    )
+    .await;
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    assert_eq!(metrics.body["totals"]["requests"], 0, "{}", metrics.body);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_index_entry_never_admits_a_revoked_key_or_a_suspended_or_deleted_tenant() {
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
+    let (_, sk_a) = create_tenant(&client, &base, "stale-a").await;
+    let (b, sk_b) = create_tenant(&client, &base, "stale-b").await;
+    let (c, sk_c) = create_tenant(&client, &base, "stale-c").await;
+    for sk in [&sk_a, &sk_b, &sk_c] {
+        assert_eq!(directory_calls_for(&client, &base, sk, 1, 200).await, 0);
+    }
+
+    // A key the tenant revokes: its index entry stays, its object refuses it.
+    let made = call(
+        &client,
+        &base,
+        &sk_a,
+        "POST",
+        "/v1/api-keys",
+        Some(json!({"name": "short-lived", "type": "secret"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.body["apiKey"]["id"].as_str().expect("id").to_owned();
+    let key = made.body["credentials"]["keySecret"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(directory_calls_for(&client, &base, &key, 1, 200).await, 0);
+    let revoked = call(
+        &client,
+        &base,
+        &sk_a,
+        "DELETE",
+        &format!("/v1/api-keys/{id}"),
+        None,
+    )
+    .await;
+    assert!(revoked.status < 300, "{}", revoked.body);
+    assert!(index_entry(&stack, &key).is_some(), "the entry stays");
+    assert_eq!(directory_calls_for(&client, &base, &key, 1, 401).await, 0);
+
+    // A tenant the admin suspends, and one the admin deletes.
+    let suspended = call(
+        &client,
+        &base,
+        ADMIN_KEY,
+        "PATCH",
+        &format!("/admin/tenants/{b}"),
+        Some(json!({"status": "suspended"})),
+    )
+    .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.body);
+    assert!(index_entry(&stack, &sk_b).is_some(), "the entry stays");
+    assert_eq!(directory_calls_for(&client, &base, &sk_b, 1, 403).await, 0);
+    let deleted = call(
+        &client,
+        &base,
+        ADMIN_KEY,
+        "DELETE",
+        &format!("/admin/tenants/{c}"),
+        None,
+    )
+    .await;
+    assert!(deleted.status < 300, "{}", deleted.body);
+    assert!(index_entry(&stack, &sk_c).is_some(), "the entry stays");
+    let after = call(&client, &base, &sk_c, "GET", "/v1/rate-limit", None).await;
+    assert!(
+        after.status == 401 || after.status == 403 || after.status == 404 || after.status == 410,
+        "a deleted tenant's key is refused: {} {}",
+        after.status,
+        after.body
+    );
+    assert_eq!(
+        directory_calls_for(&client, &base, &sk_c, 1, after.status).await,
+        0
+    );
+    // The tenant that was left alone still works.
+    assert_eq!(directory_calls_for(&client, &base, &sk_a, 1, 200).await, 0);
+    stack.stop().await;
+}
+
+/// The `kid` in the header of a JWT.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let head = token.split('.').next().expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .expect("base64url header");
+    let v: Value = serde_json::from_slice(&bytes).expect("JSON header");
+    v["kid"].as_str().expect("kid").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyring_rotation_is_seen_by_the_next_direct_call_of_another_tenant() {
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
+    let (_, _sk_a) = create_tenant(&client, &base, "ring-a").await;
+    let created = call(
+        &client,
+        &base,
+        ADMIN_KEY,
+        "POST",
+        "/admin/tenants",
+        Some(json!({"slug": "ring-b", "name": "ring-b"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let pk = created.body["credentials"]["publicKey"]
+        .as_str()
+        .expect("public key")
+        .to_owned();
+    let user = json!({"email": "ann@example.com", "password": "A long enough Passphrase 42!"});
+    let registered = call(
+        &client,
+        &base,
+        &pk,
+        "POST",
+        "/v1/auth/register",
+        Some(user.clone()),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let login = || {
+        call(
+            &client,
+            &base,
+            &pk,
+            "POST",
+            "/v1/auth/login",
+            Some(user.clone()),
+        )
+    };
+    let first = login().await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let before = kid(first.body["accessToken"].as_str().expect("access token"));
+
+    let rotated = call(&client, &base, ADMIN_KEY, "POST", "/admin/jwt/rotate", None).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let current = rotated.body["currentKid"]
+        .as_str()
+        .expect("currentKid")
+        .to_owned();
+    assert_ne!(current, before);
+
+    let calls = directory_calls(&client, &base).await;
+    let second = login().await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(
+        directory_calls(&client, &base).await,
+        calls,
+        "the login went straight to the tenant's object"
+    );
+    assert_eq!(
+        kid(second.body["accessToken"].as_str().expect("access token")),
+        current,
+        "the tenant's object signs with the key the rotation made current"
+    );
+    stack.stop().await;
 }

@@ -24,11 +24,12 @@ use super::index::MutationOp;
 use super::{GraphState, DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT, MAX_MUTATIONS_PER_CALL};
 use crate::http::{json, json_object, query_pairs, ApiError, ApiResult, Fields, Request};
 use crate::objects::ObjectEnv;
+use crate::route::GraphOp;
 
 /// Longest chain `validate` accepts.
 pub const MAX_CHAIN_EDGES: usize = 1000;
 
-/// Which graph operation a request is, decided by the host's router.
+/// Which graph operation the `GraphStateCSV` object runs ([`GraphCall::of`] a parsed route).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphRoute {
     State,
@@ -97,20 +98,17 @@ impl GraphAudit {
 }
 
 impl GraphCall {
-    /// Reads the call from the request's path and method.
-    pub fn of(req: &Request) -> Result<Self, ApiError> {
-        let read = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-        let leaf = req.uri().path().rsplit('/').next().unwrap_or("");
-        Ok(match (leaf, read) {
-            ("csv", _) => GraphCall::Upload,
-            ("reload", _) => GraphCall::Reload,
-            ("state", _) => GraphCall::Run(GraphRoute::State),
-            ("validate", _) => GraphCall::Run(GraphRoute::Validate),
-            ("check", _) => GraphCall::Run(GraphRoute::Check),
-            ("mutations", true) => GraphCall::Run(GraphRoute::Mutations),
-            ("mutations", false) => GraphCall::Run(GraphRoute::Mutate),
-            _ => return Err(ApiError::NotFound),
-        })
+    /// What the host does for a graph route.
+    pub fn of(op: GraphOp) -> Self {
+        match op {
+            GraphOp::Upload => GraphCall::Upload,
+            GraphOp::Reload => GraphCall::Reload,
+            GraphOp::State => GraphCall::Run(GraphRoute::State),
+            GraphOp::Validate => GraphCall::Run(GraphRoute::Validate),
+            GraphOp::Check => GraphCall::Run(GraphRoute::Check),
+            GraphOp::Mutations => GraphCall::Run(GraphRoute::Mutations),
+            GraphOp::Mutate => GraphCall::Run(GraphRoute::Mutate),
+        }
     }
 
     /// What a successful call of this kind writes to the audit log, if anything.

@@ -374,29 +374,36 @@ pub fn create_tenant_key(
     Ok((changed, scope.tenant_id().to_owned()))
 }
 
+/// What `/admin/jwt[/...]` asks of the keyring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAction {
+    List,
+    Rotate,
+    RetirePrevious,
+}
+
 /// `/admin/jwt`, `/admin/jwt/rotate` and `/admin/jwt/retire-previous`: the signing keyring.
 /// Every answer is `{"currentKid","keys":[{"kid","status","createdAt","retiredAt"}]}`, never
 /// a secret.
 pub fn jwt_keyring(
     ports: &Ports,
     secrets: Option<&JwtSecrets>,
-    action: &[&str],
+    action: JwtAction,
     req: &Request,
 ) -> ApiResult {
     let secrets = secrets.ok_or(ApiError::Conflict(
         "End-user auth has no signing secret configured.",
     ))?;
-    if !action.is_empty() {
+    if action != JwtAction::List {
         Fields::new(json_object(req, true)?, &[])?;
     }
     let now = ports.clock.now_ms();
     match action {
-        [] => {}
-        ["rotate"] => jwt::rotate(ports.db, secrets, ports.entropy, now)?,
-        ["retire-previous"] => {
+        JwtAction::List => {}
+        JwtAction::Rotate => jwt::rotate(ports.db, secrets, ports.entropy, now)?,
+        JwtAction::RetirePrevious => {
             jwt::retire_previous(ports.db, now)?;
         }
-        _ => return Err(ApiError::NotFound),
     }
     let keys = jwt::list_keys(ports.db)?;
     let (current, _) = jwt::signing_key(ports.db, secrets)?;

@@ -5,18 +5,17 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::http::{json, Response};
-use crate::ports::Ports;
-use crate::Service;
+use crate::ports::Clock;
 
 /// The OpenAPI 3.1 document of the contract this core serves.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-pub fn health(ports: &Ports) -> Response {
+pub fn health(clock: &dyn Clock) -> Response {
     json(
         StatusCode::OK,
         &Health {
             status: "ok".into(),
-            timestamp: ports.clock.now_ms(),
+            timestamp: clock.now_ms(),
             version: crate::VERSION.into(),
         },
     )
@@ -33,8 +32,8 @@ pub fn openapi() -> Response {
 
 /// `/.well-known/authconf`: what this deployment offers, so a harness can skip what it lacks
 /// instead of calling it a failure.
-pub fn capabilities(service: &Service) -> Response {
-    let hooks = service.config.test_hooks;
+pub fn capabilities(base_domain: Option<&str>, test_hooks: bool) -> Response {
+    let hooks = test_hooks;
     json(
         StatusCode::OK,
         &json!({
@@ -42,7 +41,7 @@ pub fn capabilities(service: &Service) -> Response {
             "contractVersion": CONTRACT_VERSION,
             "version": crate::VERSION,
             "routing": {
-                "baseDomain": service.config.base_domain,
+                "baseDomain": base_domain,
                 "sources": ["header", "subdomain", "key", "query"],
             },
             "revocation": {"consistency": "immediate", "maxDelaySeconds": 0},

@@ -37,7 +37,7 @@ use store::{RefreshRecord, SessionRecord, TokenKind, UserRecord};
 pub const SESSION_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// The routes under `/v1/auth/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserRoute {
     Register,
     Login,
@@ -88,13 +88,6 @@ impl UserRoute {
             UserRoute::Me | UserRoute::Validate | UserRoute::Logout | UserRoute::ChangePassword
         )
     }
-}
-
-/// Put in a request's extensions by the front: the request is an end-user auth route, to be
-/// run by [`handle`] in the tenant's object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserRequest {
-    pub route: UserRoute,
 }
 
 /// A change worth an audit record: `user.registered`, `user.logged_out`,

@@ -1,0 +1,379 @@
+//! The stateless Worker: the core's request driver ([`auth_core::driver::drive`]) over the
+//! Worker's host, [`Edge`], so that no global object is on a tenant's path (issue #15).
+//!
+//! The driver runs the stateless part of the front here (`Service::begin`: request id, body
+//! limit, route and method, keys in the query, the key's shape and keyed hash; meta routes are
+//! answered here too). Then, for a keyed tenant route (`/v1/...`, and `/v1/auth/*` with a tenant
+//! key):
+//! - [`Host::key_owner`]: the isolate's own cache of key owners, then the KV index `KEY_INDEX` (key hash → tenant id, written by the
+//!   directory); on a miss, the directory (`/_internal/key-owner`), which looks the key up in
+//!   its mirror and writes the index;
+//! - [`Host::tenant`]: the tenant's `TenantState` object, called directly. It decides
+//!   authoritatively: it holds its tenant's keys and row, so a revoked, expired or foreign key,
+//!   a suspended or deleted tenant are refused there, and a hash that is not one of its keys is
+//!   answered "not mine" ([`internal::NOT_MINE_HEADER`]), whereupon the request goes to the
+//!   directory, which answers as before and corrects the index. So the index may lag or be
+//!   wrong without ever admitting a request.
+//!
+//! Everything else (admin routes, keyless and access-token end-user routes, test controls) is
+//! [`Host::front`]: the directory object, which answers it whole (notices, usage flushes and test
+//! controls included). The host methods the directory covers that way are never called here.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use auth_core::driver::{drive, Host};
+use auth_core::graph::GraphRoute;
+use auth_core::ports::{Clock, Entropy};
+use auth_core::route::TenantRoute;
+use auth_core::test_controls::TestControl;
+use auth_core::{ApiError, Front, FrontStep, Notice, Resume, TenantCall, TenantOutcome};
+use worker::{console_error, Env, Request, Response};
+
+use crate::config::Settings;
+use crate::convert::{from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker};
+use crate::internal::{self, Forward};
+use crate::storage::{WorkerClock, WorkerEntropy};
+
+/// The KV namespace of the key index: key hash → tenant id.
+pub const KEY_INDEX: &str = "KEY_INDEX";
+
+/// How many key → tenant entries an isolate keeps in memory before it starts afresh.
+const OWNERS_CACHED: usize = 10_000;
+
+/// The test control that empties this isolate's cache of key owners (test hooks on, the
+/// platform admin only): a test that changes the index (KV) behind the Worker's back uses it.
+pub const FORGET_OWNERS: &str = "/_test/forget-key-owners";
+
+thread_local! {
+    /// The settings, read once per isolate (the hasher's pepper, the admin key's hash).
+    static SETTINGS: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
+    /// Key hash → tenant id, as the index or the directory said: a key's tenant never
+    /// changes, and the tenant's object refuses a key that is not its own (the entry is then
+    /// dropped), so a stale entry costs a directory call, never a wrong answer. Positive
+    /// entries only, bounded: an unknown key cannot grow it.
+    static OWNERS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+fn cached_owner(key_hash: &str) -> Option<String> {
+    OWNERS.with(|m| m.borrow().get(key_hash).cloned())
+}
+
+fn remember_owner(key_hash: &str, tenant_id: &str) {
+    OWNERS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= OWNERS_CACHED {
+            m.clear();
+        }
+        m.insert(key_hash.to_owned(), tenant_id.to_owned());
+    });
+}
+
+fn forget_owner(key_hash: &str) {
+    OWNERS.with(|m| m.borrow_mut().remove(key_hash));
+}
+
+/// `POST /_test/forget-key-owners`: empties the cache; `None` when the request is not that.
+fn forget_owners(settings: &Settings, req: &auth_core::Request) -> Option<auth_core::Response> {
+    if !settings.test_hooks || req.uri().path() != FORGET_OWNERS {
+        return None;
+    }
+    let auth = settings.service.authenticator();
+    let admin = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| {
+            auth_core::keys::KeyHasher::same(&auth.hasher.hash(t.trim()), &auth.admin_key_hash)
+        });
+    if !admin || req.method() != http::Method::POST {
+        return None; // the directory answers it as any unknown or unauthorised test control
+    }
+    let forgotten = OWNERS.with(|m| {
+        let mut m = m.borrow_mut();
+        let n = m.len();
+        m.clear();
+        n
+    });
+    Some(auth_core::http::json(
+        http::StatusCode::OK,
+        &serde_json::json!({ "forgotten": forgotten }),
+    ))
+}
+
+fn settings(env: &Env) -> Option<Rc<Settings>> {
+    SETTINGS.with(|cell| {
+        if let Some(s) = cell.borrow().as_ref() {
+            return Some(s.clone());
+        }
+        // A missing setting: the directory answers the 503 that names it.
+        let s = Rc::new(Settings::from_env(env).ok()?);
+        *cell.borrow_mut() = Some(s.clone());
+        Some(s)
+    })
+}
+
+/// Handles one client request (the Worker's `fetch`).
+pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
+    let Some(settings) = settings(env) else {
+        return internal::directory_stub(env)?.fetch_with_request(req).await;
+    };
+    // A CSV upload's body is read only once the key's tenant is known (`Host::read_upload`),
+    // as on the native host; every other body now, up to 64 KiB.
+    let upload = req.path() == crate::convert::UPLOAD_PATH;
+    let core = if upload {
+        head_to_core(&req)
+    } else {
+        to_core(&mut req).await
+    };
+    let core = match core {
+        Ok(c) => c,
+        Err(e) => return to_worker(auth_core::finish(e.into_response(), "-", false)),
+    };
+    if let Some(answer) = forget_owners(&settings, &core) {
+        return to_worker(auth_core::finish(answer, "-", false));
+    }
+    let origin = req.url()?.origin().ascii_serialization();
+    let host = Edge {
+        env,
+        origin,
+        client: RefCell::new(upload.then_some(req)),
+        clock: WorkerClock { offset_ms: 0 },
+    };
+    let driven = drive(&settings.service, &host, core).await;
+    match driven.upgrade {
+        Some(socket) => Ok(socket), // the event stream: the socket is the tenant object's
+        None => to_worker(driven.response),
+    }
+}
+
+/// The Worker's host of the request driver: stateless, one per request.
+pub struct Edge<'a> {
+    env: &'a Env,
+    /// The client's URL origin: a request handed to the directory keeps it (the directory
+    /// reads the tenant's subdomain from it).
+    origin: String,
+    /// The client's request while its body is unread (an upload), for [`Host::read_upload`].
+    client: RefCell<Option<Request>>,
+    /// Only the request id and the stateless checks use it: objects keep their own test clock.
+    clock: WorkerClock,
+}
+
+impl Edge<'_> {
+    /// Hands a request to the directory, under the client's origin, minus any header that
+    /// claims to be internal, with the driver's request id (so the directory's audit records
+    /// and its answer name the id the client sees).
+    async fn directory(&self, core: &auth_core::Request) -> Result<Response, ApiError> {
+        let id = auth_core::request_id(core);
+        let sent = async {
+            let request = to_stub_request(
+                core,
+                &self.origin,
+                |name| !name.as_str().starts_with(internal::HEADER_PREFIX),
+                &[(internal::REQUEST_ID_HEADER, &id)],
+            )?;
+            internal::directory_stub(self.env)?
+                .fetch_with_request(request)
+                .await
+        };
+        sent.await.map_err(|e| {
+            console_error!("calling the directory failed: {e}");
+            ApiError::Unavailable(1)
+        })
+    }
+
+    /// The key's tenant from the directory's mirror (which also writes the index entry).
+    async fn owner_from_directory(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
+        let body = serde_json::json!({ "keyHash": key_hash }).to_string();
+        let answer = async {
+            let stub = internal::directory_stub(self.env)?;
+            let mut resp = internal::post(&stub, internal::KEY_OWNER, None, Some(body)).await?;
+            resp.json::<serde_json::Value>().await
+        };
+        match answer.await {
+            Ok(v) => Ok(v["tenantId"].as_str().map(str::to_owned)),
+            Err(e) => {
+                console_error!("asking the directory for a key's tenant failed: {e}");
+                Err(ApiError::Unavailable(1))
+            }
+        }
+    }
+
+    /// Runs the call in the tenant's object; `None` when the object says the key is not its
+    /// tenant's (nothing ran there).
+    async fn call_object(&self, call: &TenantCall) -> Result<Option<Response>, ApiError> {
+        let forward = Forward {
+            key_hash: call.key_hash.clone(),
+            request_id: auth_core::request_id(&call.request),
+            user_request: matches!(call.route, TenantRoute::User(_)),
+            host: call
+                .request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            direct: true,
+        };
+        let forward = internal::encode(&forward);
+        let sent = async {
+            let request = to_stub_request(
+                &call.request,
+                "https://tenant.internal",
+                |name| {
+                    !name.as_str().starts_with(internal::HEADER_PREFIX)
+                        && name != http::header::HOST
+                },
+                &[(internal::FORWARD_HEADER, &forward)],
+            )?;
+            internal::tenant_stub(self.env, &call.tenant_id)?
+                .fetch_with_request(request)
+                .await
+        };
+        let resp = sent.await.map_err(|e| {
+            console_error!("calling a tenant's object failed: {e}");
+            ApiError::Unavailable(1)
+        })?;
+        if resp
+            .headers()
+            .has(internal::NOT_MINE_HEADER)
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        Ok(Some(resp))
+    }
+}
+
+/// The answer of an object or of the directory, as the driver's outcome: a 101 keeps the
+/// platform's own answer (it carries the socket).
+async fn outcome(resp: Response) -> (TenantOutcome, Option<Response>) {
+    if resp.status_code() == 101 {
+        let mut switching = http::Response::new(Vec::new());
+        *switching.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        return (TenantOutcome::Respond(switching), Some(resp));
+    }
+    let mut core = from_worker(resp).await;
+    internal::strip(core.headers_mut());
+    (TenantOutcome::Respond(core), None)
+}
+
+/// The directory answers these routes whole, so the driver never asks the Worker for them.
+fn directory_only() -> ApiError {
+    console_error!("the driver asked the stateless Worker for what the directory does");
+    ApiError::Internal
+}
+
+impl Host for Edge<'_> {
+    type Upgrade = Response;
+
+    fn clock(&self) -> &dyn Clock {
+        &self.clock
+    }
+
+    fn entropy(&self) -> &dyn Entropy {
+        &WorkerEntropy
+    }
+
+    /// The directory runs the shared part of the front and answers it whole.
+    async fn front(&self, step: FrontStep) -> Result<Front, ApiError> {
+        let resp = self.directory(step.request()).await?;
+        let mut response = from_worker(resp).await;
+        internal::strip(response.headers_mut());
+        Ok(Front::Respond {
+            response,
+            notices: Vec::new(),
+        })
+    }
+
+    async fn resume(&self, _resume: Resume) -> Result<auth_core::Response, ApiError> {
+        Err(directory_only())
+    }
+
+    /// This isolate's cache, then the index (KV), then the directory on a miss.
+    async fn key_owner(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
+        if let Some(tenant) = cached_owner(key_hash) {
+            return Ok(Some(tenant));
+        }
+        if let Ok(kv) = self.env.kv(KEY_INDEX) {
+            match kv.get(key_hash).text().await {
+                Ok(Some(tenant)) if !tenant.is_empty() => {
+                    remember_owner(key_hash, &tenant);
+                    return Ok(Some(tenant));
+                }
+                Ok(_) => {}
+                Err(e) => console_error!("reading the key index failed: {e}"),
+            }
+        }
+        let owner = self.owner_from_directory(key_hash).await?;
+        if let Some(tenant) = &owner {
+            remember_owner(key_hash, tenant);
+        }
+        Ok(owner)
+    }
+
+    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        Err(directory_only())
+    }
+
+    async fn read_upload(&self, _request: &auth_core::Request) -> Result<Vec<u8>, ApiError> {
+        let Some(mut client) = self.client.borrow_mut().take() else {
+            return Err(ApiError::Internal);
+        };
+        let mut core = http::Request::new(Vec::new());
+        read_upload(&mut client, &mut core).await?;
+        Ok(core.into_body())
+    }
+
+    /// The tenant's object, directly; a "not mine" goes to the directory, which finds the
+    /// key's real owner in its mirror, answers, and corrects the index.
+    async fn tenant(
+        &self,
+        call: &Arc<TenantCall>,
+    ) -> Result<(TenantOutcome, Option<Response>), ApiError> {
+        let resp = match self.call_object(call).await? {
+            Some(resp) => resp,
+            None => {
+                forget_owner(&call.key_hash);
+                self.directory(&call.request).await?
+            }
+        };
+        Ok(outcome(resp).await)
+    }
+
+    /// The tenant's object runs graph routes itself (with its `GraphStateCSV` object and R2),
+    /// audit included: its answer is a whole `TenantOutcome::Respond`.
+    async fn graph(
+        &self,
+        _call: &Arc<TenantCall>,
+        _route: GraphRoute,
+        _actor: &str,
+    ) -> Result<auth_core::Response, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn store_upload(&self, _call: &Arc<TenantCall>) -> Result<usize, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn read_blob(&self, _key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        Err(directory_only())
+    }
+
+    async fn audit(&self, _tenant_id: &str, _notice: Notice) -> Result<(), ApiError> {
+        Err(directory_only())
+    }
+
+    async fn flush_usage(&self) {
+        directory_only();
+    }
+
+    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
+        Err(directory_only())
+    }
+}
