@@ -20,9 +20,10 @@ use auth_core::{
 };
 use serde_json::{json, Value};
 
+use crate::body::{declared_over, linger, read_limited, Unread};
 use crate::listener::ClientAddr;
 use crate::objects::Accepted;
-use crate::server::{declared_over, linger, read_limited, AppState, Unread};
+use crate::state::AppState;
 use crate::OsEntropy;
 
 /// Seconds a client is asked to wait before retrying a failed object call.

@@ -12,6 +12,7 @@
 
 mod adapter;
 mod blobs;
+mod body;
 mod key_index;
 mod listener;
 mod mail;
@@ -20,6 +21,7 @@ mod passwords;
 mod server;
 mod settings;
 mod sqlite;
+mod state;
 
 use std::fs;
 use std::io::Write;
@@ -273,6 +275,8 @@ pub async fn spawn_limited(
     let graphs = objects::Runtime::start(&config.data_dir, Arc::clone(&db), Arc::clone(&clock))?;
     tenants.set_memory_budget(limits.object_memory_bytes);
     graphs.set_memory_budget(limits.object_memory_bytes);
+    tenants.set_live_cap(limits.max_live_objects);
+    graphs.set_live_cap(limits.max_live_objects);
     tenants.set_batch_limits(limits.object_batch);
     graphs.set_batch_limits(limits.object_batch);
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs"))?;

@@ -41,10 +41,11 @@ pub use batch::{BatchLimits, DEFAULT_BATCH_CALLS, DEFAULT_BATCH_WAIT};
 use crate::sqlite::{open_connection, open_object_connection, SqliteSql};
 use crate::{Database, HostClock, OsEntropy};
 
-/// Most object instances held in memory at once. Each holds a SQLite connection (three file
-/// descriptors in WAL mode), so without a cap a burst over many tenants would exhaust them;
-/// past the cap the least recently used idle instances are evicted, as the platform does
-/// under memory pressure.
+/// Most object instances held in memory at once, by default (`MAX_LIVE_OBJECTS`). Each holds a
+/// SQLite connection (three file descriptors in WAL mode), so without a cap a burst over many
+/// tenants would exhaust them; past the cap the least recently used idle instances are
+/// evicted, as the platform does under memory pressure. Raise it together with the open-file
+/// limit when more tenants are active at once than this.
 pub const MAX_LIVE_OBJECTS: usize = 1024;
 
 /// Most memory the instances held at once may take, by their own estimate
@@ -166,6 +167,8 @@ pub struct Runtime<O> {
     /// The sum of the instances' memory estimates, and its cap.
     memory: AtomicUsize,
     memory_budget: AtomicUsize,
+    /// The cap on instances in memory ([`MAX_LIVE_OBJECTS`] by default).
+    live_cap: AtomicUsize,
     /// Set when the service stops: the scheduler ends and sockets close.
     stopping: tokio::sync::watch::Sender<bool>,
     /// How runners coalesce calls: most calls, and most microseconds, per transaction.
@@ -409,6 +412,7 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
             live: AtomicUsize::new(0),
             memory: AtomicUsize::new(0),
             memory_budget: AtomicUsize::new(MAX_LIVE_OBJECT_BYTES),
+            live_cap: AtomicUsize::new(MAX_LIVE_OBJECTS),
             stopping: tokio::sync::watch::channel(false).0,
             batch_calls: AtomicUsize::new(DEFAULT_BATCH_CALLS),
             batch_wait_us: AtomicU64::new(DEFAULT_BATCH_WAIT.as_micros() as u64),
@@ -503,10 +507,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
         slot.last_used_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
         let budget = self.memory_budget.load(Ordering::Relaxed);
-        if self.live.load(Ordering::Relaxed) > MAX_LIVE_OBJECTS
+        let live_cap = self.live_cap.load(Ordering::Relaxed);
+        if self.live.load(Ordering::Relaxed) > live_cap
             || self.memory.load(Ordering::Relaxed) > budget
         {
-            self.evict_least_recently_used(MAX_LIVE_OBJECTS * 9 / 10, budget / 10 * 9);
+            self.evict_least_recently_used(live_cap * 9 / 10, budget / 10 * 9);
         }
         joined
     }
@@ -848,6 +853,11 @@ impl<O: DurableObject + Send + 'static> Runtime<O> {
     /// default).
     pub fn set_memory_budget(&self, bytes: usize) {
         self.memory_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the cap on instances held in memory at once ([`MAX_LIVE_OBJECTS`] by default).
+    pub fn set_live_cap(&self, objects: usize) {
+        self.live_cap.store(objects.max(1), Ordering::Relaxed);
     }
 
     fn stored_alarm(&self, name: &str) -> Option<i64> {
@@ -1195,6 +1205,26 @@ mod tests {
         // The most recent ones stay.
         assert!(rt.evict_idle(0, Some("o5")) == 1 && rt.evict_idle(0, Some("o0")) == 0);
         assert_eq!(rt.live_usage(), (1, 400));
+    }
+
+    /// The cap on live instances is a setting: past it, least recently used idle instances go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_instances_are_capped_by_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(&dir.path().join("auth.sqlite3")).unwrap());
+        let clock = Arc::new(HostClock::default());
+        let rt: Arc<Runtime<Heavy>> = Runtime::start(dir.path(), db, Arc::clone(&clock)).unwrap();
+        rt.set_live_cap(10);
+        for i in 0..30 {
+            clock.advance(1);
+            rt.call(&format!("o{i}"), false, |h: &mut Heavy, _| h.0 = 1)
+                .await
+                .unwrap();
+            let (live, _) = rt.live_usage();
+            assert!(live <= 10, "{live} instances live after object {i}");
+        }
+        // The most recent one stays.
+        assert_eq!(rt.evict_idle(0, Some("o29")), 1);
     }
 
     /// Sets the alarm to `at` unless one at or before it is already set: the rule by which the

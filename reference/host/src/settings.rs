@@ -39,6 +39,9 @@ pub struct Limits {
     /// Memory the live object instances may hold together, by their own estimates, before
     /// the least recently used idle ones are evicted.
     pub object_memory_bytes: usize,
+    /// Most object instances of one class held in memory at once (each keeps a SQLite
+    /// connection: three file descriptors).
+    pub max_live_objects: usize,
     /// How an object's runner coalesces the writes of its queued calls: most calls and
     /// longest time per transaction (answers wait for the commit).
     pub object_batch: crate::objects::BatchLimits,
@@ -64,6 +67,7 @@ impl Default for Limits {
             core: auth_core::limits::Limits::default(),
             graph: auth_core::graph::GraphLimits::default(),
             object_memory_bytes: crate::objects::MAX_LIVE_OBJECT_BYTES,
+            max_live_objects: crate::objects::MAX_LIVE_OBJECTS,
             object_batch: crate::objects::BatchLimits::default(),
             key_index_entries: 100_000,
         }
@@ -124,6 +128,10 @@ pub struct LimitArgs {
     /// MiB the live object instances may hold together (by estimate) before eviction.
     #[arg(long, env = "OBJECT_MEMORY_MIB", default_value_t = 512)]
     pub object_memory_mib: usize,
+    /// Object instances of one class held in memory at once (3 open files each) before the least
+    /// recently used idle ones are evicted.
+    #[arg(long, env = "MAX_LIVE_OBJECTS", default_value_t = crate::objects::MAX_LIVE_OBJECTS)]
+    pub max_live_objects: usize,
     /// Most calls of one object committed in one transaction (1: a commit per call).
     #[arg(long, env = "OBJECT_BATCH_CALLS", default_value_t = crate::objects::DEFAULT_BATCH_CALLS)]
     pub object_batch_calls: usize,
@@ -161,6 +169,7 @@ impl LimitArgs {
                 log_window: self.graph_log_window.max(1),
             },
             object_memory_bytes: self.object_memory_mib.max(1) * 1024 * 1024,
+            max_live_objects: self.max_live_objects.max(1),
             object_batch: crate::objects::BatchLimits {
                 max_calls: self.object_batch_calls.max(1),
                 max_wait: Duration::from_micros(self.object_batch_micros.min(1_000_000)),
