@@ -15,6 +15,13 @@
 //!   directory, which answers as before and corrects the index. So the index may lag or be
 //!   wrong without ever admitting a request.
 //!
+//! - a graph route the object admitted comes back as [`internal::GraphHop`] (the core's
+//!   `TenantOutcome::Graph`), and the driver runs the hop here: [`Host::store_upload`] checks
+//!   the CSV and writes R2 (`TENANT_DATA`), [`Host::read_blob`] reads it for a reload,
+//!   [`Host::graph`] calls the tenant's `GraphStateCSV` object, [`Host::audit`] appends the
+//!   record in the tenant's object ([`internal::AUDIT`]). After a "not mine" the directory
+//!   forwards the object's hop back unchanged, and the hop names the tenant that answered.
+//!
 //! Everything else (admin routes, keyless and access-token end-user routes, test controls) is
 //! [`Host::front`]: the directory object, which answers it whole (notices, usage flushes and test
 //! controls included). The host methods the directory covers that way are never called here.
@@ -25,7 +32,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use auth_core::driver::{drive, Host};
-use auth_core::graph::GraphRoute;
+use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
 use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
@@ -34,7 +41,7 @@ use worker::{console_error, Env, Request, Response};
 
 use crate::config::Settings;
 use crate::convert::{from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker};
-use crate::internal::{self, Forward};
+use crate::internal::{self, Forward, GraphHop};
 use crate::storage::{WorkerClock, WorkerEntropy};
 
 /// The KV namespace of the key index: key hash → tenant id.
@@ -142,6 +149,7 @@ pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
         origin,
         client: RefCell::new(upload.then_some(req)),
         clock: WorkerClock { offset_ms: 0 },
+        hop: RefCell::new(None),
     };
     let driven = drive(&settings.service, &host, core).await;
     match driven.upgrade {
@@ -160,9 +168,23 @@ pub struct Edge<'a> {
     client: RefCell<Option<Request>>,
     /// Only the request id and the stateless checks use it: objects keep their own test clock.
     clock: WorkerClock,
+    /// The graph hop the tenant's object handed back, for the graph host methods: its tenant
+    /// (the one that answered, which after a "not mine" is not the call's) and its clock.
+    hop: RefCell<Option<(String, i64)>>,
 }
 
 impl Edge<'_> {
+    /// The tenant and clock of the graph hop the object handed back (the call's tenant and
+    /// the platform's clock if there is none, which the driver never leaves).
+    fn hop_tenant(&self, call: &TenantCall) -> (String, i64) {
+        self.hop.borrow().clone().unwrap_or_else(|| {
+            (
+                call.tenant_id.clone(),
+                worker::Date::now().as_millis() as i64,
+            )
+        })
+    }
+
     /// Hands a request to the directory, under the client's origin, minus any header that
     /// claims to be internal, with the driver's request id (so the directory's audit records
     /// and its answer name the id the client sees).
@@ -248,16 +270,48 @@ impl Edge<'_> {
 }
 
 /// The answer of an object or of the directory, as the driver's outcome: a 101 keeps the
-/// platform's own answer (it carries the socket).
-async fn outcome(resp: Response) -> (TenantOutcome, Option<Response>) {
+/// platform's own answer (it carries the socket); a graph hop becomes `TenantOutcome::Graph`.
+async fn outcome(resp: Response) -> (TenantOutcome, Option<Response>, Option<GraphHop>) {
+    let hop = resp
+        .headers()
+        .get(internal::GRAPH_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|v| internal::decode::<GraphHop>(&v));
+    if let Some(hop) = hop {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &hop.headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        let graph = TenantOutcome::Graph {
+            op: hop.op,
+            actor_key_id: hop.actor_key_id.clone(),
+            needs: "",
+            headers,
+        };
+        return (graph, None, Some(hop));
+    }
     if resp.status_code() == 101 {
         let mut switching = http::Response::new(Vec::new());
         *switching.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-        return (TenantOutcome::Respond(switching), Some(resp));
+        return (TenantOutcome::Respond(switching), Some(resp), None);
     }
     let mut core = from_worker(resp).await;
     internal::strip(core.headers_mut());
-    (TenantOutcome::Respond(core), None)
+    (TenantOutcome::Respond(core), None, None)
+}
+
+/// R2 (`TENANT_DATA`), where a tenant's CSV is kept.
+fn bucket(env: &Env) -> Result<worker::Bucket, ApiError> {
+    env.bucket("TENANT_DATA").map_err(|e| {
+        console_error!("the TENANT_DATA binding is missing: {e}");
+        ApiError::Internal
+    })
 }
 
 /// The directory answers these routes whole, so the driver never asks the Worker for them.
@@ -343,30 +397,86 @@ impl Host for Edge<'_> {
                 self.directory(&call.request).await?
             }
         };
-        Ok(outcome(resp).await)
+        let (outcome, upgrade, hop) = outcome(resp).await;
+        *self.hop.borrow_mut() = hop.map(|h| (h.tenant_id, h.now_ms));
+        Ok((outcome, upgrade))
     }
 
-    /// The tenant's object runs graph routes itself (with its `GraphStateCSV` object and R2),
-    /// audit included: its answer is a whole `TenantOutcome::Respond`.
+    /// The tenant's `GraphStateCSV` object, as `actor`, under the tenant object's clock.
     async fn graph(
         &self,
-        _call: &Arc<TenantCall>,
-        _route: GraphRoute,
-        _actor: &str,
+        call: &Arc<TenantCall>,
+        route: GraphRoute,
+        actor: &str,
     ) -> Result<auth_core::Response, ApiError> {
-        Err(directory_only())
+        let (tenant, now_ms) = self.hop_tenant(call);
+        let csv = match route {
+            GraphRoute::Reload { csv } => Some(csv),
+            _ => None,
+        };
+        match crate::graph::call(self.env, &tenant, actor, now_ms, &call.request, csv).await {
+            Ok(resp) => Ok(from_worker(resp).await),
+            Err(e) => {
+                console_error!("calling a graph object failed: {e}");
+                Err(ApiError::Unavailable(1))
+            }
+        }
     }
 
-    async fn store_upload(&self, _call: &Arc<TenantCall>) -> Result<usize, ApiError> {
-        Err(directory_only())
+    async fn store_upload(&self, call: &Arc<TenantCall>) -> Result<usize, ApiError> {
+        let edges = check_upload(&call.request)?;
+        let (tenant, _) = self.hop_tenant(call);
+        bucket(self.env)?
+            .put(blob_key(&tenant), call.request.body().clone())
+            .execute()
+            .await
+            .map_err(|e| {
+                console_error!("writing a graph CSV to R2 failed: {e}");
+                ApiError::Internal
+            })?;
+        Ok(edges)
     }
 
-    async fn read_blob(&self, _key: &str) -> Result<Option<Vec<u8>>, ApiError> {
-        Err(directory_only())
+    async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        // The driver names the call's tenant; after a "not mine" the hop's tenant is the one.
+        let key = match self.hop.borrow().as_ref() {
+            Some((tenant, _)) => blob_key(tenant),
+            None => key.to_owned(),
+        };
+        let failed = |e: worker::Error| {
+            console_error!("reading a graph CSV from R2 failed: {e}");
+            ApiError::Internal
+        };
+        let object = bucket(self.env)?.get(key).execute().await.map_err(failed)?;
+        match object.as_ref().and_then(|o| o.body()) {
+            Some(body) => Ok(Some(body.bytes().await.map_err(failed)?)),
+            None => Ok(None),
+        }
     }
 
-    async fn audit(&self, _tenant_id: &str, _notice: Notice) -> Result<(), ApiError> {
-        Err(directory_only())
+    /// The record goes to the object that answered the hop.
+    async fn audit(&self, tenant_id: &str, notice: Notice) -> Result<(), ApiError> {
+        let tenant = self
+            .hop
+            .borrow()
+            .as_ref()
+            .map_or_else(|| tenant_id.to_owned(), |(t, _)| t.clone());
+        let body = serde_json::to_string(&notice).map_err(|_| ApiError::Internal)?;
+        let written = async {
+            let stub = internal::tenant_stub(self.env, &tenant)?;
+            internal::post(&stub, internal::AUDIT, None, Some(body)).await
+        };
+        match written.await {
+            Ok(resp) if resp.status_code() == 200 => Ok(()),
+            Ok(resp) => {
+                console_error!("the graph audit record was refused: {}", resp.status_code());
+                Err(ApiError::Unavailable(1))
+            }
+            Err(e) => {
+                console_error!("could not write the graph audit record: {e}");
+                Err(ApiError::Unavailable(1))
+            }
+        }
     }
 
     async fn flush_usage(&self) {

@@ -1,23 +1,26 @@
 //! `GraphStateCSV`: one Durable Object per tenant holding the tenant's authorization graph in
-//! its own SQLite storage, with the CSV source in R2 (`TENANT_DATA`). The tenant's `TenantState`
-//! object calls it after admitting and counting the request.
+//! its own SQLite storage. The stateless Worker calls it (the core driver's `Host::graph`) after
+//! the tenant's `TenantState` object admitted and counted the request; the CSV source in R2
+//! (`TENANT_DATA`) is the Worker's to write and read, a reload's CSV arrives as the body.
 
 use std::cell::RefCell;
 
-use auth_core::graph::{blob_key, check_upload, upload_answer, GraphCall, GraphRoute, GraphState};
+use auth_core::graph::{GraphCall, GraphRoute, GraphState};
 use auth_core::objects::{DurableObject as CoreObject, NoSockets, ObjectEnv, ObjectStorage};
 use auth_core::ports::Sql;
 use auth_core::route::{ApiRoute, Route, TenantRoute};
 use auth_core::ApiError;
 use worker::{durable_object, Env, Request, RequestInit, Response, State};
 
-use crate::convert::{to_core, to_stub_request, to_worker};
+use crate::convert::{head_to_core, to_core, to_stub_request, to_worker};
 use crate::storage::{DoSql, NoSharedDb, WorkerClock, WorkerEntropy};
 
 const ACTOR_HEADER: &str = "x-authconf-actor";
 const TENANT_HEADER: &str = "x-authconf-tenant";
 const NOW_HEADER: &str = "x-authconf-now-ms";
 const EVICT_PATH: &str = "/_internal/evict";
+/// Worker → graph object: the body is the tenant's stored CSV, to reload from.
+const RELOAD_HEADER: &str = "x-authconf-internal-reload";
 
 fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
     env.durable_object("GRAPH_STATE_CSV")?
@@ -25,26 +28,39 @@ fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
         .get_stub()
 }
 
-/// Sends a graph request to the tenant's object, with the caller and the platform's clock.
+/// Sends a graph request to the tenant's object, with the caller and the tenant object's
+/// clock; `csv` (a reload) replaces the body.
 pub async fn call(
     env: &Env,
     tenant_id: &str,
     actor: &str,
     now_ms: i64,
     req: &auth_core::Request,
+    csv: Option<Vec<u8>>,
 ) -> worker::Result<Response> {
     let now = now_ms.to_string();
-    let request = to_stub_request(
-        req,
-        "https://graph.internal",
-        |_| true,
-        &[
-            (ACTOR_HEADER, actor),
-            (TENANT_HEADER, tenant_id),
-            (NOW_HEADER, &now),
-        ],
-    )?;
+    let mut headers = vec![
+        (ACTOR_HEADER, actor),
+        (TENANT_HEADER, tenant_id),
+        (NOW_HEADER, now.as_str()),
+    ];
+    let request = match csv {
+        Some(csv) => {
+            let mut reload = http::Request::new(csv);
+            *reload.method_mut() = req.method().clone();
+            *reload.uri_mut() = req.uri().clone();
+            *reload.headers_mut() = req.headers().clone();
+            headers.push((RELOAD_HEADER, "1"));
+            to_stub_request(&reload, "https://graph.internal", not_internal, &headers)?
+        }
+        None => to_stub_request(req, "https://graph.internal", not_internal, &headers)?,
+    };
     stub(env, tenant_id)?.fetch_with_request(request).await
+}
+
+/// A client's header claiming to be internal (a reload's CSV) never reaches the object.
+fn not_internal(name: &http::HeaderName) -> bool {
+    !name.as_str().starts_with(crate::internal::HEADER_PREFIX)
 }
 
 /// Asks the tenant's graph object to drop its in-memory graph (the test control `evict`).
@@ -60,7 +76,6 @@ pub async fn evict(env: &Env, tenant_id: &str) -> worker::Result<bool> {
 #[allow(clippy::upper_case_acronyms)]
 pub struct GraphStateCSV {
     state: State,
-    env: Env,
     graph: RefCell<Option<GraphState>>,
 }
 
@@ -79,7 +94,16 @@ impl ObjectStorage for Storage<'_> {
 
 impl GraphStateCSV {
     async fn handle(&self, mut req: Request) -> Result<auth_core::Response, ApiError> {
-        let core = to_core(&mut req).await?;
+        // A reload's body is the stored CSV (up to the upload limit), which only the Worker
+        // sends; a client's body is capped as everywhere.
+        let reload = req.headers().has(RELOAD_HEADER).unwrap_or(false);
+        let mut core = if reload {
+            let mut core = head_to_core(&req)?;
+            *core.body_mut() = req.bytes().await.map_err(|_| ApiError::Internal)?;
+            core
+        } else {
+            to_core(&mut req).await?
+        };
         let header = |name: &str| {
             core.headers()
                 .get(name)
@@ -91,39 +115,16 @@ impl GraphStateCSV {
         let now_ms = header(NOW_HEADER)
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or_else(|| worker::Date::now().as_millis() as i64);
-        let bucket = self
-            .env
-            .bucket("TENANT_DATA")
-            .map_err(|_| ApiError::Internal)?;
         let op = match Route::parse(core.method(), core.uri().path())? {
             Route::Tenant(TenantRoute::Api(ApiRoute::Graph(op))) => op,
             _ => return Err(ApiError::NotFound),
         };
         let route = match GraphCall::of(op) {
-            GraphCall::Upload => {
-                let edges = check_upload(&core)?;
-                bucket
-                    .put(blob_key(&tenant), core.body().clone())
-                    .execute()
-                    .await
-                    .map_err(|_| ApiError::Internal)?;
-                return Ok(upload_answer(&tenant, edges, core.body().len()));
-            }
-            GraphCall::Reload => {
-                let object = bucket
-                    .get(blob_key(&tenant))
-                    .execute()
-                    .await
-                    .map_err(|_| ApiError::Internal)?;
-                let Some(body) = object.as_ref().and_then(|o| o.body()) else {
-                    return Err(ApiError::field(
-                        "csv",
-                        "no graph.csv has been uploaded for this tenant",
-                    ));
-                };
-                let csv = body.bytes().await.map_err(|_| ApiError::Internal)?;
-                GraphRoute::Reload { csv }
-            }
+            GraphCall::Reload if reload => GraphRoute::Reload {
+                csv: std::mem::take(core.body_mut()),
+            },
+            // The Worker stores uploads in R2 itself and sends a reload its CSV.
+            GraphCall::Upload | GraphCall::Reload => return Err(ApiError::Internal),
             GraphCall::Run(route) => route,
         };
         // From here on nothing awaits: the call is one transaction, alone in the object.
@@ -164,10 +165,9 @@ impl GraphStateCSV {
 }
 
 impl worker::DurableObject for GraphStateCSV {
-    fn new(state: State, env: Env) -> Self {
+    fn new(state: State, _env: Env) -> Self {
         Self {
             state,
-            env,
             graph: RefCell::new(None),
         }
     }

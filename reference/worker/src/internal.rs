@@ -32,6 +32,9 @@ pub const KEYS_CHANGED_HEADER: &str = "x-authconf-internal-keys-changed";
 /// Tenant → Worker, on a direct call: the key is not one of this tenant's (or the object does
 /// not know its tenant yet); nothing ran, the Worker asks the directory instead.
 pub const NOT_MINE_HEADER: &str = "x-authconf-internal-not-mine";
+/// Tenant → Worker (through the directory after a "not mine"): the object let a graph route
+/// through; the [`GraphHop`], base64url JSON. The Worker runs the hop (the core's driver).
+pub const GRAPH_HEADER: &str = "x-authconf-internal-graph";
 
 /// Tenant object: run a [`NoticeCall`].
 pub const NOTICE: &str = "/_internal/notice";
@@ -59,6 +62,9 @@ pub const KEY_OWNER: &str = "/_internal/key-owner";
 pub const SYNC: &str = "/_internal/sync";
 /// Tenant object: drop the in-memory `TenantState` (test control).
 pub const EVICT: &str = "/_internal/evict";
+/// Tenant object: append a graph change's audit record (a [`auth_core::Notice`], JSON). The
+/// stateless Worker calls it after the graph object's 2xx, so it carries no [`Sync`].
+pub const AUDIT: &str = "/_internal/audit";
 /// Directory: merge a tenant's keys sent by its object ([`Shipment`]).
 pub const MERGE_KEYS: &str = "/_internal/merge-keys";
 /// Directory: add usage counts sent by a tenant's object ([`Shipment`]).
@@ -91,6 +97,20 @@ pub struct Forward {
     /// [`NOT_MINE_HEADER`] otherwise.
     #[serde(default)]
     pub direct: bool,
+}
+
+/// A graph route the tenant's object admitted and counted (`TenantOutcome::Graph`): what the
+/// driver needs to run the hop. The tenant id and clock are the object's: after a "not mine"
+/// the object that answered is not the one the Worker's index named.
+#[derive(Serialize, Deserialize)]
+pub struct GraphHop {
+    pub tenant_id: String,
+    pub op: auth_core::route::GraphOp,
+    pub actor_key_id: String,
+    /// The rate-limit headers the answer carries.
+    pub headers: Vec<(String, String)>,
+    /// The object's clock (test time), for the graph object.
+    pub now_ms: i64,
 }
 
 /// A change the admin API made, with the rows it wrote for the tenant.

@@ -6,7 +6,7 @@
 //!   every tenant's keys.
 //! - [`tenant`]: the `TenantState` Durable Object, one per tenant: the core's `TenantState`
 //!   (rate limits, audit, events, tenant routes, end-user auth) over the tenant's own rows.
-//! - [`graph`]: the `GraphStateCSV` Durable Object, one per tenant, with the CSV in R2.
+//! - [`graph`]: the `GraphStateCSV` Durable Object, one per tenant (the CSV in R2 is the Worker's).
 //! - [`internal`] and [`rows`]: what the directory and the tenants' objects say to each other
 //!   and how rows cross between them.
 //! - [`mirror`]: every relational row the objects write, copied to D1 (`DB`) through a

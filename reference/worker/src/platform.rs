@@ -788,9 +788,15 @@ impl AuthPlatform {
             return Ok(resp); // the event stream: the socket is the tenant object's
         }
         self.after_tenant_call(tenant_id, &resp).await;
-        // Drop the internal answer headers before the client sees the answer.
+        // Drop the internal answer headers before the client sees the answer, except a graph
+        // hop: only the stateless Worker asks the directory for a keyed (graph) route, after a
+        // "not mine", and it runs the hop itself (the core's driver).
         let mut core = from_worker(resp).await;
+        let hop = core.headers_mut().remove(internal::GRAPH_HEADER);
         internal::strip(core.headers_mut());
+        if let Some(hop) = hop {
+            core.headers_mut().insert(internal::GRAPH_HEADER, hop);
+        }
         to_worker(core)
     }
 

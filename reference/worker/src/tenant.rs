@@ -22,12 +22,11 @@
 
 use std::cell::{Cell, RefCell};
 
-use auth_core::graph::GraphCall;
 use auth_core::objects::{
     DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
-use auth_core::route::{GraphOp, Route, TenantRoute};
+use auth_core::route::{Route, TenantRoute};
 use auth_core::users::mail;
 use auth_core::{
     ApiError, Notice, RequestId, TenantCall, TenantOutcome, TenantState as TenantObject,
@@ -41,7 +40,7 @@ use worker::{
 };
 
 use crate::config::{MailApi, Settings};
-use crate::convert::{from_worker, to_core, to_worker};
+use crate::convert::{to_core, to_worker};
 use crate::internal::{self, Forward, NoticeCall, Shipment, Sync};
 use crate::mirror::{self, Mirror};
 use crate::rows;
@@ -635,13 +634,14 @@ impl TenantState {
                 console_error!("applying the directory's rows failed: {e}");
                 return problem(ApiError::Internal);
             }
-        } else if path.starts_with("/_internal/") {
+        } else if path.starts_with("/_internal/") && path != internal::AUDIT {
             console_error!("an internal call without the directory's sync");
             return problem(ApiError::Internal);
         }
         let response = match path.as_str() {
             internal::NOTICE => self.notice(&mut req).await,
             internal::SYNC => json_response(&json!({"ok": true})),
+            internal::AUDIT => self.audit(&mut req).await,
             internal::KEYS => {
                 let all = req.url().is_ok_and(|u| u.query() == Some("all=1"));
                 self.read(|inner| {
@@ -840,66 +840,80 @@ impl TenantState {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let request_id = forward.request_id.clone();
-        let (op, actor, headers, now, tenant_id) = {
-            let guard = self.inner.borrow();
-            let Some(inner) = guard.as_ref() else {
-                return problem(ApiError::Internal);
-            };
-            let call = TenantCall {
-                tenant_id: inner.tenant_id.borrow().clone(),
-                key_hash: forward.key_hash.clone(),
-                route,
-                request: std::mem::take(&mut core_req),
-            };
-            let called = inner.call(&self.state, upgrade, |o, env| {
-                Ok(o.fetch(env, &inner.settings.service.tenant_context(), &call))
-            });
-            core_req = call.request;
-            let (outcome, client) = match called {
-                Ok(r) => r,
-                Err(e) => {
-                    console_error!("tenant object failed: {e}");
-                    return problem(ApiError::Internal);
-                }
-            };
-            match outcome {
-                TenantOutcome::Respond(resp)
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS =>
-                {
-                    return match client {
-                        Some(ws) => Response::from_websocket(ws),
-                        None => problem(ApiError::Internal),
-                    };
-                }
-                TenantOutcome::Respond(resp) => {
-                    let resp = to_worker(auth_core::finish(resp, &request_id, head));
-                    return with_alarm(resp, inner);
-                }
-                TenantOutcome::Graph {
-                    op,
-                    actor_key_id,
-                    headers,
-                    ..
-                } => (
-                    op,
-                    actor_key_id,
-                    headers,
-                    inner.now_ms(),
-                    inner.tenant_id.borrow().clone(),
-                ),
-            }
-        };
-        let mut resp = self
-            .run_graph(&tenant_id, op, &actor, &request_id, now, &core_req)
-            .await;
-        for (k, v) in &headers {
-            resp.headers_mut().insert(k, v.clone());
-        }
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
-        with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
+        let call = TenantCall {
+            tenant_id: inner.tenant_id.borrow().clone(),
+            key_hash: forward.key_hash.clone(),
+            route,
+            request: core_req,
+        };
+        let called = inner.call(&self.state, upgrade, |o, env| {
+            Ok(o.fetch(env, &inner.settings.service.tenant_context(), &call))
+        });
+        let (outcome, client) = match called {
+            Ok(r) => r,
+            Err(e) => {
+                console_error!("tenant object failed: {e}");
+                return problem(ApiError::Internal);
+            }
+        };
+        match outcome {
+            TenantOutcome::Respond(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                match client {
+                    Some(ws) => Response::from_websocket(ws),
+                    None => problem(ApiError::Internal),
+                }
+            }
+            TenantOutcome::Respond(resp) => {
+                with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
+            }
+            // The Worker runs the graph hop (the core's driver: R2, the graph object, then the
+            // audit record here through [`internal::AUDIT`]).
+            TenantOutcome::Graph {
+                op,
+                actor_key_id,
+                headers,
+                ..
+            } => {
+                let hop = internal::GraphHop {
+                    tenant_id: call.tenant_id.clone(),
+                    op,
+                    actor_key_id,
+                    headers: headers
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+                        .collect(),
+                    now_ms: inner.now_ms(),
+                };
+                let marker = Response::empty().and_then(|r| {
+                    r.headers()
+                        .set(internal::GRAPH_HEADER, &internal::encode(&hop))?;
+                    Ok(r)
+                });
+                with_alarm(marker, inner)
+            }
+        }
+    }
+
+    /// `/_internal/audit`: appends a graph change's audit record.
+    async fn audit(&self, req: &mut Request) -> worker::Result<Response> {
+        let Ok(notice) = req.json::<Notice>().await else {
+            return problem(ApiError::Internal);
+        };
+        let guard = self.inner.borrow();
+        let Some(inner) = guard.as_ref() else {
+            return problem(ApiError::Internal);
+        };
+        match inner.call(&self.state, false, |o, env| o.record(env, &notice)) {
+            Ok(_) => json_response(&json!({"ok": true})),
+            Err(e) => {
+                console_error!("could not write the graph audit record: {e}");
+                problem(ApiError::Internal)
+            }
+        }
     }
 
     /// Whether `key_hash` is one of this object's tenant's keys, usable or not, and the
@@ -925,50 +939,6 @@ impl TenantState {
             "SELECT 1 FROM api_keys WHERE key_hash = ? AND tenant_id = ?",
             &[key_hash.into(), tenant_id.as_str().into()],
         )
-    }
-
-    /// A graph request the core object let through: the tenant's `GraphStateCSV` object runs
-    /// it (with R2 for the CSV), then graph changes are audited here.
-    async fn run_graph(
-        &self,
-        tenant_id: &str,
-        op: GraphOp,
-        actor: &str,
-        request_id: &str,
-        now: i64,
-        req: &auth_core::Request,
-    ) -> auth_core::Response {
-        let resp = match crate::graph::call(&self.env, tenant_id, actor, now, req).await {
-            Ok(r) => from_worker(r).await,
-            Err(e) => {
-                console_error!("graph object failed: {e}");
-                return ApiError::Internal.into_response();
-            }
-        };
-        if !resp.status().is_success() {
-            return resp;
-        }
-        let audit = GraphCall::of(op).audit();
-        if let Some(audit) = audit {
-            let notice = Notice {
-                actor: actor.to_owned(),
-                action: audit.action.to_owned(),
-                target: "graph".into(),
-                detail: audit.detail(&resp),
-                request_id: request_id.to_owned(),
-                end_sessions: false,
-            };
-            let guard = self.inner.borrow();
-            if let Some(inner) = guard.as_ref() {
-                if inner
-                    .call(&self.state, false, |o, env| o.record(env, &notice))
-                    .is_err()
-                {
-                    console_error!("could not write the graph audit record");
-                }
-            }
-        }
-        resp
     }
 }
 

@@ -1146,3 +1146,79 @@ async fn a_keyring_rotation_is_seen_by_the_next_direct_call_of_another_tenant() 
     );
     stack.stop().await;
 }
+
+/// How many audit records of `action` the tenant of `key` has.
+async fn audited(client: &reqwest::Client, base: &str, key: &str, action: &str) -> usize {
+    let log = call(client, base, key, "GET", "/v1/audit-log?limit=100", None).await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    log.body
+        .to_string()
+        .matches(&format!("\"{action}\""))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_hop_runs_in_the_worker_stores_in_r2_and_is_audited_in_the_answering_tenant() {
+    let stack = Stack::start().await;
+    let (client, base) = (stack.client.clone(), stack.base());
+    let (_, sk_a) = create_tenant(&client, &base, "hop-a").await;
+    let (b, sk_b) = create_tenant(&client, &base, "hop-b").await;
+    let b = b.replace("%3A", ":");
+
+    // Over 64 KiB: the reload's CSV travels from R2 to the graph object as the whole body.
+    let mut big = String::from("subject_type,subject_id,relation,object_type,object_id\n");
+    for i in 0..3000 {
+        big.push_str(&format!("user,user-{i:05},viewer,doc,document-{i:05}\n"));
+    }
+    assert!(big.len() > 64 * 1024);
+    let reloaded = upload_and_reload(&client, &base, &sk_a, big).await;
+    assert_eq!(
+        audited(&client, &base, &sk_a, "graph.csv_uploaded").await,
+        1
+    );
+    assert_eq!(audited(&client, &base, &sk_a, "graph.reloaded").await, 1);
+    let checked = call(
+        &client,
+        &base,
+        &sk_a,
+        "POST",
+        "/v1/graph/check",
+        Some(json!({"subject": "user:user-02999", "relation": "viewer", "object": "doc:document-02999"})),
+    )
+    .await;
+    assert_eq!(
+        checked.status, 200,
+        "{} (reload: {})",
+        checked.body, reloaded.body
+    );
+    assert_eq!(checked.body["allowed"], true, "{}", checked.body);
+
+    // A wrong index entry: B's object says "not mine", the directory hands the request to A's
+    // object, and the hop (R2 key, graph object, audit) is A's, never B's.
+    set_index_entry(&stack, &sk_a, Some(&b));
+    forget_key_owners(&client, &base).await;
+    let before = directory_calls(&client, &base).await;
+    upload_and_reload(&client, &base, &sk_a, CSV).await;
+    // The upload went through the directory (and corrected the index), the reload direct.
+    assert_eq!(directory_calls(&client, &base).await - before, 1);
+    assert_eq!(
+        audited(&client, &base, &sk_a, "graph.csv_uploaded").await,
+        2
+    );
+    assert_eq!(audited(&client, &base, &sk_a, "graph.reloaded").await, 2);
+    assert_eq!(
+        audited(&client, &base, &sk_b, "graph.csv_uploaded").await,
+        0
+    );
+    let b_reload = call(
+        &client,
+        &base,
+        &sk_b,
+        "POST",
+        "/v1/graph/reload",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(b_reload.status, 400, "B has no CSV: {}", b_reload.body);
+    stack.stop().await;
+}
