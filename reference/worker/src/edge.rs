@@ -34,7 +34,6 @@ use std::sync::Arc;
 use auth_core::driver::{drive, Host};
 use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
-use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
 use auth_core::{ApiError, Front, FrontStep, Notice, Resume, TenantCall, TenantOutcome};
 use worker::{console_error, Env, Request, Response};
@@ -230,7 +229,7 @@ impl Edge<'_> {
         let forward = Forward {
             key_hash: call.key_hash.clone(),
             request_id: auth_core::request_id(&call.request),
-            user_request: matches!(call.route, TenantRoute::User(_)),
+            route: call.route.clone(),
             host: call
                 .request
                 .headers()

@@ -87,8 +87,9 @@ pub struct Sync {
 pub struct Forward {
     pub key_hash: String,
     pub request_id: String,
-    /// An end-user auth route (`/v1/auth/*`), which the front marks.
-    pub user_request: bool,
+    /// The route the core parsed in front of the object (the Worker's `begin`, or the
+    /// directory's front): the object runs it and never parses the path again.
+    pub route: auth_core::route::TenantRoute,
     /// The client's `Host` (a routing source: the tenant's subdomain), which a request built
     /// for the object's stub cannot carry as a header of its own.
     pub host: Option<String>,

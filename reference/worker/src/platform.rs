@@ -732,8 +732,7 @@ impl AuthPlatform {
                         return finish(e.into_response());
                     }
                 }
-                let user_request = matches!(call.route, TenantRoute::User(_));
-                self.forward(&call.tenant_id, call.key_hash, user_request, call.request)
+                self.forward(&call.tenant_id, call.key_hash, call.route, call.request)
                     .await
             }
         }
@@ -744,7 +743,7 @@ impl AuthPlatform {
         &self,
         tenant_id: &str,
         key_hash: String,
-        user_request: bool,
+        route: TenantRoute,
         req: auth_core::Request,
     ) -> worker::Result<Response> {
         let sync = match self.with(|p| p.sync_for(tenant_id)) {
@@ -754,7 +753,7 @@ impl AuthPlatform {
         let forward = Forward {
             key_hash: key_hash.clone(),
             request_id: auth_core::request_id(&req),
-            user_request,
+            route,
             host: req
                 .headers()
                 .get(http::header::HOST)

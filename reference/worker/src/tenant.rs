@@ -26,7 +26,7 @@ use auth_core::objects::{
     DurableObject as CoreObject, ObjectEnv, ObjectStorage, SocketHub, SocketId,
 };
 use auth_core::ports::{Sql, SqlValue, StorageError};
-use auth_core::route::{Route, TenantRoute};
+
 use auth_core::users::mail;
 use auth_core::{
     ApiError, Notice, RequestId, TenantCall, TenantOutcome, TenantState as TenantObject,
@@ -823,15 +823,8 @@ impl TenantState {
         core_req
             .extensions_mut()
             .insert(RequestId(forward.request_id.clone()));
-        // The directory parsed the route; the object parses it again from the forwarded request.
-        let route = match Route::parse(core_req.method(), core_req.uri().path()) {
-            Ok(Route::Tenant(route))
-                if forward.user_request == matches!(route, TenantRoute::User(_)) =>
-            {
-                route
-            }
-            _ => return problem(ApiError::NotFound),
-        };
+        // The route the core parsed in front of the object travels with the request.
+        let route = forward.route.clone();
         let head = core_req.method() == Method::HEAD;
         let upgrade = core_req.uri().path() == "/v1/events"
             && core_req
