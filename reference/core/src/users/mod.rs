@@ -321,7 +321,7 @@ fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         name,
         password_hash,
         email_verified: false,
-        status: "active".into(),
+        status: store::UserStatus::Active,
         created_at: now,
         updated_at: now,
         last_login_at: Some(now),
@@ -399,7 +399,9 @@ fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     };
     // The password is checked first, so the status of an account is told only to its owner.
     // An over-long password and an account without one cost the same verification.
-    if !ctx.verify_password(&password, &user.password_hash)? || user.status != "active" {
+    if !ctx.verify_password(&password, &user.password_hash)?
+        || user.status != store::UserStatus::Active
+    {
         return Err(ApiError::UserUnauthorized);
     }
     let (session, refresh, refresh_token) = new_session(ctx, &user.id);
@@ -441,7 +443,7 @@ fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         .filter(|s| s.usable_at(now))
         .ok_or(ApiError::UserUnauthorized)?;
     let user = store::find_user(db, ctx.tid(), &row.user_id)?
-        .filter(|u| u.status == "active")
+        .filter(|u| u.status == store::UserStatus::Active)
         .ok_or(ApiError::UserUnauthorized)?;
     let new_token = new_secret(ctx, "rt");
     let next = RefreshRecord {
@@ -500,7 +502,7 @@ fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed, ApiError> {
         .filter(|s| s.usable_at(now) && s.user_id == claims.sub)
         .ok_or(ApiError::UserUnauthorized)?;
     let user = store::find_user(db, ctx.tid(), &claims.sub)?
-        .filter(|u| u.status == "active")
+        .filter(|u| u.status == store::UserStatus::Active)
         .ok_or(ApiError::UserUnauthorized)?;
     Ok(Authed {
         claims,
@@ -621,7 +623,7 @@ fn resend_verification(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let email = email_field(&f)?;
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
-        if !user.email_verified && user.status == "active" {
+        if !user.email_verified && user.status == store::UserStatus::Active {
             let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
             let mail = mail::verification(
                 ctx.ports.entropy,
@@ -660,7 +662,7 @@ fn forgot_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         )?
         .is_some_and(|at| now - at < RESET_MAIL_INTERVAL_MS);
         // Within the interval the mail already sent stands: the same answer, no new mail.
-        if user.status == "active" && !recent {
+        if user.status == store::UserStatus::Active && !recent {
             let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "pr");
             let mail = mail::reset(
                 ctx.ports.entropy,

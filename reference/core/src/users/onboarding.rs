@@ -99,7 +99,7 @@ pub fn prepare(
         // Not a PHC string: no password verifies until the admin sets one with the token.
         password_hash: "!".into(),
         email_verified: false,
-        status: "active".into(),
+        status: super::store::UserStatus::Active,
         created_at: now,
         updated_at: now,
         last_login_at: None,

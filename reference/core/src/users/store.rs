@@ -3,6 +3,34 @@
 
 use crate::ports::{Row, Sql, SqlValue, StorageError};
 
+/// An end user's account status (the `tenant_users.status` column: `active`, `suspended`, `deleted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Reads the column. A value the schema's CHECK would refuse (a hand-edited row) reads as
+    /// `Suspended`: such an account fails closed instead of failing the request.
+    pub fn from_column(value: &str) -> Self {
+        match value {
+            "active" => UserStatus::Active,
+            "deleted" => UserStatus::Deleted,
+            _ => UserStatus::Suspended,
+        }
+    }
+}
+
 /// A row of `tenant_users`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
@@ -13,7 +41,7 @@ pub struct UserRecord {
     pub name: Option<String>,
     pub password_hash: String,
     pub email_verified: bool,
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_login_at: Option<i64>,
@@ -47,7 +75,7 @@ fn user_from_row(r: &Row) -> UserRecord {
         name: os(r, 4),
         password_hash: s(r, 5),
         email_verified: n(r, 6) != 0,
-        status: s(r, 7),
+        status: UserStatus::from_column(&s(r, 7)),
         created_at: n(r, 8),
         updated_at: n(r, 9),
         last_login_at: on(r, 10),
@@ -498,4 +526,22 @@ pub fn is_blacklisted(db: &dyn Sql, jti: &str) -> Result<bool, StorageError> {
     Ok(!db
         .query("SELECT 1 FROM token_blacklist WHERE jti = ?", &[jti.into()])?
         .is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UserStatus;
+
+    #[test]
+    fn user_status_reads_back_what_it_writes_and_fails_closed_on_anything_else() {
+        for status in [
+            UserStatus::Active,
+            UserStatus::Suspended,
+            UserStatus::Deleted,
+        ] {
+            assert_eq!(UserStatus::from_column(status.as_str()), status);
+        }
+        assert_eq!(UserStatus::from_column("ACTIVE"), UserStatus::Suspended);
+        assert_eq!(UserStatus::from_column(""), UserStatus::Suspended);
+    }
 }
