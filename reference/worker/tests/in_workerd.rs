@@ -217,24 +217,8 @@ async fn state_survives_a_restart_of_workerd() {
         .as_str()
         .expect("secret key")
         .to_owned();
-    let gone = call(
-        &client,
-        &base,
-        &sk,
-        "POST",
-        "/v1/api-keys",
-        Some(json!({"name": "gone", "type": "secret"})),
-    )
-    .await;
-    assert_eq!(gone.status, 201, "{}", gone.body);
-    let gone_secret = gone.body["credentials"]["keySecret"]
-        .as_str()
-        .expect("key secret")
-        .to_owned();
-    let gone_id = gone.body["apiKey"]["id"]
-        .as_str()
-        .expect("key id")
-        .replace(':', "%3A");
+    let (gone_id, gone_secret) = create_secret_key(&client, &base, &sk, "gone").await;
+    let gone_id = gone_id.replace(':', "%3A");
     let revoked = call(
         &client,
         &base,
@@ -417,6 +401,34 @@ impl Stack {
     }
 }
 
+/// A secret key the tenant makes with its own key (`POST /v1/api-keys`): its id and secret.
+async fn create_secret_key(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    name: &str,
+) -> (String, String) {
+    let made = call(
+        client,
+        base,
+        key,
+        "POST",
+        "/v1/api-keys",
+        Some(json!({"name": name, "type": "secret"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.body["apiKey"]["id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+    let secret = made.body["credentials"]["keySecret"]
+        .as_str()
+        .expect("key secret")
+        .to_owned();
+    (id, secret)
+}
+
 async fn create_tenant(client: &reqwest::Client, base: &str, slug: &str) -> (String, String) {
     let created = call(
         client,
@@ -547,21 +559,7 @@ async fn d1_holds_a_copy_of_every_relational_row_and_no_secret() {
     let (client, base) = (stack.client.clone(), stack.base());
     let (tenant, sk) = create_tenant(&client, &base, "copied").await;
     let tenant_id = tenant.replace("%3A", ":");
-    let extra = call(
-        &client,
-        &base,
-        &sk,
-        "POST",
-        "/v1/api-keys",
-        Some(json!({"name": "extra", "type": "secret"})),
-    )
-    .await;
-    assert_eq!(extra.status, 201, "{}", extra.body);
-    let extra_secret = extra.body["credentials"]["keySecret"]
-        .as_str()
-        .expect("key secret")
-        .to_owned();
-    let extra_id = extra.body["apiKey"]["id"].as_str().expect("id").to_owned();
+    let (extra_id, extra_secret) = create_secret_key(&client, &base, &sk, "extra").await;
     let revoked = call(
         &client,
         &base,
@@ -938,20 +936,7 @@ async fn a_tenant_request_with_a_warm_index_never_reaches_the_directory() {
     assert_eq!(directory_calls_for(&client, &base, &sk, 5, 200).await, 0);
 
     // A key the tenant makes itself is in the index before the tenant hears of it.
-    let made = call(
-        &client,
-        &base,
-        &sk,
-        "POST",
-        "/v1/api-keys",
-        Some(json!({"name": "made", "type": "secret"})),
-    )
-    .await;
-    assert_eq!(made.status, 201, "{}", made.body);
-    let made_key = made.body["credentials"]["keySecret"]
-        .as_str()
-        .expect("the new key")
-        .to_owned();
+    let (_, made_key) = create_secret_key(&client, &base, &sk, "made").await;
     assert_eq!(index_entry(&stack, &made_key).as_deref(), Some(a.as_str()));
     assert_eq!(
         directory_calls_for(&client, &base, &made_key, 2, 200).await,

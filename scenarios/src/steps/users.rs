@@ -26,18 +26,23 @@ async fn signs_up_with(w: &mut AuthWorld, user: String, tenant: String, password
     w.register(&user, &tenant, password).await;
 }
 
-#[when(regex = r#"^"(\w+)" logs in to tenant "([^"]+)" with the password "([^"]*)"$"#)]
-async fn logs_in_with(w: &mut AuthWorld, user: String, tenant: String, password: String) {
-    let email = w.email_of(&user);
+/// Logs `user` in to `tenant`; a 200 keeps the session for the steps that follow.
+async fn log_in(w: &mut AuthWorld, user: &str, tenant: &str, email: String, password: String) {
     w.post_auth(
-        &tenant,
+        tenant,
         "login",
         json!({"email": email, "password": password}),
     )
     .await;
     if w.last().status == 200 {
-        w.take_session(&user, &tenant);
+        w.take_session(user, tenant);
     }
+}
+
+#[when(regex = r#"^"(\w+)" logs in to tenant "([^"]+)" with the password "([^"]*)"$"#)]
+async fn logs_in_with(w: &mut AuthWorld, user: String, tenant: String, password: String) {
+    let email = w.email_of(&user);
+    log_in(w, &user, &tenant, email, password).await;
 }
 
 #[when(
@@ -72,15 +77,7 @@ async fn logs_in(w: &mut AuthWorld, user: String, tenant: String, how: String) {
             (email, w.account(&user, &from).password)
         }
     };
-    w.post_auth(
-        &tenant,
-        "login",
-        json!({"email": email, "password": password}),
-    )
-    .await;
-    if w.last().status == 200 {
-        w.take_session(&user, &tenant);
-    }
+    log_in(w, &user, &tenant, email, password).await;
 }
 
 #[when(regex = r#"^"(\w+)" tries to log in to tenant "([^"]+)" (\d+) times one after another$"#)]
