@@ -15,7 +15,6 @@
 //! [`crate::driver::drive`] runs the whole sequence over a host.
 
 use ::http::Method;
-use serde_json::json;
 
 use crate::auth::AdminCaller;
 use crate::auth::Authenticator;
@@ -24,7 +23,7 @@ use crate::handlers::meta;
 use crate::handlers::platform;
 use crate::http::{self, request_id, ApiError, Request, RequestId, Response};
 use crate::keys::{self, KeyHasher};
-use crate::notice::{Notice, ADMIN_ACTOR};
+use crate::notice::{no_detail, Notice, ADMIN_ACTOR};
 use crate::ports::{Clock, Entropy, Ports, Sql};
 use crate::route::{AdminRoute, MetaRoute, Route, TenantRoute};
 use crate::tenant_state::{TenantCall, TenantContext};
@@ -396,13 +395,13 @@ impl Service {
             AdminRoute::CreateTenant => {
                 caller.require_global_superadmin()?;
                 let (resp, tenant) = admin::create_tenant(ports, hasher, req)?;
-                let n = notice(&tenant.id, "tenant.created", json!({}), false);
+                let n = notice(&tenant.id, "tenant.created", no_detail(), false);
                 Ok((resp, vec![n]))
             }
             AdminRoute::GetTenant(id) => only(admin::get_tenant(ports, &id)?),
             AdminRoute::DeleteTenant(id) => {
                 let (resp, tenant) = admin::delete_tenant(ports, &id)?;
-                let n = notice(&tenant.id, "tenant.deleted", json!({}), true);
+                let n = notice(&tenant.id, "tenant.deleted", no_detail(), true);
                 Ok((resp, vec![n]))
             }
             AdminRoute::ReplaceTenant(id) | AdminRoute::PatchTenant(id) => {

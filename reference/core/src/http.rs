@@ -274,6 +274,20 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     )
 }
 
+/// A JSON answer with the object keys in sorted order at every level.
+///
+/// The bodies that used to be built as `serde_json::Value`s (with `json!`) have always gone out
+/// with their keys sorted, since serde_json's map keeps them in order; now that they are built
+/// from `auth-contract` types they pass through a `Value` so that not one byte changes.
+pub fn json_sorted(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    json(status, &sorted(value))
+}
+
+/// `value` as a `Value`: its object keys in sorted order (see [`json_sorted`]).
+pub fn sorted(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("wire types serialise")
+}
+
 /// A request's path split into percent-decoded segments.
 pub fn path_segments(path: &str) -> Option<Vec<String>> {
     let trimmed = path.trim_start_matches('/');

@@ -1,5 +1,6 @@
 //! [`Notice`]: a change made outside a tenant's object that the object must hear about.
 
+use auth_contract::NoDetail;
 use serde_json::Value;
 
 /// Actor recorded for changes the platform admin made.
@@ -17,4 +18,9 @@ pub struct Notice {
     pub request_id: String,
     /// Close every socket: the tenant was suspended or deleted.
     pub end_sessions: bool,
+}
+
+/// The detail of an action whose target says it all: `{}` ([`NoDetail`]).
+pub fn no_detail() -> Value {
+    crate::http::sorted(&NoDetail {})
 }

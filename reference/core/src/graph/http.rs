@@ -15,6 +15,7 @@
 //! | `GET /v1/graph/mutations` | `?since=V&limit=N` | [`super::MutationPage`] |
 //! | `POST /v1/graph/reload` | (the stored CSV, from the host) | `{"success":true,"tenantId","edgeCount","version"}` |
 
+use auth_contract::{CheckResult, CsvStored};
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +23,9 @@ use serde_json::Value;
 use super::csv::{self, check_part, EdgeSpec, PartKind, HEADER};
 use super::index::MutationOp;
 use super::{GraphState, DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT, MAX_MUTATIONS_PER_CALL};
-use crate::http::{json, json_object, query_pairs, ApiError, ApiResult, Fields, Request};
+use crate::http::{
+    json, json_object, json_sorted, query_pairs, ApiError, ApiResult, Fields, Request,
+};
 use crate::objects::ObjectEnv;
 use crate::route::GraphOp;
 
@@ -59,11 +62,6 @@ pub struct CheckRequest {
     pub object: String,
 }
 
-#[derive(Serialize)]
-struct Allowed {
-    allowed: bool,
-}
-
 /// Where a tenant's uploaded graph file lives in the blob store (R2 on Workers).
 pub fn blob_key(tenant_id: &str) -> String {
     format!("tenants/{tenant_id}/graph.csv")
@@ -90,7 +88,8 @@ pub struct GraphAudit {
 }
 
 impl GraphAudit {
-    /// `{"<field>": <that field of the answer>}`.
+    /// `{"<field>": <that field of the answer>}`. Free-form on purpose, so `json!` stays: the
+    /// detail repeats whatever the answer (an `auth-contract` type) holds in that field.
     pub fn detail(&self, answer: &crate::http::Response) -> Value {
         let body: Value = serde_json::from_slice(answer.body()).unwrap_or(Value::Null);
         serde_json::json!({ self.field: body.get(self.field).cloned().unwrap_or(Value::Null) })
@@ -141,9 +140,14 @@ pub fn check_upload(req: &Request) -> Result<usize, ApiError> {
 
 /// The answer to a stored upload.
 pub fn upload_answer(tenant_id: &str, edges: usize, bytes: usize) -> crate::http::Response {
-    json(
+    json_sorted(
         StatusCode::OK,
-        &serde_json::json!({"stored": true, "key": blob_key(tenant_id), "edgeCount": edges, "bytes": bytes}),
+        &CsvStored {
+            stored: true,
+            key: blob_key(tenant_id),
+            edge_count: edges,
+            bytes,
+        },
     )
 }
 
@@ -356,7 +360,7 @@ impl GraphState {
             }
             GraphRoute::Check => {
                 let body = parse_check(req)?;
-                ok(&Allowed {
+                ok(&CheckResult {
                     allowed: self.check(&body.subject, &body.relation, &body.object),
                 })
             }

@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::Serialize;
-
 use super::csv::EdgeSpec;
 
 /// Relations `check` follows transitively: a subject that is a `member` (or `member_of`, or a
@@ -48,29 +46,8 @@ impl StoredEdge {
     }
 }
 
-/// The answer of `validate`, shaped as the public deployment answers it: `{"valid":true}` or
-/// `{"valid":false,"reason":"..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Validation {
-    pub valid: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl Validation {
-    fn valid() -> Self {
-        Self {
-            valid: true,
-            reason: None,
-        }
-    }
-    fn invalid(reason: String) -> Self {
-        Self {
-            valid: false,
-            reason: Some(reason),
-        }
-    }
-}
+/// The answer of `validate` (a wire type, in `auth-contract`).
+pub use auth_contract::Validation;
 
 /// One requested change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,8 +32,6 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
-
 use crate::http::ApiError;
 use crate::model::rfc3339;
 use crate::objects::{DurableObject, ObjectEnv};
@@ -74,61 +72,10 @@ impl Default for GraphLimits {
 pub const DEFAULT_LOG_LIMIT: usize = 100;
 pub const MAX_LOG_LIMIT: usize = 1000;
 
-/// `GET /v1/graph/state`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GraphStateView {
-    pub tenant_id: String,
-    pub version: i64,
-    /// Live (non-revoked) edges.
-    pub edge_count: usize,
-    /// Time of the last reload; `null` when the graph was never loaded from CSV.
-    pub loaded_at: Option<String>,
-    /// Whether anything (a reload or a mutation) ever made a version.
-    pub initialized: bool,
-}
-
-/// The answer to a reload, as the public deployment shapes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadSummary {
-    pub success: bool,
-    pub tenant_id: String,
-    pub edge_count: usize,
-    pub version: i64,
-}
-
-/// The answer to a mutation call: the version it made and how many ops it applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MutationResult {
-    pub version: i64,
-    pub applied: usize,
-}
-
-/// One record of the mutation log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MutationRecord {
-    pub version: i64,
-    /// `add`, `revoke` or `reload`.
-    pub op: String,
-    /// `null` for `reload`.
-    pub edge_id: Option<String>,
-    pub at: String,
-    pub actor_key_id: String,
-}
-
-/// A page of the mutation log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MutationPage {
-    pub current_version: i64,
-    pub mutations: Vec<MutationRecord>,
-    /// Whether versions after the last one in `mutations` exist; ask again with
-    /// `since=<last version>`.
-    pub has_more: bool,
-}
+// The answers of the graph routes are wire types, in `auth-contract`.
+pub use auth_contract::{
+    GraphStateView, MutationPage, MutationRecord, MutationResult, ReloadSummary,
+};
 
 /// The live object: the graph in memory plus the version it is at.
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,16 @@
 //! `/admin/*`: the platform admin manages tenants and their keys.
 
 use auth_contract::{
-    Pagination, RateLimit, TenantCreated, TenantCredentials, TenantEnvelope, TenantList,
+    JwtKeyring, Pagination, RateLimit, TenantCreated, TenantCredentials, TenantEnvelope,
+    TenantList, TenantUpdatedDetail,
 };
 use http::StatusCode;
 use serde_json::Value;
 
 use crate::handlers::api_keys::{self, KeySpec};
-use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request, Response};
+use crate::http::{
+    json, json_object, json_sorted, sorted, ApiError, ApiResult, Fields, Request, Response,
+};
 use crate::keys::{Environment, KeyHasher, KeyType};
 use crate::model::{Plan, TenantRecord, TenantStatus};
 use crate::ports::{Ports, StorageError};
@@ -163,17 +166,13 @@ pub fn create_tenant(
             public_key: public_token,
             secret_key: secret_token,
         },
-    };
-    let response = match onboarding::state(ports.db, &tenant.id)? {
         // Only an onboarded tenant's answer carries the onboarding state.
-        Some(state) => {
-            let mut body = serde_json::to_value(&created).map_err(|_| ApiError::Internal)?;
-            body["onboarding"] = state;
-            json(StatusCode::CREATED, &body)
-        }
-        None => json(StatusCode::CREATED, &created),
+        onboarding: onboarding::state(ports.db, &tenant.id)?,
     };
-    Ok((response, tenant))
+    Ok((
+        tenant_answer(StatusCode::CREATED, &created, created.onboarding.is_some()),
+        tenant,
+    ))
 }
 
 /// A whole-number query parameter in `1..=max`, or `default` when absent.
@@ -240,6 +239,17 @@ pub fn list_tenants(
     ))
 }
 
+/// A tenant answer. One that carries the onboarding state has always gone out with its keys
+/// sorted (it was put together as a `Value`), one without in the types' field order: each
+/// keeps its bytes.
+fn tenant_answer(status: StatusCode, body: &impl serde::Serialize, onboarded: bool) -> Response {
+    if onboarded {
+        json_sorted(status, body)
+    } else {
+        json(status, body)
+    }
+}
+
 fn existing(ports: &Ports, id: &str) -> Result<TenantRecord, ApiError> {
     // `{id}` arrives percent-decoded, so `tenant%3Aacme` and `tenant:acme` are one id.
     store::find_tenant(ports.db, id)?.ok_or(ApiError::NotFound)
@@ -247,19 +257,14 @@ fn existing(ports: &Ports, id: &str) -> Result<TenantRecord, ApiError> {
 
 pub fn get_tenant(ports: &Ports, id: &str) -> ApiResult {
     let tenant = existing(ports, id)?;
-    if let Some(state) = onboarding::state(ports.db, &tenant.id)? {
-        let mut body = serde_json::to_value(TenantEnvelope {
-            tenant: tenant.to_wire(),
-        })
-        .map_err(|_| ApiError::Internal)?;
-        body["onboarding"] = state;
-        return Ok(json(StatusCode::OK, &body));
-    }
-    Ok(json(
+    let envelope = TenantEnvelope {
+        tenant: tenant.to_wire(),
+        onboarding: onboarding::state(ports.db, &tenant.id)?,
+    };
+    Ok(tenant_answer(
         StatusCode::OK,
-        &TenantEnvelope {
-            tenant: tenant.to_wire(),
-        },
+        &envelope,
+        envelope.onboarding.is_some(),
     ))
 }
 
@@ -311,20 +316,19 @@ pub fn update_tenant(
     }
     tenant.updated_at = ports.clock.now_ms();
     store::update_tenant(ports.db, &tenant)?;
-    let changes = Value::Array(
-        ["name", "plan", "status", "rateLimit"]
-            .iter()
-            .filter(|f| f_has(&f_names, f))
-            .map(|f| Value::String((*f).into()))
-            .collect(),
-    );
+    let changed = ["name", "plan", "status", "rateLimit"]
+        .iter()
+        .filter(|f| f_has(&f_names, f))
+        .map(|f| (*f).to_owned())
+        .collect();
     let response = json(
         StatusCode::OK,
         &TenantEnvelope {
             tenant: tenant.to_wire(),
+            onboarding: None,
         },
     );
-    Ok((response, tenant, serde_json::json!({ "changed": changes })))
+    Ok((response, tenant, sorted(&TenantUpdatedDetail { changed })))
 }
 
 fn f_has(names: &[String], f: &str) -> bool {
@@ -344,6 +348,7 @@ pub fn delete_tenant(ports: &Ports, id: &str) -> Result<(Response, TenantRecord)
         StatusCode::OK,
         &TenantEnvelope {
             tenant: tenant.to_wire(),
+            onboarding: None,
         },
     );
     Ok((response, tenant))
@@ -407,12 +412,12 @@ pub fn jwt_keyring(
     }
     let keys = jwt::list_keys(ports.db)?;
     let (current, _) = jwt::signing_key(ports.db, secrets)?;
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::OK,
-        &serde_json::json!({
-            "currentKid": current,
-            "keys": keys.iter().map(jwt::KeyEntry::to_json).collect::<Vec<_>>(),
-        }),
+        &JwtKeyring {
+            current_kid: current,
+            keys: keys.iter().map(jwt::KeyEntry::to_wire).collect(),
+        },
     ))
 }
 

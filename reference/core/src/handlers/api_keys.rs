@@ -1,11 +1,14 @@
 //! `/v1/api-keys`: a tenant lists, creates, rotates and revokes its own keys. The admin API
 //! reuses [`create`] and [`list`] for `/admin/tenants/{id}/keys`.
 
-use auth_contract::{ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, KeyCredentials};
+use auth_contract::{
+    ApiKeyCreated, ApiKeyEnvelope, ApiKeyList, ApiKeyRotated, KeyCreatedDetail, KeyCredentials,
+    KeyRotatedDetail, NoDetail,
+};
 use http::StatusCode;
 
 use crate::auth::TenantCaller;
-use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request, Response};
+use crate::http::{json, json_object, sorted, ApiError, ApiResult, Fields, Request, Response};
 use crate::keys::{self, Environment, KeyHasher, KeyType};
 use crate::model::{is_known_permission, permissions_cover, KeyRecord};
 use crate::ports::{Ports, StorageError};
@@ -152,15 +155,14 @@ pub fn create(
             &ApiKeyCreated {
                 api_key: record.to_wire(),
                 credentials: KeyCredentials { key_secret: token },
-                previous_key: None,
             },
         ),
         action: "api_key.created",
         target: record.id.clone(),
-        detail: serde_json::json!({
-            "type": record.key_type.as_str(),
-            "environment": record.environment.as_str(),
-            "permissions": record.permissions,
+        detail: sorted(&KeyCreatedDetail {
+            key_type: record.key_type.as_str().into(),
+            environment: record.environment.as_str().into(),
+            permissions: record.permissions.clone(),
         }),
         retired: None,
     })
@@ -220,7 +222,7 @@ pub fn revoke(ports: &Ports, caller: &TenantCaller, id: &str) -> Result<Changed,
         ),
         action: "api_key.revoked",
         target: key.id.clone(),
-        detail: serde_json::json!({}),
+        detail: sorted(&NoDetail {}),
         retired: Some(key),
     })
 }
@@ -280,15 +282,18 @@ pub fn rotate(
     Ok(Changed {
         response: json(
             StatusCode::CREATED,
-            &ApiKeyCreated {
+            &ApiKeyRotated {
                 api_key: new.to_wire(),
                 credentials: KeyCredentials { key_secret: token },
-                previous_key: Some(previous.to_wire()),
+                previous_key: previous.to_wire(),
             },
         ),
         action: "api_key.rotated",
         target: old.id.clone(),
-        detail: serde_json::json!({ "newKeyId": new.id, "graceSeconds": grace }),
+        detail: sorted(&KeyRotatedDetail {
+            new_key_id: new.id.clone(),
+            grace_seconds: grace,
+        }),
         retired: Some(previous),
     })
 }

@@ -1,10 +1,12 @@
 //! Routes without authentication: health, the OpenAPI document, the capabilities document.
 
-use auth_contract::{Health, CONTRACT_VERSION};
+use auth_contract::{
+    Capabilities, Features, Health, PlanDefaults, RateLimitCapability, Revocation, Routing,
+    TestControls, CONTRACT_VERSION,
+};
 use http::StatusCode;
-use serde_json::json;
 
-use crate::http::{json, Response};
+use crate::http::{json, json_sorted, Response};
 use crate::ports::Clock;
 
 /// The OpenAPI 3.1 document of the contract this core serves.
@@ -34,47 +36,58 @@ pub fn openapi() -> Response {
 /// instead of calling it a failure.
 pub fn capabilities(base_domain: Option<&str>, test_hooks: bool) -> Response {
     let hooks = test_hooks;
-    json(
+    json_sorted(
         StatusCode::OK,
-        &json!({
-            "service": "auth-service",
-            "contractVersion": CONTRACT_VERSION,
-            "version": crate::VERSION,
-            "routing": {
-                "baseDomain": base_domain,
-                "sources": ["header", "subdomain", "key", "query"],
+        &Capabilities {
+            service: "auth-service".into(),
+            contract_version: CONTRACT_VERSION.into(),
+            version: crate::VERSION.into(),
+            routing: Routing {
+                base_domain: base_domain.map(str::to_owned),
+                sources: ["header", "subdomain", "key", "query"]
+                    .map(String::from)
+                    .to_vec(),
             },
-            "revocation": {"consistency": "immediate", "maxDelaySeconds": 0},
-            "rateLimit": {
-                "algorithm": crate::ratelimit::ALGORITHM,
-                "exact": true,
-                "toleranceRequests": 0,
-                "scope": "tenant",
-                "windowAlignment": "epoch",
-                "override": true,
-                "planDefaults": {"free": 100, "pro": 1000, "enterprise": 10000},
-                "defaultWindowSeconds": 60,
-                "note": "Exactly `requests` successes per window under any concurrency; up to twice the limit across a window boundary.",
+            revocation: Revocation {
+                consistency: "immediate".into(),
+                max_delay_seconds: 0,
             },
-            "features": {
-                "apiKeys": true,
-                "rateLimit": true,
-                "auditLog": true,
-                "events": true,
-                "graph": true,
-                "userAuth": true,
-                "adminDashboard": true,
-                "platformAdmins": true,
-                "usageMetrics": true,
-                "mailCapture": false,
+            rate_limit: RateLimitCapability {
+                algorithm: crate::ratelimit::ALGORITHM.into(),
+                exact: true,
+                tolerance_requests: 0,
+                scope: "tenant".into(),
+                window_alignment: "epoch".into(),
+                overridable: true,
+                plan_defaults: PlanDefaults {
+                    free: 100,
+                    pro: 1000,
+                    enterprise: 10000,
+                },
+                default_window_seconds: 60,
+                note: "Exactly `requests` successes per window under any concurrency; up to twice \
+                       the limit across a window boundary."
+                    .into(),
             },
-            "testControls": {
-                "enabled": hooks,
-                "basePath": if hooks { Some("/_test") } else { None },
-                "clock": hooks,
-                "evict": hooks,
-                "alarms": hooks,
+            features: Features {
+                api_keys: true,
+                rate_limit: true,
+                audit_log: true,
+                events: true,
+                graph: true,
+                user_auth: true,
+                admin_dashboard: true,
+                platform_admins: true,
+                usage_metrics: true,
+                mail_capture: false,
             },
-        }),
+            test_controls: TestControls {
+                enabled: hooks,
+                base_path: hooks.then(|| "/_test".to_owned()),
+                clock: hooks,
+                evict: hooks,
+                alarms: hooks,
+            },
+        },
     )
 }

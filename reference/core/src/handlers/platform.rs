@@ -11,35 +11,49 @@
 //!   JWT keyring needs an admin without a tenant limit (rotation: a superadmin); creating and
 //!   revoking admins needs the root key, listing them a superadmin without a tenant limit.
 
+use std::collections::BTreeMap;
+
+use auth_contract::{
+    AdminApiKey, AdminApiKeyList, AdminCredentials, Dashboard, EndpointUsage, KeyCounts,
+    Pagination, PlatformAdmin, PlatformAdminCreated, PlatformAdminEnvelope, PlatformAdminList,
+    RequestCounts, TenantCounts, UsageDay, UsageMetrics, UsageTotals,
+};
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::admins::{admin_from_row, admin_tenants, AdminRow, ADMIN_COLUMNS};
 pub use crate::auth::admins::{AdminCaller, AdminRole};
 use crate::handlers::admin::page_param;
-use crate::http::{json, json_object, ApiError, ApiResult, Fields, Request};
+use crate::http::{json_object, json_sorted, ApiError, ApiResult, Fields, Request};
 use crate::keys::{self, KeyHasher, KeyType};
 use crate::metrics::{self, DAY_MS, HOUR_MS};
 use crate::model::{rfc3339, TenantStatus};
 use crate::ports::{Ports, Sql, SqlValue, StorageError};
 use crate::store::{self, KeyFilter};
 
-fn admin_json(db: &dyn Sql, a: &AdminRow) -> Result<Value, ApiError> {
+fn admin_wire(db: &dyn Sql, a: &AdminRow) -> Result<PlatformAdmin, ApiError> {
     let tenants = if a.listed {
         Some(admin_tenants(db, &a.id)?)
     } else {
         None
     };
-    Ok(json!({
-        "id": a.id,
-        "email": a.email,
-        "name": a.name,
-        "role": a.role.as_str(),
-        "status": if a.revoked_at.is_some() { "revoked" } else if a.active { "active" } else { "suspended" },
-        "tenants": tenants,
-        "createdAt": rfc3339(a.created_at),
-        "revokedAt": a.revoked_at.map(rfc3339),
-    }))
+    let status = if a.revoked_at.is_some() {
+        "revoked"
+    } else if a.active {
+        "active"
+    } else {
+        "suspended"
+    };
+    Ok(PlatformAdmin {
+        id: a.id.clone(),
+        email: a.email.clone(),
+        name: a.name.clone(),
+        role: a.role.as_str().into(),
+        status: status.into(),
+        tenants,
+        created_at: rfc3339(a.created_at),
+        revoked_at: a.revoked_at.map(rfc3339),
+    })
 }
 
 fn valid_email(email: &str) -> bool {
@@ -150,12 +164,12 @@ pub fn create_admin(ports: &Ports, hasher: &KeyHasher, req: &Request) -> ApiResu
         return Err(ApiError::Conflict("An admin with this email exists."));
     }
     let admin = find_admin(ports.db, &id)?.ok_or(ApiError::Internal)?;
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::CREATED,
-        &json!({
-            "admin": admin_json(ports.db, &admin)?,
-            "credentials": {"adminKey": token},
-        }),
+        &PlatformAdminCreated {
+            admin: admin_wire(ports.db, &admin)?,
+            credentials: AdminCredentials { admin_key: token },
+        },
     ))
 }
 
@@ -177,9 +191,9 @@ pub fn list_admins(ports: &Ports) -> ApiResult {
     )?;
     let admins = rows
         .iter()
-        .map(|r| admin_json(ports.db, &admin_from_row(r)))
+        .map(|r| admin_wire(ports.db, &admin_from_row(r)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(json(StatusCode::OK, &json!({ "admins": admins })))
+    Ok(json_sorted(StatusCode::OK, &PlatformAdminList { admins }))
 }
 
 /// `DELETE /admin/admins/{id}`: revokes the admin's key at once (idempotent).
@@ -192,9 +206,11 @@ pub fn revoke_admin(ports: &Ports, id: &str) -> ApiResult {
         &[now.into(), id.into()],
     )?;
     let admin = find_admin(ports.db, id)?.ok_or(ApiError::NotFound)?;
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({ "admin": admin_json(ports.db, &admin)? }),
+        &PlatformAdminEnvelope {
+            admin: admin_wire(ports.db, &admin)?,
+        },
     ))
 }
 
@@ -213,8 +229,12 @@ pub fn dashboard(ports: &Ports, caller: &AdminCaller) -> ApiResult {
     let db = ports.db;
     let now = ports.clock.now_ms();
     let (only_id, p_id) = store::only_tenants_sql("id", caller.only());
-    let mut by_status = json!({"active": 0, "suspended": 0, "deleted": 0});
-    let mut by_plan = json!({"free": 0, "pro": 0, "enterprise": 0});
+    // Every status and plan is named, zeros included.
+    let zeros = |names: &[&str]| -> BTreeMap<String, i64> {
+        names.iter().map(|n| ((*n).to_owned(), 0)).collect()
+    };
+    let mut by_status = zeros(&["active", "suspended", "deleted"]);
+    let mut by_plan = zeros(&["free", "pro", "enterprise"]);
     let mut total = 0i64;
     for row in db.query(
         &format!(
@@ -227,10 +247,10 @@ pub fn dashboard(ports: &Ports, caller: &AdminCaller) -> ApiResult {
         let n = row.get(2).and_then(SqlValue::as_i64).unwrap_or(0);
         total += n;
         if let Some(v) = by_status.get_mut(status) {
-            *v = json!(v.as_i64().unwrap_or(0) + n);
+            *v += n;
         }
         if let Some(v) = by_plan.get_mut(plan) {
-            *v = json!(v.as_i64().unwrap_or(0) + n);
+            *v += n;
         }
     }
     let (only_t, p_t) = store::only_tenants_sql("tenant_id", caller.only());
@@ -269,14 +289,25 @@ pub fn dashboard(ports: &Ports, caller: &AdminCaller) -> ApiResult {
             .and_then(SqlValue::as_i64)
             .unwrap_or(0)
     };
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({
-            "tenants": {"total": total, "byStatus": by_status, "byPlan": by_plan},
-            "apiKeys": {"active": active, "revoked": revoked, "expired": expired},
-            "requests": {"last24h": n(0), "rateLimitedLast24h": n(1)},
-            "generatedAt": rfc3339(now),
-        }),
+        &Dashboard {
+            tenants: TenantCounts {
+                total,
+                by_status,
+                by_plan,
+            },
+            api_keys: KeyCounts {
+                active,
+                revoked,
+                expired,
+            },
+            requests: RequestCounts {
+                last_24h: n(0),
+                rate_limited_last_24h: n(1),
+            },
+            generated_at: rfc3339(now),
+        },
     ))
 }
 
@@ -309,6 +340,12 @@ fn day_range(now: i64, days: i64) -> (Vec<String>, i64) {
     )
 }
 
+/// The first and last of `dates` (never empty: `days` is at least 1).
+fn first_and_last(dates: &[String]) -> (String, String) {
+    let at = |d: Option<&String>| d.cloned().unwrap_or_default();
+    (at(dates.first()), at(dates.last()))
+}
+
 /// `GET /admin/metrics?days=N`: requests per UTC day across the caller's tenants.
 pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String)]) -> ApiResult {
     let days = days_param(query, &[])?;
@@ -326,7 +363,7 @@ pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String
         &params,
     )?;
     let (mut total, mut limited) = (0, 0);
-    let daily: Vec<Value> = dates
+    let daily: Vec<UsageDay> = dates
         .iter()
         .map(|d| {
             let row = rows
@@ -339,19 +376,29 @@ pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String
             };
             total += n(1);
             limited += n(2);
-            json!({"date": d, "requests": n(1), "rateLimited": n(2), "tenants": n(3)})
+            UsageDay {
+                date: d.clone(),
+                requests: n(1),
+                rate_limited: n(2),
+                tenants: Some(n(3)),
+                endpoints: None,
+            }
         })
         .collect();
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({
-            "days": days,
-            "from": dates.first(),
-            "to": dates.last(),
-            "daily": daily,
-            "totals": {"requests": total, "rateLimited": limited},
-            "generatedAt": rfc3339(now),
-        }),
+        &UsageMetrics {
+            tenant_id: None,
+            days,
+            from: first_and_last(&dates).0,
+            to: first_and_last(&dates).1,
+            daily,
+            totals: UsageTotals {
+                requests: total,
+                rate_limited: limited,
+            },
+            generated_at: rfc3339(now),
+        },
     ))
 }
 
@@ -372,40 +419,53 @@ pub fn tenant_metrics(ports: &Ports, id: &str, query: &[(String, String)]) -> Ap
         ],
     )?;
     let (mut total, mut limited) = (0, 0);
-    let daily: Vec<Value> = dates
+    let daily: Vec<UsageDay> = dates
         .iter()
         .map(|d| {
             let (mut req, mut lim) = (0, 0);
-            let endpoints: Vec<Value> = rows
+            let endpoints: Vec<EndpointUsage> = rows
                 .iter()
                 .filter(|r| r.first().and_then(SqlValue::as_str) == Some(d.as_str()))
                 .map(|r| {
                     let n = |i: usize| r.get(i).and_then(SqlValue::as_i64).unwrap_or(0);
                     req += n(2);
                     lim += n(3);
-                    json!({
-                        "endpoint": r.get(1).and_then(SqlValue::as_str).unwrap_or("other"),
-                        "requests": n(2),
-                        "rateLimited": n(3),
-                    })
+                    EndpointUsage {
+                        endpoint: r
+                            .get(1)
+                            .and_then(SqlValue::as_str)
+                            .unwrap_or("other")
+                            .into(),
+                        requests: n(2),
+                        rate_limited: n(3),
+                    }
                 })
                 .collect();
             total += req;
             limited += lim;
-            json!({"date": d, "requests": req, "rateLimited": lim, "endpoints": endpoints})
+            UsageDay {
+                date: d.clone(),
+                requests: req,
+                rate_limited: lim,
+                tenants: None,
+                endpoints: Some(endpoints),
+            }
         })
         .collect();
-    Ok(json(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({
-            "tenantId": tenant.id,
-            "days": days,
-            "from": dates.first(),
-            "to": dates.last(),
-            "daily": daily,
-            "totals": {"requests": total, "rateLimited": limited},
-            "generatedAt": rfc3339(now),
-        }),
+        &UsageMetrics {
+            tenant_id: Some(tenant.id),
+            days,
+            from: first_and_last(&dates).0,
+            to: first_and_last(&dates).1,
+            daily,
+            totals: UsageTotals {
+                requests: total,
+                rate_limited: limited,
+            },
+            generated_at: rfc3339(now),
+        },
     ))
 }
 
@@ -445,23 +505,22 @@ pub fn list_keys(ports: &Ports, caller: &AdminCaller, query: &[(String, String)]
     let (keys, total) = store::list_keys_across_tenants(ports.db, &filter, offset, limit)?;
     let api_keys = keys
         .iter()
-        .map(|k| {
-            let mut v = serde_json::to_value(k.to_wire()).unwrap_or(Value::Null);
-            v["tenantId"] = json!(k.tenant_id);
-            v
+        .map(|k| AdminApiKey {
+            key: k.to_wire(),
+            tenant_id: k.tenant_id.clone(),
         })
-        .collect::<Vec<_>>();
-    Ok(json(
+        .collect();
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({
-            "apiKeys": api_keys,
-            "pagination": {
-                "page": page,
-                "limit": limit,
-                "total": total,
-                "pages": total.div_ceil(u64::from(limit)),
+        &AdminApiKeyList {
+            api_keys,
+            pagination: Pagination {
+                page,
+                limit,
+                total,
+                pages: total.div_ceil(u64::from(limit)),
             },
-        }),
+        },
     ))
 }
 

@@ -3,9 +3,8 @@
 //! route run, and every change audited and pushed. Graph operations are handed back to the
 //! host, which runs them in the tenant's graph object.
 
-use auth_contract::PublicTenantEnvelope;
+use auth_contract::{EventFrame, PublicTenantEnvelope, RateLimitState};
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
 
 use super::{with_headers, Notice, Refusal, TenantContext, TenantOutcome, TenantState};
 use crate::auth::TenantCaller;
@@ -84,16 +83,16 @@ impl TenantState {
                 ))
             }
             ApiRoute::RateLimit => {
-                return respond(h::json(
+                return respond(h::json_sorted(
                     StatusCode::OK,
-                    &json!({
-                        "tenantId": self.tenant_id,
-                        "algorithm": ALGORITHM,
-                        "limit": decision.limit,
-                        "remaining": decision.remaining,
-                        "reset": decision.reset_seconds,
-                        "windowSeconds": self.window.window_ms / 1000,
-                    }),
+                    &RateLimitState {
+                        tenant_id: self.tenant_id.clone(),
+                        algorithm: ALGORITHM.into(),
+                        limit: decision.limit,
+                        remaining: decision.remaining,
+                        reset: decision.reset_seconds,
+                        window_seconds: self.window.window_ms / 1000,
+                    },
                 ))
             }
             ApiRoute::AuditLog => {
@@ -173,13 +172,12 @@ impl TenantState {
             .sockets
             .accept(&caller.key.id)
             .ok_or(ApiError::UpgradeRequired)?;
-        let hello = json!({
-            "type": "connected",
-            "tenantId": self.tenant_id,
-            "keyId": caller.key.id,
-            "timestamp": env.clock.now_ms(),
-        });
-        env.sockets.send(socket, &hello.to_string());
+        let hello = EventFrame::Connected {
+            tenant_id: self.tenant_id.clone(),
+            key_id: caller.key.id.clone(),
+            timestamp: env.clock.now_ms(),
+        };
+        env.sockets.send(socket, &h::sorted(&hello).to_string());
         let mut resp = http::Response::new(Vec::new());
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         Ok(resp)

@@ -3,8 +3,9 @@
 //! `GET /v1/audit-log`. One module so the row layout ([`AUDIT_COLUMNS`]) and its wire shape
 //! are read and written in one place.
 
+use auth_contract::{AuditPage, AuditRecord, EventFrame};
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::TenantState;
 use crate::http::{self as h, ApiError, Response};
@@ -26,23 +27,23 @@ pub(super) fn ensure_table(sql: &dyn Sql) -> Result<(), StorageError> {
 }
 
 /// One audit record as the API shows it.
-pub(super) fn audit_json(tenant_id: &str, row: &[SqlValue]) -> Value {
+pub(super) fn audit_record(tenant_id: &str, row: &[SqlValue]) -> AuditRecord {
     let text = |i: usize| {
         row.get(i)
             .and_then(SqlValue::as_str)
             .unwrap_or("")
             .to_owned()
     };
-    json!({
-        "seq": row.first().and_then(SqlValue::as_i64).unwrap_or(0),
-        "tenantId": tenant_id,
-        "createdAt": rfc3339(row.get(1).and_then(SqlValue::as_i64).unwrap_or(0)),
-        "action": text(2),
-        "actorKeyId": text(3),
-        "target": text(4),
-        "requestId": text(5),
-        "detail": serde_json::from_str::<Value>(&text(6)).unwrap_or(Value::Null),
-    })
+    AuditRecord {
+        seq: row.first().and_then(SqlValue::as_i64).unwrap_or(0),
+        tenant_id: tenant_id.to_owned(),
+        created_at: rfc3339(row.get(1).and_then(SqlValue::as_i64).unwrap_or(0)),
+        action: text(2),
+        actor_key_id: text(3),
+        target: text(4),
+        request_id: text(5),
+        detail: serde_json::from_str::<Value>(&text(6)).unwrap_or(Value::Null),
+    }
 }
 
 pub(super) const AUDIT_COLUMNS: &str =
@@ -69,8 +70,10 @@ impl TenantState {
             &[],
         )?;
         if let Some(row) = row.first() {
-            let event = json!({"type": "event", "record": audit_json(&self.tenant_id, row)});
-            let text = event.to_string();
+            let event = EventFrame::Event {
+                record: audit_record(&self.tenant_id, row),
+            };
+            let text = h::sorted(&event).to_string();
             for (socket, _) in env.sockets.sockets() {
                 env.sockets.send(socket, &text);
             }
@@ -110,17 +113,20 @@ impl TenantState {
             &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"),
             &[after.into(), limit.into()],
         )?;
-        let records: Vec<Value> = rows
+        let records: Vec<AuditRecord> = rows
             .iter()
-            .map(|r| audit_json(&self.tenant_id, r))
+            .map(|r| audit_record(&self.tenant_id, r))
             .collect();
         let next = rows
             .last()
             .and_then(|r| r.first())
             .and_then(SqlValue::as_i64);
-        Ok(h::json(
+        Ok(h::json_sorted(
             StatusCode::OK,
-            &json!({"records": records, "nextAfter": next}),
+            &AuditPage {
+                records,
+                next_after: next,
+            },
         ))
     }
 }

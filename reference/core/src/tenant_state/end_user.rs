@@ -3,7 +3,6 @@
 //! made. The routes themselves are in [`crate::users`].
 
 use http::HeaderMap;
-use serde_json::json;
 
 use super::{with_headers, Notice, Refusal, TenantContext, TenantState};
 use crate::http::{self as h, ApiError, Request, Response};
@@ -89,7 +88,7 @@ impl TenantState {
                 actor,
                 action: event.action.into(),
                 target: event.user_id,
-                detail: json!({}),
+                detail: crate::notice::no_detail(),
                 request_id: crate::http::request_id(req),
                 end_sessions: false,
             };

@@ -25,8 +25,9 @@ mod quota;
 
 use std::collections::HashMap;
 
+use auth_contract::EventFrame;
 use http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::Authenticator;
 use crate::http::{ApiError, Request, Response};
@@ -128,7 +129,7 @@ impl DurableObject for TenantState {
                     actor: "system".into(),
                     action: "api_key.expired".into(),
                     target: key.id.clone(),
-                    detail: json!({}),
+                    detail: crate::notice::no_detail(),
                     request_id: String::new(),
                     end_sessions: false,
                 },
@@ -148,14 +149,18 @@ impl DurableObject for TenantState {
         if !self.meter_frame(env, socket) {
             return;
         }
+        let error = |text: &str| EventFrame::Error { error: text.into() };
         let reply = match serde_json::from_str::<Value>(text) {
             Ok(v) => match v.get("type").and_then(Value::as_str) {
-                Some("ping") => json!({"type": "pong", "timestamp": env.clock.now_ms()}),
-                _ => json!({"type": "error", "error": "Unknown message type"}),
+                Some("ping") => EventFrame::Pong {
+                    timestamp: env.clock.now_ms(),
+                },
+                _ => error("Unknown message type"),
             },
-            Err(_) => json!({"type": "error", "error": "Invalid message format"}),
+            Err(_) => error("Invalid message format"),
         };
-        env.sockets.send(socket, &reply.to_string());
+        env.sockets
+            .send(socket, &crate::http::sorted(&reply).to_string());
     }
 }
 

@@ -3,15 +3,13 @@
 //! session, active account); logout and a password change blacklist the token and end the
 //! session's refresh tokens.
 
+use auth_contract::{SessionRef, UserMe, UserValidation, ValidatedUser};
 use http::StatusCode;
-use serde_json::json;
 
 use super::jwt::{self, AccessClaims};
 use super::store::{self, SessionRecord, UserRecord};
-use super::{message, password, user_json, Ctx};
-use crate::http::{
-    header_str, json as json_response, json_object, ApiError, Fields, Request, Response,
-};
+use super::{message, password, user_wire, Ctx};
+use crate::http::{header_str, json_object, json_sorted, ApiError, Fields, Request, Response};
 use crate::model::rfc3339;
 use crate::ports::StorageError;
 
@@ -56,22 +54,32 @@ fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed, ApiError> {
 
 pub(super) fn me(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let a = authenticate(ctx, req)?;
-    Ok(json_response(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({"user": user_json(&a.user)}),
+        &UserMe {
+            user: user_wire(&a.user),
+        },
     ))
 }
 
 pub(super) fn validate(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     let a = authenticate(ctx, req)?;
-    Ok(json_response(
+    Ok(json_sorted(
         StatusCode::OK,
-        &json!({
-            "valid": true,
-            "user": {"id": a.user.id, "email": a.user.email, "name": a.user.name, "tenantId": a.user.tenant_id},
-            "session": {"id": a.session.id, "expiresAt": rfc3339(a.session.expires_at)},
-            "expiresAt": rfc3339(a.claims.exp * 1000),
-        }),
+        &UserValidation {
+            valid: true,
+            user: ValidatedUser {
+                id: a.user.id,
+                email: a.user.email,
+                name: a.user.name,
+                tenant_id: a.user.tenant_id,
+            },
+            session: SessionRef {
+                id: a.session.id,
+                expires_at: rfc3339(a.session.expires_at),
+            },
+            expires_at: rfc3339(a.claims.exp * 1000),
+        },
     ))
 }
 

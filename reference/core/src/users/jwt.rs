@@ -151,13 +151,13 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "kid": self.kid,
-            "status": self.status,
-            "createdAt": rfc3339(self.created_at),
-            "retiredAt": self.retired_at.map(rfc3339),
-        })
+    pub fn to_wire(&self) -> auth_contract::JwtKey {
+        auth_contract::JwtKey {
+            kid: self.kid.clone(),
+            status: self.status.clone(),
+            created_at: rfc3339(self.created_at),
+            retired_at: self.retired_at.map(rfc3339),
+        }
     }
 }
 

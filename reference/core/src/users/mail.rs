@@ -10,7 +10,7 @@
 //! the database (a file beside it natively, a secret on the Worker), so a copy of the database
 //! reveals no live code, and the seed is cleared once the mail is sent.
 
-use serde_json::json;
+use auth_contract::MailMessage;
 
 use crate::keys::{self, KeyHasher};
 use crate::ports::{Entropy, Sql, SqlValue, StorageError};
@@ -58,12 +58,12 @@ impl OutboxMail {
 
     /// The JSON body POSTed to the mail API, rendered now.
     pub fn to_json(&self, hasher: &KeyHasher) -> serde_json::Value {
-        json!({
-            "to": self.to,
-            "subject": self.subject,
-            "text": self.render(hasher),
-            "template": self.template,
-            "tenantId": self.tenant_id,
+        crate::http::sorted(&MailMessage {
+            to: self.to.clone(),
+            subject: self.subject.clone(),
+            text: self.render(hasher),
+            template: self.template.clone(),
+            tenant_id: self.tenant_id.clone(),
         })
     }
 }

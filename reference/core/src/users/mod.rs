@@ -33,10 +33,10 @@ pub mod store;
 
 pub use recovery::{FORGOT_MESSAGE, RESEND_MESSAGE};
 
+use auth_contract::{EndUser, UserMessage};
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
 
-use crate::http::{json as json_response, ApiError, Fields, Request, Response};
+use crate::http::{json_sorted, ApiError, Fields, Request, Response};
 use crate::keys::{self, KeyHasher};
 use crate::model::{rfc3339, TenantRecord};
 use crate::ports::Ports;
@@ -200,20 +200,26 @@ fn email_field(f: &Fields) -> Result<String, ApiError> {
     normalise_email(&raw).ok_or_else(|| ApiError::field("email", "must be an email address"))
 }
 
-fn user_json(u: &UserRecord) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "name": u.name,
-        "username": u.username,
-        "emailVerified": u.email_verified,
-        "tenantId": u.tenant_id,
-        "createdAt": rfc3339(u.created_at),
-    })
+fn user_wire(u: &UserRecord) -> EndUser {
+    EndUser {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        username: u.username.clone(),
+        email_verified: u.email_verified,
+        tenant_id: u.tenant_id.clone(),
+        created_at: rfc3339(u.created_at),
+    }
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
-    json_response(status, &json!({"success": true, "message": text}))
+    json_sorted(
+        status,
+        &UserMessage {
+            success: true,
+            message: text.into(),
+        },
+    )
 }
 
 /// A new opaque secret token: `<prefix>_` plus 43 base62 characters (about 256 bits).

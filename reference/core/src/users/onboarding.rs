@@ -6,7 +6,8 @@
 //! welcome mail carrying it and the documentation link, queued in the outbox. The mail carries
 //! no API key: the keys are in the admin's answer only.
 
-use serde_json::{json, Value};
+use auth_contract::OnboardingState;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::store::{self, TokenKind, UserRecord};
@@ -192,10 +193,8 @@ pub fn write(db: &dyn Sql, p: &Prepared, now: i64) -> Result<(), StorageError> {
     .map(drop)
 }
 
-/// The onboarding state of a tenant, if it was onboarded:
-/// `{"adminEmail","adminUserId","template","schemaId","schemaVersion","welcomeEmail":
-/// "queued|sent","welcomeEmailSentAt","adminPasswordSet","createdAt"}`.
-pub fn state(db: &dyn Sql, tenant_id: &str) -> Result<Option<Value>, StorageError> {
+/// The onboarding state of a tenant, if it was onboarded.
+pub fn state(db: &dyn Sql, tenant_id: &str) -> Result<Option<OnboardingState>, StorageError> {
     let rows = db.query(
         "SELECT o.admin_email, o.admin_user_id, o.template, o.schema_id, o.created_at, \
          m.sent_at, u.password_hash \
@@ -208,23 +207,24 @@ pub fn state(db: &dyn Sql, tenant_id: &str) -> Result<Option<Value>, StorageErro
     Ok(rows.first().map(|r| {
         let text = |i: usize| r[i].as_str().unwrap_or_default().to_owned();
         let sent = r[5].as_i64();
-        json!({
-            "adminEmail": text(0),
-            "adminUserId": text(1),
-            "template": text(2),
-            "schemaId": text(3),
-            "schemaVersion": TEMPLATE_VERSION,
-            "welcomeEmail": if sent.is_some() { "sent" } else { "queued" },
-            "welcomeEmailSentAt": sent.map(rfc3339),
-            "adminPasswordSet": r[6].as_str().is_some_and(|h| h.starts_with('$')),
-            "createdAt": rfc3339(r[4].as_i64().unwrap_or(0)),
-        })
+        OnboardingState {
+            admin_email: text(0),
+            admin_user_id: text(1),
+            template: text(2),
+            schema_id: text(3),
+            schema_version: TEMPLATE_VERSION.into(),
+            welcome_email: if sent.is_some() { "sent" } else { "queued" }.into(),
+            welcome_email_sent_at: sent.map(rfc3339),
+            admin_password_set: r[6].as_str().is_some_and(|h| h.starts_with('$')),
+            created_at: rfc3339(r[4].as_i64().unwrap_or(0)),
+        }
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn field_of(e: ApiError) -> String {
         match e {

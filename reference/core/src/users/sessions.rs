@@ -1,18 +1,16 @@
 //! Opening and renewing sessions: `register` (a new account and its first session),
 //! `login` and `refresh` (the rotating refresh token; a reused one ends its whole family).
 //! Each hands out an access token, a refresh token and the session they belong to, in the one
-//! shape [`issued_json`] builds.
+//! shape [`issued_answer`] builds.
 
+use auth_contract::{SessionRef, UserSession};
 use http::StatusCode;
-use serde_json::{json, Value};
 
 use super::jwt::{self, AccessClaims};
 use super::store::{self, RefreshRecord, SessionRecord, TokenKind, UserRecord};
 use super::SESSION_TTL_MS;
-use super::{email_field, mail, new_secret, normalise_email, password, user_json, Ctx};
-use crate::http::{
-    header_str, json as json_response, json_object, ApiError, Fields, Request, Response,
-};
+use super::{email_field, mail, new_secret, normalise_email, password, user_wire, Ctx};
+use crate::http::{header_str, json_object, json_sorted, ApiError, Fields, Request, Response};
 use crate::keys;
 use crate::model::rfc3339;
 use crate::ports::StorageError;
@@ -87,18 +85,22 @@ fn write_session(
     )
 }
 
-fn issued_json(user: &UserRecord, issued: &Issued) -> Value {
-    json!({
-        "user": user_json(user),
-        "accessToken": issued.access_token,
-        "refreshToken": issued.refresh_token,
-        "tokenType": "Bearer",
-        "expiresIn": jwt::ACCESS_TTL_SECONDS,
-        "session": {
-            "id": issued.session.id,
-            "expiresAt": rfc3339(issued.session.expires_at),
+/// The answer of a new or renewed session (keys sorted, as it has always gone out).
+fn issued_answer(status: StatusCode, user: &UserRecord, issued: Issued) -> Response {
+    json_sorted(
+        status,
+        &UserSession {
+            user: user_wire(user),
+            access_token: issued.access_token,
+            refresh_token: issued.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: jwt::ACCESS_TTL_SECONDS,
+            session: SessionRef {
+                id: issued.session.id,
+                expires_at: rfc3339(issued.session.expires_at),
+            },
         },
-    })
+    )
 }
 
 pub(super) fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -183,10 +185,7 @@ pub(super) fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         access_token,
         refresh_token,
     };
-    Ok(json_response(
-        StatusCode::CREATED,
-        &issued_json(&user, &issued),
-    ))
+    Ok(issued_answer(StatusCode::CREATED, &user, issued))
 }
 
 pub(super) fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -226,7 +225,7 @@ pub(super) fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         access_token,
         refresh_token,
     };
-    Ok(json_response(StatusCode::OK, &issued_json(&user, &issued)))
+    Ok(issued_answer(StatusCode::OK, &user, issued))
 }
 
 pub(super) fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -275,5 +274,5 @@ pub(super) fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         access_token,
         refresh_token: new_token,
     };
-    Ok(json_response(StatusCode::OK, &issued_json(&user, &issued)))
+    Ok(issued_answer(StatusCode::OK, &user, issued))
 }
