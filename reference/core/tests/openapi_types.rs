@@ -60,186 +60,184 @@ type Derive = fn() -> Value;
 
 /// Operation, status and the type its body is built from. Problem documents are matched by
 /// media type instead (every error is a [`Problem`]).
-fn typed() -> Vec<(&'static str, &'static str, &'static str, Derive)> {
-    vec![
-        ("GET", "/health", "200", schema_of::<Health>),
-        (
-            "GET",
-            "/.well-known/authconf",
-            "200",
-            schema_of::<Capabilities>,
-        ),
-        ("GET", "/admin/tenants", "200", schema_of::<TenantList>),
-        ("POST", "/admin/tenants", "201", schema_of::<TenantCreated>),
-        (
-            "GET",
-            "/admin/tenants/{id}",
-            "200",
-            schema_of::<TenantEnvelope>,
-        ),
-        (
-            "PUT",
-            "/admin/tenants/{id}",
-            "200",
-            schema_of::<TenantEnvelope>,
-        ),
-        (
-            "PATCH",
-            "/admin/tenants/{id}",
-            "200",
-            schema_of::<TenantEnvelope>,
-        ),
-        (
-            "DELETE",
-            "/admin/tenants/{id}",
-            "200",
-            schema_of::<TenantEnvelope>,
-        ),
-        (
-            "GET",
-            "/admin/tenants/{id}/keys",
-            "200",
-            schema_of::<ApiKeyList>,
-        ),
-        (
-            "POST",
-            "/admin/tenants/{id}/keys",
-            "201",
-            schema_of::<ApiKeyCreated>,
-        ),
-        (
-            "GET",
-            "/admin/tenants/{id}/metrics",
-            "200",
-            schema_of::<UsageMetrics>,
-        ),
-        ("GET", "/admin/dashboard", "200", schema_of::<Dashboard>),
-        ("GET", "/admin/metrics", "200", schema_of::<UsageMetrics>),
-        (
-            "GET",
-            "/admin/api-keys",
-            "200",
-            schema_of::<AdminApiKeyList>,
-        ),
-        (
-            "GET",
-            "/admin/admins",
-            "200",
-            schema_of::<PlatformAdminList>,
-        ),
-        (
-            "POST",
-            "/admin/admins",
-            "201",
-            schema_of::<PlatformAdminCreated>,
-        ),
-        (
-            "DELETE",
-            "/admin/admins/{id}",
-            "200",
-            schema_of::<PlatformAdminEnvelope>,
-        ),
-        ("GET", "/admin/jwt", "200", schema_of::<JwtKeyring>),
-        ("POST", "/admin/jwt/rotate", "200", schema_of::<JwtKeyring>),
-        (
-            "POST",
-            "/admin/jwt/retire-previous",
-            "200",
-            schema_of::<JwtKeyring>,
-        ),
-        (
-            "GET",
-            "/v1/tenant",
-            "200",
-            schema_of::<PublicTenantEnvelope>,
-        ),
-        ("GET", "/v1/api-keys", "200", schema_of::<ApiKeyList>),
-        ("POST", "/v1/api-keys", "201", schema_of::<ApiKeyCreated>),
-        (
-            "GET",
-            "/v1/api-keys/{id}",
-            "200",
-            schema_of::<ApiKeyEnvelope>,
-        ),
-        (
-            "DELETE",
-            "/v1/api-keys/{id}",
-            "200",
-            schema_of::<ApiKeyEnvelope>,
-        ),
-        (
-            "POST",
-            "/v1/api-keys/{id}/rotate",
-            "201",
-            schema_of::<ApiKeyRotated>,
-        ),
-        ("GET", "/v1/rate-limit", "200", schema_of::<RateLimitState>),
-        ("GET", "/v1/audit-log", "200", schema_of::<AuditPage>),
-        ("PUT", "/v1/graph/csv", "200", schema_of::<CsvStored>),
-        (
-            "POST",
-            "/v1/graph/reload",
-            "200",
-            schema_of::<ReloadSummary>,
-        ),
-        ("GET", "/v1/graph/state", "200", schema_of::<GraphStateView>),
-        ("POST", "/v1/graph/validate", "200", schema_of::<Validation>),
-        ("POST", "/v1/graph/check", "200", schema_of::<CheckResult>),
-        (
-            "POST",
-            "/v1/graph/mutations",
-            "200",
-            schema_of::<MutationResult>,
-        ),
-        (
-            "GET",
-            "/v1/graph/mutations",
-            "200",
-            schema_of::<MutationPage>,
-        ),
-        ("POST", "/v1/auth/register", "201", schema_of::<UserSession>),
-        ("POST", "/v1/auth/login", "200", schema_of::<UserSession>),
-        ("POST", "/v1/auth/refresh", "200", schema_of::<UserSession>),
-        ("POST", "/v1/auth/logout", "200", schema_of::<UserMessage>),
-        ("GET", "/v1/auth/me", "200", schema_of::<UserMe>),
-        (
-            "GET",
-            "/v1/auth/validate",
-            "200",
-            schema_of::<UserValidation>,
-        ),
-        (
-            "POST",
-            "/v1/auth/change-password",
-            "200",
-            schema_of::<UserMessage>,
-        ),
-        (
-            "POST",
-            "/v1/auth/verify-email",
-            "200",
-            schema_of::<UserMessage>,
-        ),
-        (
-            "POST",
-            "/v1/auth/resend-verification",
-            "200",
-            schema_of::<UserMessage>,
-        ),
-        (
-            "POST",
-            "/v1/auth/forgot-password",
-            "200",
-            schema_of::<UserMessage>,
-        ),
-        (
-            "POST",
-            "/v1/auth/reset-password",
-            "200",
-            schema_of::<UserMessage>,
-        ),
-    ]
-}
+const TYPED: &[(&str, &str, &str, Derive)] = &[
+    ("GET", "/health", "200", schema_of::<Health>),
+    (
+        "GET",
+        "/.well-known/authconf",
+        "200",
+        schema_of::<Capabilities>,
+    ),
+    ("GET", "/admin/tenants", "200", schema_of::<TenantList>),
+    ("POST", "/admin/tenants", "201", schema_of::<TenantCreated>),
+    (
+        "GET",
+        "/admin/tenants/{id}",
+        "200",
+        schema_of::<TenantEnvelope>,
+    ),
+    (
+        "PUT",
+        "/admin/tenants/{id}",
+        "200",
+        schema_of::<TenantEnvelope>,
+    ),
+    (
+        "PATCH",
+        "/admin/tenants/{id}",
+        "200",
+        schema_of::<TenantEnvelope>,
+    ),
+    (
+        "DELETE",
+        "/admin/tenants/{id}",
+        "200",
+        schema_of::<TenantEnvelope>,
+    ),
+    (
+        "GET",
+        "/admin/tenants/{id}/keys",
+        "200",
+        schema_of::<ApiKeyList>,
+    ),
+    (
+        "POST",
+        "/admin/tenants/{id}/keys",
+        "201",
+        schema_of::<ApiKeyCreated>,
+    ),
+    (
+        "GET",
+        "/admin/tenants/{id}/metrics",
+        "200",
+        schema_of::<UsageMetrics>,
+    ),
+    ("GET", "/admin/dashboard", "200", schema_of::<Dashboard>),
+    ("GET", "/admin/metrics", "200", schema_of::<UsageMetrics>),
+    (
+        "GET",
+        "/admin/api-keys",
+        "200",
+        schema_of::<AdminApiKeyList>,
+    ),
+    (
+        "GET",
+        "/admin/admins",
+        "200",
+        schema_of::<PlatformAdminList>,
+    ),
+    (
+        "POST",
+        "/admin/admins",
+        "201",
+        schema_of::<PlatformAdminCreated>,
+    ),
+    (
+        "DELETE",
+        "/admin/admins/{id}",
+        "200",
+        schema_of::<PlatformAdminEnvelope>,
+    ),
+    ("GET", "/admin/jwt", "200", schema_of::<JwtKeyring>),
+    ("POST", "/admin/jwt/rotate", "200", schema_of::<JwtKeyring>),
+    (
+        "POST",
+        "/admin/jwt/retire-previous",
+        "200",
+        schema_of::<JwtKeyring>,
+    ),
+    (
+        "GET",
+        "/v1/tenant",
+        "200",
+        schema_of::<PublicTenantEnvelope>,
+    ),
+    ("GET", "/v1/api-keys", "200", schema_of::<ApiKeyList>),
+    ("POST", "/v1/api-keys", "201", schema_of::<ApiKeyCreated>),
+    (
+        "GET",
+        "/v1/api-keys/{id}",
+        "200",
+        schema_of::<ApiKeyEnvelope>,
+    ),
+    (
+        "DELETE",
+        "/v1/api-keys/{id}",
+        "200",
+        schema_of::<ApiKeyEnvelope>,
+    ),
+    (
+        "POST",
+        "/v1/api-keys/{id}/rotate",
+        "201",
+        schema_of::<ApiKeyRotated>,
+    ),
+    ("GET", "/v1/rate-limit", "200", schema_of::<RateLimitState>),
+    ("GET", "/v1/audit-log", "200", schema_of::<AuditPage>),
+    ("PUT", "/v1/graph/csv", "200", schema_of::<CsvStored>),
+    (
+        "POST",
+        "/v1/graph/reload",
+        "200",
+        schema_of::<ReloadSummary>,
+    ),
+    ("GET", "/v1/graph/state", "200", schema_of::<GraphStateView>),
+    ("POST", "/v1/graph/validate", "200", schema_of::<Validation>),
+    ("POST", "/v1/graph/check", "200", schema_of::<CheckResult>),
+    (
+        "POST",
+        "/v1/graph/mutations",
+        "200",
+        schema_of::<MutationResult>,
+    ),
+    (
+        "GET",
+        "/v1/graph/mutations",
+        "200",
+        schema_of::<MutationPage>,
+    ),
+    ("POST", "/v1/auth/register", "201", schema_of::<UserSession>),
+    ("POST", "/v1/auth/login", "200", schema_of::<UserSession>),
+    ("POST", "/v1/auth/refresh", "200", schema_of::<UserSession>),
+    ("POST", "/v1/auth/logout", "200", schema_of::<UserMessage>),
+    ("GET", "/v1/auth/me", "200", schema_of::<UserMe>),
+    (
+        "GET",
+        "/v1/auth/validate",
+        "200",
+        schema_of::<UserValidation>,
+    ),
+    (
+        "POST",
+        "/v1/auth/change-password",
+        "200",
+        schema_of::<UserMessage>,
+    ),
+    (
+        "POST",
+        "/v1/auth/verify-email",
+        "200",
+        schema_of::<UserMessage>,
+    ),
+    (
+        "POST",
+        "/v1/auth/resend-verification",
+        "200",
+        schema_of::<UserMessage>,
+    ),
+    (
+        "POST",
+        "/v1/auth/forgot-password",
+        "200",
+        schema_of::<UserMessage>,
+    ),
+    (
+        "POST",
+        "/v1/auth/reset-password",
+        "200",
+        schema_of::<UserMessage>,
+    ),
+];
 
 /// Responses whose body is not built from a wire type, and why.
 const UNTYPED: &[(&str, &str, &str, &str)] = &[(
@@ -505,7 +503,7 @@ fn responses(doc: &Value) -> Vec<(String, String, String, Value)> {
 
 /// Compares every documented response body with its type; the list of what differs.
 fn check(doc: &Value) -> Vec<String> {
-    let typed = typed();
+    let typed = TYPED;
     let problem = schema_of::<Problem>();
     let mut out = Vec::new();
     let mut used = BTreeSet::new();
@@ -544,7 +542,7 @@ fn check(doc: &Value) -> Vec<String> {
             );
         }
     }
-    for (m, p, s, _) in &typed {
+    for (m, p, s, _) in typed {
         if !used.contains(&(m.to_string(), p.to_string(), s.to_string())) {
             out.push(format!(
                 "{m} {p} {s}: mapped to a type but not documented with a JSON body"
