@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::auth::admins::{admin_from_row, admin_tenants, AdminRow, ADMIN_COLUMNS};
 pub use crate::auth::admins::{AdminCaller, AdminRole};
 use crate::handlers::admin::page_param;
-use crate::http::{json_object, json_sorted, ApiError, ApiResult, Fields, Request};
+use crate::http::{json_object, json_sorted, ApiError, ApiResult, Fields, Request, Response};
 use crate::keys::{self, KeyHasher, KeyType};
 use crate::metrics::{self, DAY_MS, HOUR_MS};
 use crate::model::{rfc3339, TenantStatus};
@@ -340,10 +340,31 @@ fn day_range(now: i64, days: i64) -> (Vec<String>, i64) {
     )
 }
 
-/// The first and last of `dates` (never empty: `days` is at least 1).
-fn first_and_last(dates: &[String]) -> (String, String) {
+/// A metrics answer: the days of `dates` (never empty: `days` is at least 1) and their totals.
+fn usage_answer(
+    tenant_id: Option<String>,
+    days: i64,
+    dates: &[String],
+    daily: Vec<UsageDay>,
+    now: i64,
+) -> Response {
     let at = |d: Option<&String>| d.cloned().unwrap_or_default();
-    (at(dates.first()), at(dates.last()))
+    let totals = UsageTotals {
+        requests: daily.iter().map(|d| d.requests).sum(),
+        rate_limited: daily.iter().map(|d| d.rate_limited).sum(),
+    };
+    json_sorted(
+        StatusCode::OK,
+        &UsageMetrics {
+            tenant_id,
+            days,
+            from: at(dates.first()),
+            to: at(dates.last()),
+            daily,
+            totals,
+            generated_at: rfc3339(now),
+        },
+    )
 }
 
 /// `GET /admin/metrics?days=N`: requests per UTC day across the caller's tenants.
@@ -362,7 +383,6 @@ pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String
         ),
         &params,
     )?;
-    let (mut total, mut limited) = (0, 0);
     let daily: Vec<UsageDay> = dates
         .iter()
         .map(|d| {
@@ -374,8 +394,6 @@ pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String
                     .and_then(SqlValue::as_i64)
                     .unwrap_or(0)
             };
-            total += n(1);
-            limited += n(2);
             UsageDay {
                 date: d.clone(),
                 requests: n(1),
@@ -385,21 +403,7 @@ pub fn all_metrics(ports: &Ports, caller: &AdminCaller, query: &[(String, String
             }
         })
         .collect();
-    Ok(json_sorted(
-        StatusCode::OK,
-        &UsageMetrics {
-            tenant_id: None,
-            days,
-            from: first_and_last(&dates).0,
-            to: first_and_last(&dates).1,
-            daily,
-            totals: UsageTotals {
-                requests: total,
-                rate_limited: limited,
-            },
-            generated_at: rfc3339(now),
-        },
-    ))
+    Ok(usage_answer(None, days, &dates, daily, now))
 }
 
 /// `GET /admin/tenants/{id}/metrics?days=N`: the tenant's requests per UTC day and endpoint.
@@ -418,7 +422,6 @@ pub fn tenant_metrics(ports: &Ports, id: &str, query: &[(String, String)]) -> Ap
             first.into(),
         ],
     )?;
-    let (mut total, mut limited) = (0, 0);
     let daily: Vec<UsageDay> = dates
         .iter()
         .map(|d| {
@@ -441,8 +444,6 @@ pub fn tenant_metrics(ports: &Ports, id: &str, query: &[(String, String)]) -> Ap
                     }
                 })
                 .collect();
-            total += req;
-            limited += lim;
             UsageDay {
                 date: d.clone(),
                 requests: req,
@@ -452,21 +453,7 @@ pub fn tenant_metrics(ports: &Ports, id: &str, query: &[(String, String)]) -> Ap
             }
         })
         .collect();
-    Ok(json_sorted(
-        StatusCode::OK,
-        &UsageMetrics {
-            tenant_id: Some(tenant.id),
-            days,
-            from: first_and_last(&dates).0,
-            to: first_and_last(&dates).1,
-            daily,
-            totals: UsageTotals {
-                requests: total,
-                rate_limited: limited,
-            },
-            generated_at: rfc3339(now),
-        },
-    ))
+    Ok(usage_answer(Some(tenant.id), days, &dates, daily, now))
 }
 
 /// `GET /admin/api-keys`: every key of the caller's tenants, filtered by `tenantId`, `type`
