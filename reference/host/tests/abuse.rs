@@ -178,8 +178,12 @@ async fn closed_within(mut s: TcpStream, within: Duration) -> Option<String> {
     Some(String::from_utf8_lossy(&got).into_owned())
 }
 
-/// Observation 1: half-sent heads, trickled headers, silent sockets and withheld bodies are
-/// closed within their timeouts; a full connection cap makes new clients wait, not fail.
+/// A login whose head promises 100 bytes of body and whose body stops after 10.
+const WITHHELD_BODY: &[u8] = b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\n\
+    content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"email\":";
+
+/// Observation 1: half-sent heads, trickled headers, silent sockets, idle kept-alive
+/// connections and withheld bodies are closed within their timeouts (all open at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sockets_are_closed_within_the_timeouts() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -189,13 +193,7 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
     let mut half_line = svc.raw().await;
     half_line.write_all(b"GET /hea").await.unwrap();
     let mut withheld = svc.raw().await;
-    withheld
-        .write_all(
-            b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              content-length: 100\r\n\r\n{\"email\":",
-        )
-        .await
-        .unwrap();
+    withheld.write_all(WITHHELD_BODY).await.unwrap();
     let mut trickled = svc.raw().await;
     let trickle = tokio::spawn(async move {
         for b in b"GET /health HTTP/1.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
@@ -238,10 +236,14 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
         .await
         .expect("an idle connection is closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
 
-    // Past the connection cap (64) with silent sockets, /health is still answered: new clients
-    // wait in the backlog while the cap is reached, and silent sockets then get 1 s, not the
-    // header timeout.
+/// Observation 1, the connection cap: past it (64) with silent sockets, /health is still
+/// answered: new clients wait in the backlog while the cap is reached, and silent sockets then
+/// get 1 s, not the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_clients_wait_not_fail() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start_with(Limits {
         header_read_timeout: Duration::from_secs(30),
         ..limits()
