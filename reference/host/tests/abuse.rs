@@ -93,19 +93,6 @@ impl Svc {
         }
     }
 
-    /// The status and body of a request.
-    async fn answer(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let r = self.call_with(method, path, key, headers, body).await;
-        (r.status, r.body)
-    }
-
     /// A tenant with `requests` per minute: `(id, secret key)`.
     async fn tenant(&self, slug: &str, requests: u32, extra: Value) -> (String, String) {
         let mut spec = json!({"slug": slug, "name": slug,
@@ -123,28 +110,14 @@ impl Svc {
     }
 
     async fn register(&self, tenant: &str, email: &str) {
-        let (status, b) = self
-            .answer(
-                "POST",
-                "/v1/auth/register",
-                None,
-                &[("x-tenant-id", tenant)],
-                Some(json!({"email": email, "password": "Correct-horse-1"})),
-            )
-            .await;
-        assert_eq!(status, 201, "{b}");
+        let body = json!({"email": email, "password": "Correct-horse-1"});
+        let r = self.post_user(tenant, "register", body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
     }
 
     async fn login(&self, tenant: &str, email: &str, password: &str) -> u16 {
-        self.answer(
-            "POST",
-            "/v1/auth/login",
-            None,
-            &[("x-tenant-id", tenant)],
-            Some(json!({"email": email, "password": password})),
-        )
-        .await
-        .0
+        let body = json!({"email": email, "password": password});
+        self.post_user(tenant, "login", body).await.status
     }
 
     async fn raw(&self) -> TcpStream {
@@ -254,7 +227,7 @@ async fn past_the_connection_cap_new_clients_wait_not_fail() {
         hold.push(svc.raw().await);
     }
     let t = Instant::now();
-    let (status, _) = tokio::time::timeout(SLACK, svc.answer("GET", "/health", None, &[], None))
+    let status = tokio::time::timeout(SLACK, svc.status(None, "GET", "/health", None))
         .await
         .expect("/health answers past the connection cap");
     assert_eq!(status, 200);
@@ -361,16 +334,9 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     }
     // A bogus reset token is refused before the new password is hashed.
     let before = svc.running().password_hashes();
-    let (status, _) = svc
-        .answer(
-            "POST",
-            "/v1/auth/reset-password",
-            None,
-            &[("x-tenant-id", &tid)],
-            Some(json!({"token": "pr_bogus", "newPassword": "Correct-horse-2"})),
-        )
-        .await;
-    assert_eq!(status, 400);
+    let bogus = json!({"token": "pr_bogus", "newPassword": "Correct-horse-2"});
+    let r = svc.post_user(&tid, "reset-password", bogus).await;
+    assert_eq!(r.status, 400);
     assert_eq!(
         svc.running().password_hashes(),
         before,
@@ -403,7 +369,7 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     let mut health = Vec::new();
     while Instant::now() < until {
         let t = Instant::now();
-        assert_eq!(svc.answer("GET", "/health", None, &[], None).await.0, 200);
+        assert_eq!(svc.status(None, "GET", "/health", None).await, 200);
         health.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -444,15 +410,8 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
     svc.register(&tid, "ann@quota.io").await;
     let mut limited = 0;
     for _ in 0..110 {
-        let (status, _) = svc
-            .answer(
-                "POST",
-                "/v1/auth/forgot-password",
-                None,
-                &[("x-tenant-id", &tid)],
-                Some(json!({"email": "ann@quota.io"})),
-            )
-            .await;
+        let forgot = json!({"email": "ann@quota.io"});
+        let status = svc.post_user(&tid, "forgot-password", forgot).await.status;
         assert!(status == 200 || status == 429, "{status}");
         limited += u32::from(status == 429);
     }
@@ -460,8 +419,8 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
         limited >= 110 - 60,
         "the key-less window is capped: {limited} refused"
     );
-    let (status, b) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
-    assert_eq!(status, 200, "the tenant's key still works: {b}");
+    let r = svc.use_key(&sk).await;
+    assert_eq!(r.status, 200, "the tenant's key still works: {}", r.body);
     // The outbox holds the verification mail and one reset mail.
     let db = svc.db();
     let mails: i64 = db
@@ -498,7 +457,7 @@ async fn websocket_frames_are_metered_and_sockets_capped() {
         }
     }
     assert_eq!(close_code(&mut a).await, Some(1008), "pings past the quota");
-    let (status, _) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
+    let status = svc.status(Some(&sk), "GET", "/v1/tenant", None).await;
     assert_eq!(status, 429, "the pings spent the tenant's quota");
 
     let (_, sk) = svc.tenant("sockets2", 1_000, json!({})).await;

@@ -12,9 +12,7 @@ use support::{Setup, ADMIN_KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_rotation_overlaps_then_retires_and_persists() {
-    let mut s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
-    let r = s.register(&tid, "ann@example.com").await;
+    let (mut s, (tid, _, _), r) = UserSvc::with_user("ann@example.com").await;
     let old = access(&r);
     let (h_old, _) = parts(&old);
     let ring = s.admin("GET", "/admin/jwt", None).await;
@@ -35,11 +33,7 @@ async fn jwt_rotation_overlaps_then_retires_and_persists() {
         .unwrap()
         .iter()
         .any(|k| k["kid"] == h_old["kid"] && k["status"] == "previous"));
-    let fresh = s
-        .login(&tid, "ann@example.com", PASSWORD)
-        .await
-        .ok(200)
-        .clone();
+    let fresh = s.log_in(&tid, "ann@example.com").await;
     let new = access(&fresh);
     assert_eq!(parts(&new).0["kid"], new_kid.as_str());
     s.me(&old).await.ok(200);
@@ -97,9 +91,7 @@ async fn jwt_rotation_overlaps_then_retires_and_persists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_verify_with_an_independent_hs256_implementation() {
-    let s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
-    let r = s.register(&tid, "ann@example.com").await;
+    let (_s, (tid, _, _), r) = UserSvc::with_user("ann@example.com").await;
     let token = access(&r);
     let (header, claims) = parts(&token);
     assert_eq!(header["alg"], "HS256");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use support::users::*;
+use support::Tenant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
@@ -41,15 +42,9 @@ async fn onboarding_makes_the_schema_the_first_admin_and_a_welcome_mail() {
                         "onboarding": {"adminEmail": "Admin@Acme.io", "template": "rbac"}}))
         .await;
     let created = created.ok(201).clone();
-    let tid = created["tenant"]["id"].as_str().unwrap().to_owned();
-    let sk = created["credentials"]["secretKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pk = created["credentials"]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Tenant {
+        id: tid, sk, pk, ..
+    } = Tenant::from_created(&created);
     let o = &created["onboarding"];
     s.conforms_to("OnboardingState", o).await;
     assert_eq!(o["adminEmail"], "admin@acme.io");

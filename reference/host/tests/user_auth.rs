@@ -9,13 +9,11 @@ mod support;
 use serde_json::{json, Value};
 
 use support::users::*;
-use support::ADMIN_KEY;
+use support::{record_fields, ADMIN_KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_me_and_validate() {
-    let s = UserSvc::start(None).await;
-    let (tid, pk, _) = s.tenant("acme").await;
-    let r = s.register(&tid, "Ann@Example.com").await;
+    let (s, (tid, pk, _), r) = UserSvc::with_user("Ann@Example.com").await;
     assert_eq!(r["user"]["email"], "ann@example.com");
     assert_eq!(r["user"]["emailVerified"], false);
     assert_eq!(r["user"]["name"], "Ann");
@@ -43,7 +41,7 @@ async fn register_login_me_and_validate() {
     assert!(l["accessToken"].is_string() && l["refreshToken"].is_string());
     assert_ne!(l["session"]["id"], r["session"]["id"]);
     // The same address twice in one tenant: 409; in another tenant it is another account.
-    s.post_tenant(
+    s.post_user(
         &tid,
         "register",
         json!({"email": "ann@example.com", "password": PASSWORD}),
@@ -88,8 +86,7 @@ async fn register_login_me_and_validate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_and_bad_tokens_get_one_uniform_401() {
-    let s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
+    let (s, (tid, _, _)) = UserSvc::with_tenant("acme").await;
     let (other, _, _) = s.tenant("other").await;
     let r = s.register(&tid, "ann@example.com").await;
     let token = access(&r);
@@ -191,8 +188,7 @@ async fn bad_credentials_and_bad_tokens_get_one_uniform_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_of_one_tenant_is_refused_for_another() {
-    let s = UserSvc::start(None).await;
-    let (a, _, _) = s.tenant("alpha").await;
+    let (s, (a, _, _)) = UserSvc::with_tenant("alpha").await;
     let (b, _, _) = s.tenant("beta").await;
     let ra = s.register(&a, "ann@example.com").await;
     let rb = s.register(&b, "ann@example.com").await;
@@ -232,22 +228,16 @@ async fn a_token_of_one_tenant_is_refused_for_another() {
         .await
         .expect(401, "unauthorized");
     // A refresh token of tenant A does nothing in tenant B.
-    s.post_tenant(&b, "refresh", json!({"refreshToken": refresh_token(&ra)}))
+    s.post_user(&b, "refresh", json!({"refreshToken": refresh_token(&ra)}))
         .await
         .expect(401, "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
-    let mut s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
-    let r = s.register(&tid, "ann@example.com").await;
+    let (mut s, (tid, _, _), r) = UserSvc::with_user("ann@example.com").await;
     let t1 = access(&r);
-    let second = s
-        .login(&tid, "ann@example.com", PASSWORD)
-        .await
-        .ok(200)
-        .clone();
+    let second = s.log_in(&tid, "ann@example.com").await;
     let t2 = access(&second);
     s.me(&t1).await.ok(200);
     // Logout ends this token and its session at once; the other session lives on.
@@ -256,7 +246,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
         .await;
     assert_eq!(out.ok(200)["success"], true);
     s.me(&t1).await.expect(401, "unauthorized");
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": refresh_token(&r)}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": refresh_token(&r)}))
         .await
         .expect(401, "unauthorized");
     s.me(&t2).await.ok(200);
@@ -264,11 +254,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
     s.me(&t1).await.expect(401, "unauthorized");
     s.me(&t2).await.ok(200);
     // Password change: every session of the user ends, this token first.
-    let third = s
-        .login(&tid, "ann@example.com", PASSWORD)
-        .await
-        .ok(200)
-        .clone();
+    let third = s.log_in(&tid, "ann@example.com").await;
     let t3 = access(&third);
     let c = s
         .call_with(
@@ -282,7 +268,7 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
     assert_eq!(c.ok(200)["success"], true);
     s.me(&t2).await.expect(401, "unauthorized");
     s.me(&t3).await.expect(401, "unauthorized");
-    s.post_tenant(
+    s.post_user(
         &tid,
         "refresh",
         json!({"refreshToken": refresh_token(&third)}),
@@ -313,17 +299,11 @@ async fn logout_and_password_change_revoke_at_once_and_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
-    let r = s.register(&tid, "ann@example.com").await;
-    let other = s
-        .login(&tid, "ann@example.com", PASSWORD)
-        .await
-        .ok(200)
-        .clone();
+    let (s, (tid, _, _), r) = UserSvc::with_user("ann@example.com").await;
+    let other = s.log_in(&tid, "ann@example.com").await;
     let r1 = refresh_token(&r);
     let n1 = s
-        .post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+        .post_user(&tid, "refresh", json!({"refreshToken": r1}))
         .await;
     let n1 = n1.ok(200).clone();
     let (a2, r2) = (access(&n1), refresh_token(&n1));
@@ -332,17 +312,17 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     s.me(&a2).await.ok(200);
     // The next rotation works with the new token...
     let n2 = s
-        .post_tenant(&tid, "refresh", json!({"refreshToken": r2}))
+        .post_user(&tid, "refresh", json!({"refreshToken": r2}))
         .await
         .ok(200)
         .clone();
     let (a3, r3) = (access(&n2), refresh_token(&n2));
     s.me(&a3).await.ok(200);
     // ...and presenting a consumed one again revokes the whole family.
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": r1}))
         .await
         .expect(401, "unauthorized");
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": r3}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": r3}))
         .await
         .expect(401, "unauthorized");
     s.me(&a2).await.expect(401, "unauthorized");
@@ -350,7 +330,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     s.me(&access(&r)).await.expect(401, "unauthorized");
     // Another login's family is untouched.
     s.me(&access(&other)).await.ok(200);
-    s.post_tenant(
+    s.post_user(
         &tid,
         "refresh",
         json!({"refreshToken": refresh_token(&other)}),
@@ -358,10 +338,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     .await
     .ok(200);
     // Unknown and malformed refresh tokens.
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": "rt_nope"}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": "rt_nope"}))
         .await
         .expect(401, "unauthorized");
-    s.post_tenant(&tid, "refresh", json!({}))
+    s.post_user(&tid, "refresh", json!({}))
         .await
         .expect_field("invalid_field", "refreshToken");
 }
@@ -378,8 +358,10 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
         "NoDigitsAtAll",
         "",
     ];
-    for w in weak {
-        s.post_tenant(
+    // On register, also one over the 128-character cap.
+    let long = format!("Aa1{}", "x".repeat(126));
+    for w in weak.iter().copied().chain([long.as_str()]) {
+        s.post_user(
             &tid,
             "register",
             json!({"email": "w@example.com", "password": w}),
@@ -387,14 +369,6 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
         .await
         .expect_field("invalid_field", "password");
     }
-    let long = format!("Aa1{}", "x".repeat(126));
-    s.post_tenant(
-        &tid,
-        "register",
-        json!({"email": "w@example.com", "password": long}),
-    )
-    .await
-    .expect_field("invalid_field", "password");
     let r = s.register(&tid, "ann@example.com").await;
     let t = access(&r);
     for w in weak {
@@ -408,7 +382,7 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
         .await
         .expect_field("invalid_field", "newPassword");
     }
-    s.post_tenant(&tid, "forgot-password", json!({"email": "ann@example.com"}))
+    s.email_only(&tid, "forgot-password", "ann@example.com")
         .await
         .ok(200);
     let all = wait_mails(&server, 2).await;
@@ -420,12 +394,8 @@ async fn weak_passwords_are_refused_on_register_reset_and_change() {
     }
     // The weak attempts did not use the token up, and nothing changed.
     s.me(&t).await.ok(200);
-    s.reset_password(&tid, &reset, "Strong-enough-1")
-        .await
-        .ok(200);
-    s.login(&tid, "ann@example.com", "Strong-enough-1")
-        .await
-        .ok(200);
+    s.reset_and_log_in(&tid, &reset, "ann@example.com", "Strong-enough-1")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +403,7 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
     let s = UserSvc::start(None).await;
     let body = json!({"email": "ann@example.com", "password": PASSWORD});
     for unknown in ["tenant:zzz", "zzz", "tenant_zzz", ""] {
-        let r = s.post_tenant(unknown, "register", body.clone()).await;
+        let r = s.post_user(unknown, "register", body.clone()).await;
         assert_eq!(r.status, 401, "{unknown}: {}", r.text);
     }
     let (sus, _, _) = s.tenant("sus").await;
@@ -444,7 +414,7 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
     )
     .await
     .ok(200);
-    s.post_tenant(&sus, "register", body.clone())
+    s.post_user(&sus, "register", body.clone())
         .await
         .expect(403, "tenant_suspended");
     let (del, _, sk) = s.tenant("del").await;
@@ -452,7 +422,7 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
     s.admin("DELETE", &format!("/admin/tenants/{del}"), None)
         .await
         .ok(200);
-    s.post_tenant(&del, "register", body.clone())
+    s.post_user(&del, "register", body.clone())
         .await
         .expect(401, "unauthorized");
     s.call_with(
@@ -488,15 +458,13 @@ async fn unknown_suspended_and_deleted_tenants_are_refused_and_never_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_changes_are_audited_without_secrets() {
-    let s = UserSvc::start(None).await;
-    let (tid, _, sk) = s.tenant("acme").await;
-    let r = s.register(&tid, "ann@example.com").await;
+    let (s, (tid, _, sk), r) = UserSvc::with_user("ann@example.com").await;
     let user_id = r["user"]["id"].as_str().unwrap().to_owned();
     let r1 = refresh_token(&r);
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": r1}))
         .await
         .ok(200);
-    s.post_tenant(&tid, "refresh", json!({"refreshToken": r1}))
+    s.post_user(&tid, "refresh", json!({"refreshToken": r1}))
         .await
         .expect(401, "unauthorized");
     let l = s.login(&tid, "ann@example.com", PASSWORD).await;
@@ -514,17 +482,11 @@ async fn user_changes_are_audited_without_secrets() {
         .call_with("GET", "/v1/audit-log", Some(&sk), &[], None)
         .await;
     let records = log.ok(200)["records"].as_array().unwrap().clone();
-    let user_records: Vec<(&str, &str, &str)> = records
-        .iter()
-        .filter(|r| r["action"].as_str().unwrap().starts_with("user."))
-        .map(|r| {
-            (
-                r["action"].as_str().unwrap(),
-                r["target"].as_str().unwrap(),
-                r["actorKeyId"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let user_records = record_fields(
+        &records,
+        |r| r["action"].as_str().unwrap().starts_with("user."),
+        ["action", "target", "actorKeyId"],
+    );
     assert_eq!(
         user_records,
         vec![

@@ -27,14 +27,14 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     assert_eq!(all[0]["subject"], "Verify your email address");
     // Forgot-password: a reset mail; the pending verification token stays valid.
     let f = s
-        .post_tenant(&tid, "forgot-password", json!({"email": "ANN@example.com"}))
+        .email_only(&tid, "forgot-password", "ANN@example.com")
         .await;
     let forgot_body = f.ok(200).clone();
     let all = wait_mails(&server, 2).await;
     let reset = token_in(last_mail(&all, "ann@example.com", "reset_password"));
     assert_ne!(reset, verify);
     // Kinds do not stand in for each other.
-    s.post_tenant(&tid, "verify-email", json!({"token": reset}))
+    s.verify_email(&tid, &reset)
         .await
         .expect_field("invalid_field", "token");
     s.reset_password(&tid, &verify, "Battery-staple-77")
@@ -42,14 +42,12 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
         .expect_field("invalid_field", "token");
     // A token of this tenant does nothing in another.
     let (other, _, _) = s.tenant("other").await;
-    s.post_tenant(&other, "verify-email", json!({"token": verify}))
+    s.verify_email(&other, &verify)
         .await
         .expect_field("invalid_field", "token");
     // Verification: once.
-    s.post_tenant(&tid, "verify-email", json!({"token": verify}))
-        .await
-        .ok(200);
-    s.post_tenant(&tid, "verify-email", json!({"token": verify}))
+    s.verify_email(&tid, &verify).await.ok(200);
+    s.verify_email(&tid, &verify)
         .await
         .expect_field("invalid_field", "token");
     assert_eq!(
@@ -72,7 +70,7 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     let after = s.login(&tid, "ann@example.com", "Battery-staple-77").await;
     let after_token = access(after.ok(200));
     // A reset token expires after an hour.
-    s.post_tenant(&tid, "forgot-password", json!({"email": "ann@example.com"}))
+    s.email_only(&tid, "forgot-password", "ann@example.com")
         .await
         .ok(200);
     let all = wait_mails(&server, 3).await;
@@ -85,26 +83,14 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     // No enumeration: unknown, verified and case-variant addresses get the same answers.
     let n = mails(&server).await.len();
     let unknown = s
-        .post_tenant(
-            &tid,
-            "forgot-password",
-            json!({"email": "nobody@example.com"}),
-        )
+        .email_only(&tid, "forgot-password", "nobody@example.com")
         .await;
     assert_eq!(unknown.ok(200), &forgot_body);
     let resend_verified = s
-        .post_tenant(
-            &tid,
-            "resend-verification",
-            json!({"email": "ann@example.com"}),
-        )
+        .email_only(&tid, "resend-verification", "ann@example.com")
         .await;
     let resend_unknown = s
-        .post_tenant(
-            &tid,
-            "resend-verification",
-            json!({"email": "nobody@example.com"}),
-        )
+        .email_only(&tid, "resend-verification", "nobody@example.com")
         .await;
     assert_eq!(resend_verified.ok(200), resend_unknown.ok(200));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -118,22 +104,16 @@ async fn verification_and_reset_tokens_come_by_mail_and_are_distinct_single_use_
     let all = wait_mails(&server, n + 1).await;
     let first = token_in(last_mail(&all, "bob@example.com", "verify_email"));
     let again = s
-        .post_tenant(
-            &tid,
-            "resend-verification",
-            json!({"email": "BOB@example.com"}),
-        )
+        .email_only(&tid, "resend-verification", "BOB@example.com")
         .await;
     assert_eq!(again.ok(200), resend_unknown.ok(200));
     let all = wait_mails(&server, n + 2).await;
     let second = token_in(last_mail(&all, "bob@example.com", "verify_email"));
     assert_ne!(first, second);
-    s.post_tenant(&tid, "verify-email", json!({"token": first}))
+    s.verify_email(&tid, &first)
         .await
         .expect_field("invalid_field", "token");
-    s.post_tenant(&tid, "verify-email", json!({"token": second}))
-        .await
-        .ok(200);
+    s.verify_email(&tid, &second).await.ok(200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +139,7 @@ async fn mail_api_500_then_success_delivers_exactly_once_without_secrets() {
         &format!("Bearer {MAIL_KEY}")
     );
     // No secret in any mail request: not the password, keys or tokens.
-    s.post_tenant(&tid, "forgot-password", json!({"email": "ann@example.com"}))
+    s.email_only(&tid, "forgot-password", "ann@example.com")
         .await
         .ok(200);
     wait_mails(&server, 3).await;
@@ -209,8 +189,7 @@ async fn mail_api_timeouts_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_stays_queued_without_a_mail_api_and_goes_out_once_one_is_configured() {
-    let mut s = UserSvc::start(None).await;
-    let (tid, _, _) = s.tenant("acme").await;
+    let (mut s, (tid, _, _)) = UserSvc::with_tenant("acme").await;
     s.register(&tid, "ann@example.com").await;
     let server = mail_server().await;
     s.restart(SECRET, None, Some(&server)).await;
@@ -255,10 +234,10 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
         .await;
     let tid = created.ok(201)["tenant"]["id"].as_str().unwrap().to_owned();
     s.register(&tid, "ann@rest.io").await;
-    s.post_tenant(&tid, "resend-verification", json!({"email": "ann@rest.io"}))
+    s.email_only(&tid, "resend-verification", "ann@rest.io")
         .await
         .ok(200);
-    s.post_tenant(&tid, "forgot-password", json!({"email": "ann@rest.io"}))
+    s.email_only(&tid, "forgot-password", "ann@rest.io")
         .await
         .ok(200);
     let all = wait_mails(&server, 4).await;
@@ -269,12 +248,8 @@ async fn no_code_of_a_mail_rests_in_any_file_of_the_data_dir() {
     // The codes are the real ones: the reset code sets a password that logs in, the welcome
     // code the admin's.
     let reset = token_in(last_mail(&all, "ann@rest.io", "reset_password"));
-    s.reset_password(&tid, &reset, "Another-horse-43")
-        .await
-        .ok(200);
-    s.login(&tid, "ann@rest.io", "Another-horse-43")
-        .await
-        .ok(200);
+    s.reset_and_log_in(&tid, &reset, "ann@rest.io", "Another-horse-43")
+        .await;
     let welcome = token_in(last_mail(&all, "admin@rest.io", "welcome"));
     s.reset_password(&tid, &welcome, "Admin-horse-44")
         .await

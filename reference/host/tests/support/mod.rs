@@ -19,9 +19,11 @@ mod service;
 pub mod users;
 mod ws;
 
-pub use api::{actions, assert_gapless, route_key, Tenant};
+pub use api::{
+    actions, assert_gapless, key_body, record_fields, restricted_body, route_key, Tenant,
+};
 pub use formats::*;
-pub use http::{request, Resp};
+pub use http::Resp;
 pub use openapi::{assert_conforms, conforms};
 pub use service::{client, Service, Setup, ADMIN_KEY, BASE_DOMAIN};
 pub use ws::{Frame, Ws, CLOSE_CREDENTIAL_ENDED};

@@ -15,7 +15,7 @@ use sha2::{Sha256, Sha512};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{Resp, Service, Setup};
+use super::{Resp, Service, Setup, Tenant};
 
 pub const SECRET: &str = "user-auth-test-secret-0123456789-abcdefghijklmnop";
 pub const OTHER_SECRET: &str = "another-user-auth-secret-0123456789-abcdefghijk";
@@ -69,6 +69,21 @@ impl UserSvc {
         }
     }
 
+    /// A service without a mail API and one tenant `slug` on it (see [`UserSvc::tenant`]).
+    pub async fn with_tenant(slug: &str) -> (Self, (String, String, String)) {
+        let s = Self::start(None).await;
+        let tenant = s.tenant(slug).await;
+        (s, tenant)
+    }
+
+    /// A service, the tenant `acme` and its end user `email` (password [`PASSWORD`]), with
+    /// the body of the registration.
+    pub async fn with_user(email: &str) -> (Self, (String, String, String), Value) {
+        let (s, tenant) = Self::with_tenant("acme").await;
+        let registered = s.register(&tenant.0, email).await;
+        (s, tenant, registered)
+    }
+
     /// Stops the service and starts it again on the same data dir.
     pub async fn restart(
         &mut self,
@@ -85,32 +100,36 @@ impl UserSvc {
     /// A tenant: its id, publishable key and secret key.
     pub async fn tenant(&self, slug: &str) -> (String, String, String) {
         let r = self.new_tenant(json!({"slug": slug, "name": slug})).await;
-        let b = r.ok(201);
-        (
-            b["tenant"]["id"].as_str().unwrap().to_owned(),
-            b["credentials"]["publicKey"].as_str().unwrap().to_owned(),
-            b["credentials"]["secretKey"].as_str().unwrap().to_owned(),
-        )
+        let t = Tenant::from_created(r.ok(201));
+        (t.id, t.pk, t.sk)
     }
 
-    pub async fn post_tenant(&self, tenant: &str, leaf: &str, body: Value) -> Resp {
-        self.call_with(
-            "POST",
-            &format!("/v1/auth/{leaf}"),
-            None,
-            &[("x-tenant-id", tenant)],
-            Some(body),
-        )
-        .await
+    /// `verify-email` with `token`.
+    pub async fn verify_email(&self, tenant: &str, token: &str) -> Resp {
+        self.post_user(tenant, "verify-email", json!({ "token": token }))
+            .await
+    }
+
+    /// `forgot-password` or `resend-verification` (`leaf`) for `email`.
+    pub async fn email_only(&self, tenant: &str, leaf: &str, email: &str) -> Resp {
+        self.post_user(tenant, leaf, json!({ "email": email }))
+            .await
     }
 
     pub async fn reset_password(&self, tenant: &str, token: &str, new_password: &str) -> Resp {
         let body = json!({"token": token, "newPassword": new_password});
-        self.post_tenant(tenant, "reset-password", body).await
+        self.post_user(tenant, "reset-password", body).await
+    }
+
+    /// Resets the password of `email` with the mailed `token`; both the reset and a login
+    /// with the new password must succeed.
+    pub async fn reset_and_log_in(&self, tenant: &str, token: &str, email: &str, password: &str) {
+        self.reset_password(tenant, token, password).await.ok(200);
+        self.login(tenant, email, password).await.ok(200);
     }
 
     pub async fn register(&self, tenant: &str, email: &str) -> Value {
-        self.post_tenant(
+        self.post_user(
             tenant,
             "register",
             json!({"email": email, "password": PASSWORD, "name": "Ann"}),
@@ -121,12 +140,17 @@ impl UserSvc {
     }
 
     pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Resp {
-        self.post_tenant(
+        self.post_user(
             tenant,
             "login",
             json!({"email": email, "password": password}),
         )
         .await
+    }
+
+    /// Logs `email` in with [`PASSWORD`], which must succeed: the session's body.
+    pub async fn log_in(&self, tenant: &str, email: &str) -> Value {
+        self.login(tenant, email, PASSWORD).await.ok(200).clone()
     }
 
     pub async fn me(&self, token: &str) -> Resp {
