@@ -93,19 +93,6 @@ impl Svc {
         }
     }
 
-    /// The status and body of a request.
-    async fn answer(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let r = self.call_with(method, path, key, headers, body).await;
-        (r.status, r.body)
-    }
-
     /// A tenant with `requests` per minute: `(id, secret key)`.
     async fn tenant(&self, slug: &str, requests: u32, extra: Value) -> (String, String) {
         let mut spec = json!({"slug": slug, "name": slug,
@@ -123,28 +110,14 @@ impl Svc {
     }
 
     async fn register(&self, tenant: &str, email: &str) {
-        let (status, b) = self
-            .answer(
-                "POST",
-                "/v1/auth/register",
-                None,
-                &[("x-tenant-id", tenant)],
-                Some(json!({"email": email, "password": "Correct-horse-1"})),
-            )
-            .await;
-        assert_eq!(status, 201, "{b}");
+        let body = json!({"email": email, "password": "Correct-horse-1"});
+        let r = self.post_user(tenant, "register", body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
     }
 
     async fn login(&self, tenant: &str, email: &str, password: &str) -> u16 {
-        self.answer(
-            "POST",
-            "/v1/auth/login",
-            None,
-            &[("x-tenant-id", tenant)],
-            Some(json!({"email": email, "password": password})),
-        )
-        .await
-        .0
+        let body = json!({"email": email, "password": password});
+        self.post_user(tenant, "login", body).await.status
     }
 
     async fn raw(&self) -> TcpStream {
@@ -178,8 +151,12 @@ async fn closed_within(mut s: TcpStream, within: Duration) -> Option<String> {
     Some(String::from_utf8_lossy(&got).into_owned())
 }
 
-/// Observation 1: half-sent heads, trickled headers, silent sockets and withheld bodies are
-/// closed within their timeouts; a full connection cap makes new clients wait, not fail.
+/// A login whose head promises 100 bytes of body and whose body stops after 10.
+const WITHHELD_BODY: &[u8] = b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\n\
+    content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"email\":";
+
+/// Observation 1: half-sent heads, trickled headers, silent sockets, idle kept-alive
+/// connections and withheld bodies are closed within their timeouts (all open at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sockets_are_closed_within_the_timeouts() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -189,13 +166,7 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
     let mut half_line = svc.raw().await;
     half_line.write_all(b"GET /hea").await.unwrap();
     let mut withheld = svc.raw().await;
-    withheld
-        .write_all(
-            b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              content-length: 100\r\n\r\n{\"email\":",
-        )
-        .await
-        .unwrap();
+    withheld.write_all(WITHHELD_BODY).await.unwrap();
     let mut trickled = svc.raw().await;
     let trickle = tokio::spawn(async move {
         for b in b"GET /health HTTP/1.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
@@ -238,10 +209,14 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
         .await
         .expect("an idle connection is closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
 
-    // Past the connection cap (64) with silent sockets, /health is still answered: new clients
-    // wait in the backlog while the cap is reached, and silent sockets then get 1 s, not the
-    // header timeout.
+/// Observation 1, the connection cap: past it (64) with silent sockets, /health is still
+/// answered: new clients wait in the backlog while the cap is reached, and silent sockets then
+/// get 1 s, not the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_clients_wait_not_fail() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let svc = Svc::start_with(Limits {
         header_read_timeout: Duration::from_secs(30),
         ..limits()
@@ -252,7 +227,7 @@ async fn slow_sockets_are_closed_within_the_timeouts() {
         hold.push(svc.raw().await);
     }
     let t = Instant::now();
-    let (status, _) = tokio::time::timeout(SLACK, svc.answer("GET", "/health", None, &[], None))
+    let status = tokio::time::timeout(SLACK, svc.status(None, "GET", "/health", None))
         .await
         .expect("/health answers past the connection cap");
     assert_eq!(status, 200);
@@ -359,16 +334,9 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     }
     // A bogus reset token is refused before the new password is hashed.
     let before = svc.running().password_hashes();
-    let (status, _) = svc
-        .answer(
-            "POST",
-            "/v1/auth/reset-password",
-            None,
-            &[("x-tenant-id", &tid)],
-            Some(json!({"token": "pr_bogus", "newPassword": "Correct-horse-2"})),
-        )
-        .await;
-    assert_eq!(status, 400);
+    let bogus = json!({"token": "pr_bogus", "newPassword": "Correct-horse-2"});
+    let r = svc.post_user(&tid, "reset-password", bogus).await;
+    assert_eq!(r.status, 400);
     assert_eq!(
         svc.running().password_hashes(),
         before,
@@ -401,7 +369,7 @@ async fn login_floods_are_bounded_and_failures_cost_the_same() {
     let mut health = Vec::new();
     while Instant::now() < until {
         let t = Instant::now();
-        assert_eq!(svc.answer("GET", "/health", None, &[], None).await.0, 200);
+        assert_eq!(svc.status(None, "GET", "/health", None).await, 200);
         health.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -442,15 +410,8 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
     svc.register(&tid, "ann@quota.io").await;
     let mut limited = 0;
     for _ in 0..110 {
-        let (status, _) = svc
-            .answer(
-                "POST",
-                "/v1/auth/forgot-password",
-                None,
-                &[("x-tenant-id", &tid)],
-                Some(json!({"email": "ann@quota.io"})),
-            )
-            .await;
+        let forgot = json!({"email": "ann@quota.io"});
+        let status = svc.post_user(&tid, "forgot-password", forgot).await.status;
         assert!(status == 200 || status == 429, "{status}");
         limited += u32::from(status == 429);
     }
@@ -458,8 +419,8 @@ async fn keyless_auth_cannot_spend_the_tenants_quota() {
         limited >= 110 - 60,
         "the key-less window is capped: {limited} refused"
     );
-    let (status, b) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
-    assert_eq!(status, 200, "the tenant's key still works: {b}");
+    let r = svc.use_key(&sk).await;
+    assert_eq!(r.status, 200, "the tenant's key still works: {}", r.body);
     // The outbox holds the verification mail and one reset mail.
     let db = svc.db();
     let mails: i64 = db
@@ -496,7 +457,7 @@ async fn websocket_frames_are_metered_and_sockets_capped() {
         }
     }
     assert_eq!(close_code(&mut a).await, Some(1008), "pings past the quota");
-    let (status, _) = svc.answer("GET", "/v1/tenant", Some(&sk), &[], None).await;
+    let status = svc.status(Some(&sk), "GET", "/v1/tenant", None).await;
     assert_eq!(status, 429, "the pings spent the tenant's quota");
 
     let (_, sk) = svc.tenant("sockets2", 1_000, json!({})).await;

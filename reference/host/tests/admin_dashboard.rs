@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 
-use support::{Service, Tenant, ADMIN_KEY};
+use support::{column, Service, Tenant, ADMIN_KEY};
 
 /// A tenant on `plan` with `requests` per minute.
 async fn tenant(svc: &Service, slug: &str, plan: &str, requests: u32) -> Tenant {
@@ -71,9 +71,7 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
             .await
             .ok(200);
     }
-    svc.call(Some(&t.sk), "GET", "/v1/tenant", None)
-        .await
-        .ok(200);
+    svc.use_key(&t.sk).await.ok(200);
     for _ in 0..2 {
         let r = svc.call(Some(&t.sk), "GET", "/v1/api-keys", None).await;
         assert_eq!(r.status, 429, "{}", r.text);
@@ -114,13 +112,8 @@ async fn usage_is_counted_per_endpoint_and_day_in_batches_429s_included() {
     svc.call(Some(&t.sk), "DELETE", "/v1/api-keys/key_unknown", None)
         .await;
     // Reading metrics flushes first: no wait for the alarm.
-    let r = svc
-        .admin(
-            "GET",
-            &format!("/admin/tenants/{}/metrics?days=2", t.id),
-            None,
-        )
-        .await;
+    let path = format!("/admin/tenants/{}/metrics?days=2", t.id);
+    let r = svc.admin("GET", &path, None).await;
     let b = r.ok(200);
     assert_eq!(b["tenantId"], t.id);
     let daily = b["daily"].as_array().unwrap();
@@ -201,9 +194,7 @@ async fn the_dashboard_counts_tenants_keys_and_requests() {
         )
         .await;
     let id = r.ok(201)["apiKey"]["id"].as_str().unwrap().to_owned();
-    svc.call(Some(&a.sk), "GET", "/v1/tenant", None)
-        .await
-        .ok(200);
+    svc.use_key(&a.sk).await.ok(200);
     assert_eq!(
         svc.status(Some(&a.sk), "GET", "/v1/tenant", None).await,
         429
@@ -367,14 +358,8 @@ async fn lists_cover_only(svc: &Service, k: Option<&str>, mine: &Tenant, theirs:
         .unwrap()
         .iter()
         .all(|x| x["tenantId"] == mine.id));
-    let r = svc
-        .call(
-            k,
-            "GET",
-            &format!("/admin/api-keys?tenantId={}", theirs.id),
-            None,
-        )
-        .await;
+    let path = format!("/admin/api-keys?tenantId={}", theirs.id);
+    let r = svc.call(k, "GET", &path, None).await;
     assert_eq!(r.ok(200)["pagination"]["total"], 0);
     let r = svc.call(k, "GET", "/admin/dashboard", None).await;
     let d = r.ok(200);
@@ -420,15 +405,9 @@ async fn limited_admins_see_and_change_only_their_tenants() {
     let svc = Service::with_hooks().await;
     let mine = tenant(&svc, "mine", "pro", 1000).await;
     let theirs = tenant(&svc, "theirs", "free", 1000).await;
-    svc.call(Some(&mine.sk), "GET", "/v1/tenant", None)
-        .await
-        .ok(200);
-    svc.call(Some(&theirs.sk), "GET", "/v1/tenant", None)
-        .await
-        .ok(200);
-    svc.call(Some(&theirs.sk), "GET", "/v1/tenant", None)
-        .await
-        .ok(200);
+    svc.use_key(&mine.sk).await.ok(200);
+    svc.use_key(&theirs.sk).await.ok(200);
+    svc.use_key(&theirs.sk).await.ok(200);
     let (admin, key) =
         platform_admin(&svc, "support@example.com", "support", Some(vec![&mine.id])).await;
     assert_eq!(admin["tenants"], json!([mine.id]));
@@ -437,20 +416,12 @@ async fn limited_admins_see_and_change_only_their_tenants() {
     let k = Some(key.as_str());
 
     // Its own tenant: readable and changeable.
-    svc.call(k, "GET", &format!("/admin/tenants/{}", mine.id), None)
-        .await
-        .ok(200);
-    svc.call(
-        k,
-        "PATCH",
-        &format!("/admin/tenants/{}", mine.id),
-        Some(json!({"name": "Mine"})),
-    )
-    .await
-    .ok(200);
-    svc.call(k, "GET", &format!("/admin/tenants/{}/keys", mine.id), None)
-        .await
-        .ok(200);
+    let mine_path = format!("/admin/tenants/{}", mine.id);
+    svc.call(k, "GET", &mine_path, None).await.ok(200);
+    let rename = json!({"name": "Mine"});
+    svc.call(k, "PATCH", &mine_path, Some(rename)).await.ok(200);
+    let keys_path = format!("{mine_path}/keys");
+    svc.call(k, "GET", &keys_path, None).await.ok(200);
     svc.call(
         k,
         "GET",
@@ -503,28 +474,22 @@ async fn limited_admins_see_and_change_only_their_tenants() {
     lists_cover_only(&svc, k, &mine, &theirs).await;
 
     // No creating tenants or admins, no reading admins, no keyring.
-    assert_eq!(
-        svc.status(
-            k,
+    let refused = [
+        (
             "POST",
             "/admin/tenants",
-            Some(json!({"slug": "new", "name": "n"}))
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        svc.status(
-            k,
+            Some(json!({"slug": "new", "name": "n"})),
+        ),
+        (
             "POST",
             "/admin/admins",
-            Some(json!({"email": "x@example.com"}))
-        )
-        .await,
-        403
-    );
-    assert_eq!(svc.status(k, "GET", "/admin/admins", None).await, 403);
-    assert_eq!(svc.status(k, "GET", "/admin/jwt", None).await, 403);
+            Some(json!({"email": "x@example.com"})),
+        ),
+        ("GET", "/admin/admins", None),
+        ("GET", "/admin/jwt", None),
+    ]
+    .map(|(method, path, body)| (method, path, body, 403));
+    svc.expect_status_each(k, refused).await;
     // Its key is no tenant key.
     assert_eq!(svc.status(k, "GET", "/v1/tenant", None).await, 401);
     // Unknown tenants in the list are refused at creation.
@@ -594,50 +559,31 @@ async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
     let r = svc.call(s, "GET", "/admin/admins", None).await;
     let listed = r.ok(200).clone();
     assert_eq!(listed["admins"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        svc.status(
-            s,
+    let path = format!("/admin/admins/{}", ro["id"].as_str().unwrap());
+    let by_super = [
+        (
             "POST",
             "/admin/admins",
-            Some(json!({"email": "z@example.com"}))
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        svc.status(
-            s,
-            "DELETE",
-            &format!("/admin/admins/{}", ro["id"].as_str().unwrap()),
-            None
-        )
-        .await,
-        403
-    );
+            Some(json!({"email": "z@example.com"})),
+            403,
+        ),
+        ("DELETE", path.as_str(), None, 403),
+    ];
+    svc.expect_status_each(s, by_super).await;
     // Duplicate email 409; bad role 400.
-    assert_eq!(
-        svc.status(
-            Some(ADMIN_KEY),
+    let bad = json!({"email": "q@example.com", "role": "root"});
+    let by_platform = [
+        (
             "POST",
             "/admin/admins",
-            Some(json!({"email": "RO@example.com"}))
-        )
-        .await,
-        409
-    );
-    assert_eq!(
-        svc.status(
-            Some(ADMIN_KEY),
-            "POST",
-            "/admin/admins",
-            Some(json!({"email": "q@example.com", "role": "root"}))
-        )
-        .await,
-        400
-    );
+            Some(json!({"email": "RO@example.com"})),
+            409,
+        ),
+        ("POST", "/admin/admins", Some(bad), 400),
+    ];
+    svc.expect_status_each(Some(ADMIN_KEY), by_platform).await;
 
     // Revoke: the key is refused with 401 at once; revoking again is the same answer.
-    let path = format!("/admin/admins/{}", ro["id"].as_str().unwrap());
     let r = svc.admin("DELETE", &path, None).await;
     assert_eq!(r.ok(200)["admin"]["status"], "revoked");
     assert!(r.body["admin"]["revokedAt"].is_string());
@@ -659,13 +605,7 @@ async fn readonly_admins_only_read_and_revoked_admin_keys_are_refused() {
     assert!(ids.contains(&&sup["id"]));
     // The stored form is a keyed hash, not the key.
     let conn = svc.db();
-    let hashes: Vec<String> = conn
-        .prepare("SELECT key_hash FROM platform_admins")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes = column(&conn, "SELECT key_hash FROM platform_admins");
     assert_eq!(hashes.len(), 2);
     for h in &hashes {
         assert!(!h.contains(&ro_key[8..]) && !h.contains(&sup_key[8..]));

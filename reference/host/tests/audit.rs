@@ -8,23 +8,21 @@ mod support;
 
 use std::collections::HashSet;
 
-use futures::future::join_all;
 use serde_json::{json, Value};
 
-use support::{assert_gapless, assert_no_secret, enc, Service};
+use support::{assert_gapless, assert_no_secret, enc, Service, Tenant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_key_creations_lose_no_update() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("many").await;
-    let creations = (0..50).map(|i| {
-        svc.post(
+    let (svc, t) = Service::hooks_with_tenant("many").await;
+    let answers = svc
+        .post_concurrently(
             &t.sk,
             "/v1/api-keys",
-            json!({"name": format!("k{i}"), "type": "secret", "environment": "live"}),
+            50,
+            |i| json!({"name": format!("k{i}"), "type": "secret", "environment": "live"}),
         )
-    });
-    let answers = join_all(creations).await;
+        .await;
     let mut ids = HashSet::new();
     let mut secrets = HashSet::new();
     for r in &answers {
@@ -233,16 +231,9 @@ async fn audit_log_orders_pages_names_actor_and_request_and_holds_no_secret() {
                         "rateLimit": {"requests": 100000, "windowSeconds": 60}}))
         .await;
     let created_rid = r.request_id();
-    let body = r.ok(201).clone();
-    let tid = body["tenant"]["id"].as_str().unwrap().to_owned();
-    let sk = body["credentials"]["secretKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pk = body["credentials"]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Tenant {
+        id: tid, sk, pk, ..
+    } = Tenant::from_created(r.ok(201));
     let sk_id = svc.key_id_of(&sk, &sk).await;
     let mut ws = svc.ws_connected(&sk, &tid).await;
 

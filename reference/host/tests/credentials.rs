@@ -15,23 +15,12 @@ use support::*;
 
 #[tokio::test]
 async fn admin_routes_need_the_platform_admin_key() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let (_, rk) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"r","type":"restricted","permissions":["*"]}),
-        )
+        .create_key(&t.sk, restricted_body("r", json!(["*"])))
         .await;
-    let (_, sk_test) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"t","type":"secret","environment":"test"}),
-        )
-        .await;
-    let (revoked, revoked_secret) = h
-        .create_key(&t.sk, json!({"name":"x","type":"secret"}))
-        .await;
+    let (_, sk_test) = h.test_key(&t.sk, "t", "secret").await;
+    let (revoked, revoked_secret) = h.create_key(&t.sk, key_body("x", "secret", None)).await;
     h.revoke(&t.sk, revoked["id"].as_str().unwrap())
         .await
         .ok(200);
@@ -60,7 +49,7 @@ async fn admin_routes_need_the_platform_admin_key() {
         (
             "POST",
             format!("/admin/tenants/{id}/keys"),
-            Some(json!({"name":"k","type":"secret"})),
+            Some(key_body("k", "secret", None)),
         ),
     ];
     let mut unauthorized_bodies = BTreeSet::new();
@@ -111,8 +100,7 @@ async fn admin_routes_need_the_platform_admin_key() {
 
 #[tokio::test]
 async fn keys_have_the_contract_format_and_checksum() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let mut secrets = vec![t.pk.clone(), t.sk.clone()];
     for (ty, env, p) in [
         ("publishable", "test", "pk_test_"),
@@ -203,17 +191,9 @@ async fn keys_have_the_contract_format_and_checksum() {
 
 #[tokio::test]
 async fn secrets_never_appear_in_lists_reads_or_errors() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (k, s) = h
-        .create_key(&t.sk, json!({"name":"k","type":"secret"}))
-        .await;
-    let (_, rs) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"r","type":"restricted","permissions":[]}),
-        )
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let (k, s) = h.create_key(&t.sk, key_body("k", "secret", None)).await;
+    let (_, rs) = h.create_key(&t.sk, restricted_body("r", json!([]))).await;
     let all = [t.pk.as_str(), t.sk.as_str(), s.as_str(), rs.as_str()];
     let id = enc(k["id"].as_str().unwrap());
     let mut texts = vec![];
@@ -222,7 +202,7 @@ async fn secrets_never_appear_in_lists_reads_or_errors() {
         h.call(Some(&t.sk), "GET", &format!("/v1/api-keys/{id}"), None)
             .await,
     );
-    texts.push(h.call(Some(&t.sk), "GET", "/v1/tenant", None).await);
+    texts.push(h.use_key(&t.sk).await);
     texts.push(
         h.admin("GET", &format!("/admin/tenants/{}/keys", enc(&t.id)), None)
             .await,
@@ -281,8 +261,7 @@ async fn secrets_never_appear_in_lists_reads_or_errors() {
 
 #[tokio::test]
 async fn keys_in_the_query_are_refused_and_never_authenticate() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     for name in ["api_key", "apiKey", "key", "access_token"] {
         for path in ["/v1/tenant", "/v1/api-keys", "/admin/tenants"] {
             let key = if path.starts_with("/admin") {
@@ -307,13 +286,14 @@ async fn keys_in_the_query_are_refused_and_never_authenticate() {
     h.call(Some(&t.sk), "GET", "/v1/tenant?api%5Fkey=x", None)
         .await
         .expect(400, "credentials_in_query");
-    h.post(
+    h.expect_post(
         &t.sk,
         &format!("/v1/api-keys?api_key={}", t.sk),
-        json!({"name":"n","type":"secret"}),
+        key_body("n", "secret", None),
+        400,
+        "credentials_in_query",
     )
-    .await
-    .expect(400, "credentials_in_query");
+    .await;
     // Nothing was created.
     let r = h.call(Some(&t.sk), "GET", "/v1/api-keys", None).await;
     assert_eq!(r.ok(200)["apiKeys"].as_array().unwrap().len(), 2);

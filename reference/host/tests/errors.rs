@@ -6,14 +6,11 @@
 
 mod support;
 
-use serde_json::json;
-
 use support::*;
 
 #[tokio::test]
 async fn bodies_are_checked_for_size_media_type_and_syntax() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let big = format!(
         "{{\"slug\":\"big\",\"name\":\"{}\"}}",
         "x".repeat(65 * 1024)
@@ -31,15 +28,7 @@ async fn bodies_are_checked_for_size_media_type_and_syntax() {
     let name_len = 64 * 1024 - "{\"slug\":\"big\",\"name\":\"\"}".len();
     let at_limit = format!("{{\"slug\":\"big\",\"name\":\"{}\"}}", "x".repeat(name_len));
     assert_eq!(at_limit.len(), 64 * 1024);
-    let r = h
-        .send_body(
-            "POST",
-            "/admin/tenants",
-            ADMIN_KEY,
-            "application/json",
-            at_limit,
-        )
-        .await;
+    let r = h.post_tenant_raw(at_limit).await;
     r.expect_field("invalid_field", "name");
 
     for ct in [
@@ -89,13 +78,7 @@ async fn bodies_are_checked_for_size_media_type_and_syntax() {
         }
     }
     let r = h
-        .send_body(
-            "POST",
-            "/admin/tenants",
-            ADMIN_KEY,
-            "application/json",
-            "{\n  \"slug\": \"x\",\n  \"name\": }",
-        )
+        .post_tenant_raw("{\n  \"slug\": \"x\",\n  \"name\": }")
         .await;
     r.expect(400, "invalid_json");
     let detail = r.body["detail"].as_str().unwrap();
@@ -107,8 +90,7 @@ async fn bodies_are_checked_for_size_media_type_and_syntax() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     for path in [
         "/",
         "/nope",
@@ -163,13 +145,10 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_inputs_never_yield_a_500() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     // The admin routes work on a tenant of their own, since one of them deletes it.
     let victim = h.create_tenant("victim").await;
-    let (k, _) = h
-        .create_key(&t.sk, json!({"name":"k","type":"secret"}))
-        .await;
+    let (k, _) = h.create_key(&t.sk, key_body("k", "secret", None)).await;
     let key_id = enc(k["id"].as_str().unwrap());
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let bodies: Vec<Vec<u8>> = vec![

@@ -38,8 +38,7 @@ const SLOW_ROUNDS: usize = 220;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("slow").await;
+    let (svc, t) = Service::hooks_with_tenant("slow").await;
     let mut slow = svc.ws_slow_reader(&t.sk).await;
     let mut fast = svc.ws_connected(&t.sk, &t.id).await;
     // Generate events while the slow socket reads nothing; the fast one keeps up.
@@ -84,8 +83,7 @@ async fn a_slow_consumer_is_closed_with_1013() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_events_protocol_and_tenant_isolation() {
-    let svc = Service::with_hooks().await;
-    let a = svc.create_tenant("ws-a").await;
+    let (svc, a) = Service::hooks_with_tenant("ws-a").await;
     let b = svc.create_tenant("ws-b").await;
     let a_sk_id = svc.key_id_of(&a.sk, &a.sk).await;
 
@@ -128,13 +126,7 @@ async fn websocket_events_protocol_and_tenant_isolation() {
     assert_eq!(rec["target"], k["id"]);
     assert_eq!(rec["actorKeyId"], a_sk_id);
     assert_no_secret(&rec.to_string(), std::slice::from_ref(&secret));
-    svc.admin(
-        "PATCH",
-        &format!("/admin/tenants/{}", enc(&a.id)),
-        Some(json!({"name": "A2"})),
-    )
-    .await
-    .ok(200);
+    svc.patch_tenant(&a.id, json!({"name": "A2"})).await.ok(200);
     assert_eq!(wa.next_event().await["action"], "tenant.updated");
     assert!(matches!(
         wb.next_frame(Duration::from_millis(300)).await,
@@ -177,13 +169,9 @@ async fn websocket_events_protocol_and_tenant_isolation() {
 
     // Suspending the tenant closes all its sockets, and only its.
     let mut wa2 = svc.ws_connected(&a.sk, &a.id).await;
-    svc.admin(
-        "PATCH",
-        &format!("/admin/tenants/{}", enc(&a.id)),
-        Some(json!({"status": "suspended"})),
-    )
-    .await
-    .ok(200);
+    svc.patch_tenant(&a.id, json!({"status": "suspended"}))
+        .await
+        .ok(200);
     assert_eq!(wa2.next_event().await["action"], "tenant.updated");
     assert_eq!(wa.closed_with().await, Some(CLOSE_CREDENTIAL_ENDED));
     assert_eq!(wa2.closed_with().await, Some(CLOSE_CREDENTIAL_ENDED));
@@ -208,8 +196,7 @@ async fn websocket_events_protocol_and_tenant_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_of_a_key_rotated_with_grace_lives_until_the_grace_ends() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("ws-grace").await;
+    let (svc, t) = Service::hooks_with_tenant("ws-grace").await;
     let (k, secret) = svc.secret_key(&t.sk, "graced").await;
     let mut ws = svc.ws_connected(&secret, &t.id).await;
     svc.rotate(

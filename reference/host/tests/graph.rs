@@ -12,22 +12,18 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use support::{assert_gapless, enc, Resp, Service, Tenant, Ws};
+use support::{assert_gapless, enc, record_fields, Resp, Service, Tenant, Ws};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_graph_mutations_make_one_version_each() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("graph-many").await;
-    let calls = (0..30).map(|i| {
-        svc.post(
-            &t.sk,
-            "/v1/graph/mutations",
+    let (svc, t) = Service::hooks_with_tenant("graph-many").await;
+    let answers = svc
+        .post_concurrently(&t.sk, "/v1/graph/mutations", 30, |i| {
             json!({"mutations": [{"op": "add", "edge": {"subject_type": "user",
                 "subject_id": format!("u{i}"), "relation": "member", "object_type": "group",
-                "object_id": "all"}}]}),
-        )
-    });
-    let answers = join_all(calls).await;
+                "object_id": "all"}}]})
+        })
+        .await;
     let versions: BTreeSet<i64> = answers
         .iter()
         .map(|r| r.ok(200)["version"].as_i64().unwrap())
@@ -343,17 +339,11 @@ async fn bad_csv_then_reload(svc: &Service, sk: &str, s: &Value) {
 async fn audited_and_pushed(svc: &Service, sk: &str, sk_id: &str, ws: &mut Ws) {
     // Audited.
     let records = svc.audit(sk, 100).await;
-    let graph: Vec<(&str, &str, &str)> = records
-        .iter()
-        .filter(|r| r["target"] == "graph")
-        .map(|r| {
-            (
-                r["action"].as_str().unwrap(),
-                r["actorKeyId"].as_str().unwrap(),
-                r["requestId"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let graph = record_fields(
+        &records,
+        |r| r["target"] == "graph",
+        ["action", "actorKeyId", "requestId"],
+    );
     assert_eq!(
         graph.iter().map(|g| g.0).collect::<Vec<_>>(),
         [
@@ -446,20 +436,22 @@ async fn permissions(svc: &Service, t: &Tenant) {
     svc.call(Some(&reader), "GET", "/v1/graph/mutations?since=0", None)
         .await
         .ok(200);
-    svc.post(
+    svc.expect_post(
         &reader,
         "/v1/graph/mutations",
         json!({"mutations": [{"op": "revoke", "edgeId": E1}]}),
+        403,
+        "forbidden",
     )
-    .await
-    .expect(403, "forbidden");
-    svc.post(
+    .await;
+    svc.expect_post(
         &writer,
         "/v1/graph/check",
         json!({"subject": "user:alice", "relation": "viewer", "object": "doc:readme"}),
+        403,
+        "forbidden",
     )
-    .await
-    .expect(403, "forbidden");
+    .await;
     put_csv(svc, &reader, CSV).await.expect(403, "forbidden");
     svc.call(Some(&reader), "POST", "/v1/graph/reload", None)
         .await
@@ -480,8 +472,7 @@ async fn permissions(svc: &Service, t: &Tenant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_upload_reload_check_validate_and_mutate() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("graph").await;
+    let (svc, t) = Service::hooks_with_tenant("graph").await;
     let other = svc.create_tenant("graph-other").await;
     let sk = t.sk.as_str();
     let sk_id = svc.key_id_of(sk, sk).await;
@@ -532,8 +523,7 @@ async fn graph_survives_eviction_and_restart() {
 /// that quotes a short prefix of it, not the whole input escaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_succeed_and_a_huge_bad_header_gets_a_small_400() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("uploads").await;
+    let (svc, t) = Service::hooks_with_tenant("uploads").await;
     let answers = join_all((0..32).map(|_| put_csv(&svc, &t.sk, CSV))).await;
     for r in &answers {
         assert_eq!(r.ok(200)["edgeCount"], 3);

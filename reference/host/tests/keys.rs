@@ -13,16 +13,13 @@ use serde_json::{json, Value};
 
 use support::*;
 
+/// A well-formed key id that names no key.
+const UNKNOWN_KEY: &str = "key:0123456789abcdef";
+
 #[tokio::test]
 async fn publishable_keys_reach_public_routes_only() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (k, pk_test) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"p","type":"publishable","environment":"test"}),
-        )
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let (k, pk_test) = h.test_key(&t.sk, "p", "publishable").await;
     let id = enc(k["id"].as_str().unwrap());
     for pk in [&t.pk, &pk_test] {
         let r = h.call(Some(pk), "GET", "/v1/tenant", None).await;
@@ -33,39 +30,34 @@ async fn publishable_keys_reach_public_routes_only() {
         h.call(Some(pk), "GET", "/v1/api-keys", None)
             .await
             .expect(403, "forbidden");
-        h.post(
+        h.expect_post(
             pk,
             "/v1/api-keys",
-            json!({"name":"x","type":"publishable","environment":"test"}),
+            key_body("x", "publishable", Some("test")),
+            403,
+            "forbidden",
         )
-        .await
-        .expect(403, "forbidden");
-        h.call(Some(pk), "GET", &format!("/v1/api-keys/{id}"), None)
-            .await
-            .expect(403, "forbidden");
-        h.call(Some(pk), "POST", &format!("/v1/api-keys/{id}/rotate"), None)
-            .await
-            .expect(403, "forbidden");
-        h.call(Some(pk), "DELETE", &format!("/v1/api-keys/{id}"), None)
-            .await
-            .expect(403, "forbidden");
+        .await;
+        let by_id = [
+            ("GET", format!("/v1/api-keys/{id}")),
+            ("POST", format!("/v1/api-keys/{id}/rotate")),
+            ("DELETE", format!("/v1/api-keys/{id}")),
+        ];
+        h.expect_each(Some(pk), &by_id, 403, "forbidden").await;
     }
     assert!(h.works(&pk_test).await, "nothing was revoked");
 }
 
 #[tokio::test]
 async fn restricted_keys_reach_what_their_permissions_name() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let mk = |perms: Value| json!({"name":"r","type":"restricted","permissions":perms});
     let (_, none) = h.create_key(&t.sk, mk(json!([]))).await;
     let (_, read) = h.create_key(&t.sk, mk(json!(["read:api_keys"]))).await;
     let (_, write) = h.create_key(&t.sk, mk(json!(["write:api_keys"]))).await;
     let (_, read_all) = h.create_key(&t.sk, mk(json!(["read:*"]))).await;
     let (_, all) = h.create_key(&t.sk, mk(json!(["*"]))).await;
-    let (victim, _) = h
-        .create_key(&t.sk, json!({"name":"v","type":"secret"}))
-        .await;
+    let (victim, _) = h.create_key(&t.sk, key_body("v", "secret", None)).await;
     let (rvictim, _) = h.create_key(&t.sk, mk(json!(["read:api_keys"]))).await;
     let vid = enc(victim["id"].as_str().unwrap());
     let rvid = enc(rvictim["id"].as_str().unwrap());
@@ -87,11 +79,7 @@ async fn restricted_keys_reach_what_their_permissions_name() {
             .await;
         assert_eq!(get.status, want(r, 200));
         let create = h
-            .post(
-                key,
-                "/v1/api-keys",
-                json!({"name":"p","type":"publishable"}),
-            )
+            .post(key, "/v1/api-keys", key_body("p", "publishable", None))
             .await;
         assert_eq!(create.status, want(w, 201), "{}", create.text);
         if !w {
@@ -115,7 +103,7 @@ async fn restricted_keys_reach_what_their_permissions_name() {
         mk(json!(["write:api_keys", "read:api_keys"])),
         mk(json!(["*"])),
         mk(json!(["write:*"])),
-        json!({"name":"s","type":"secret"}),
+        key_body("s", "secret", None),
     ] {
         h.post(&write, "/v1/api-keys", body)
             .await
@@ -129,26 +117,16 @@ async fn restricted_keys_reach_what_their_permissions_name() {
         .create_key(&all, mk(json!(["read:graph", "write:api_keys"])))
         .await;
     assert_eq!(k["permissions"], json!(["read:graph", "write:api_keys"]));
-    h.post(&all, "/v1/api-keys", json!({"name":"s","type":"secret"}))
+    h.post(&all, "/v1/api-keys", key_body("s", "secret", None))
         .await
         .expect(403, "forbidden");
     // Rotation of a key the caller could not create: 403; of one it could: 201.
-    h.call(
-        Some(&write),
-        "POST",
-        &format!("/v1/api-keys/{vid}/rotate"),
-        None,
-    )
-    .await
-    .expect(403, "forbidden");
-    h.call(
-        Some(&write),
-        "POST",
-        &format!("/v1/api-keys/{rvid}/rotate"),
-        None,
-    )
-    .await
-    .expect(403, "forbidden");
+    let rotations = [
+        ("POST", format!("/v1/api-keys/{vid}/rotate")),
+        ("POST", format!("/v1/api-keys/{rvid}/rotate")),
+    ];
+    h.expect_each(Some(&write), &rotations, 403, "forbidden")
+        .await;
     let r = h
         .call(
             Some(&all),
@@ -163,8 +141,7 @@ async fn restricted_keys_reach_what_their_permissions_name() {
 
 #[tokio::test]
 async fn key_creation_is_validated_field_by_field() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let (k, _) = h
         .create_key(&t.sk, json!({"name":"  CI  ","type":"public"}))
         .await;
@@ -209,22 +186,13 @@ async fn key_creation_is_validated_field_by_field() {
             json!({"name":"n","type":"publishable","permissions":["read:api_keys"]}),
             "permissions",
         ),
-        (
-            json!({"name":"n","type":"restricted","permissions":["read:users"]}),
-            "permissions",
-        ),
-        (
-            json!({"name":"n","type":"restricted","permissions":["delete:*"]}),
-            "permissions",
-        ),
+        (restricted_body("n", json!(["read:users"])), "permissions"),
+        (restricted_body("n", json!(["delete:*"])), "permissions"),
         (
             json!({"name":"n","type":"restricted","permissions":"read:api_keys"}),
             "permissions",
         ),
-        (
-            json!({"name":"n","type":"restricted","permissions":[1]}),
-            "permissions",
-        ),
+        (restricted_body("n", json!([1])), "permissions"),
         (
             json!({"name":"n","type":"secret","expiresAt":null}),
             "expiresAt",
@@ -239,17 +207,9 @@ async fn key_creation_is_validated_field_by_field() {
 
 #[tokio::test]
 async fn test_keys_see_and_manage_test_keys_only() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (test_sk_obj, test_sk) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"t","type":"secret","environment":"test"}),
-        )
-        .await;
-    let (live, _) = h
-        .create_key(&t.sk, json!({"name":"l","type":"secret"}))
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let (test_sk_obj, test_sk) = h.test_key(&t.sk, "t", "secret").await;
+    let (live, _) = h.create_key(&t.sk, key_body("l", "secret", None)).await;
     let lid = enc(live["id"].as_str().unwrap());
     let unknown = h
         .call(
@@ -284,20 +244,17 @@ async fn test_keys_see_and_manage_test_keys_only() {
             "a live key looks unknown to a test key"
         );
     }
-    h.post(
+    let live = key_body("x", "secret", Some("live"));
+    h.expect_post(&test_sk, "/v1/api-keys", live, 403, "forbidden")
+        .await;
+    h.expect_post(
         &test_sk,
         "/v1/api-keys",
-        json!({"name":"x","type":"secret","environment":"live"}),
+        key_body("x", "secret", None),
+        403,
+        "forbidden",
     )
-    .await
-    .expect(403, "forbidden");
-    h.post(
-        &test_sk,
-        "/v1/api-keys",
-        json!({"name":"x","type":"secret"}),
-    )
-    .await
-    .expect(403, "forbidden");
+    .await;
     let (k, s) = h
         .create_key(
             &test_sk,
@@ -316,8 +273,7 @@ async fn test_keys_see_and_manage_test_keys_only() {
 
 #[tokio::test]
 async fn rotation_replaces_a_key_at_once() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let (old, old_secret) = h
         .create_key(&t.sk, json!({"name":"CI","type":"restricted","environment":"test","permissions":["read:api_keys","write:api_keys"]}))
         .await;
@@ -341,22 +297,15 @@ async fn rotation_replaces_a_key_at_once() {
     // The old key is refused at once; the new one works.
     assert!(!h.works(&old_secret).await);
     assert!(h.works(new_secret).await);
-    let r = h
-        .call(Some(&t.sk), "GET", &format!("/v1/api-keys/{oid}"), None)
-        .await;
+    let old_path = format!("/v1/api-keys/{oid}");
+    let r = h.call(Some(&t.sk), "GET", &old_path, None).await;
     assert!(r.ok(200)["apiKey"]["revokedAt"].is_string());
     // Rotating it again, or a revoked key: 409.
-    h.call(
-        Some(&t.sk),
-        "POST",
-        &format!("/v1/api-keys/{oid}/rotate"),
-        None,
-    )
-    .await
-    .expect(409, "conflict");
-    let (rev, _) = h
-        .create_key(&t.sk, json!({"name":"r","type":"secret"}))
-        .await;
+    let again = format!("{old_path}/rotate");
+    h.call(Some(&t.sk), "POST", &again, None)
+        .await
+        .expect(409, "conflict");
+    let (rev, _) = h.create_key(&t.sk, key_body("r", "secret", None)).await;
     let rid = enc(rev["id"].as_str().unwrap());
     h.call(Some(&t.sk), "DELETE", &format!("/v1/api-keys/{rid}"), None)
         .await
@@ -378,17 +327,10 @@ async fn rotation_replaces_a_key_at_once() {
         .to_owned();
     assert!(!h.works(new_secret).await && h.works(&third).await);
     // Unknown keys and bad bodies.
-    h.call(
-        Some(&t.sk),
-        "POST",
-        "/v1/api-keys/key%3A0123456789abcdef/rotate",
-        None,
-    )
-    .await
-    .expect(404, "not_found");
-    let (k, _) = h
-        .create_key(&t.sk, json!({"name":"k","type":"secret"}))
-        .await;
+    h.rotate(&t.sk, UNKNOWN_KEY, None)
+        .await
+        .expect(404, "not_found");
+    let (k, _) = h.create_key(&t.sk, key_body("k", "secret", None)).await;
     let kp = format!("/v1/api-keys/{}/rotate", enc(k["id"].as_str().unwrap()));
     for (body, field) in [
         (json!({"expiresInSeconds":-1}), "expiresInSeconds"),
@@ -419,11 +361,8 @@ async fn rotation_replaces_a_key_at_once() {
 
 #[tokio::test]
 async fn rotation_with_a_grace_period_ends_the_old_key_later() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (old, old_secret) = h
-        .create_key(&t.sk, json!({"name":"g","type":"secret"}))
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let (old, old_secret) = h.create_key(&t.sk, key_body("g", "secret", None)).await;
     let path = format!("/v1/api-keys/{}/rotate", enc(old["id"].as_str().unwrap()));
     let started = Instant::now();
     let r = h.post(&t.sk, &path, json!({"expiresInSeconds":1})).await;
@@ -448,7 +387,7 @@ async fn rotation_with_a_grace_period_ends_the_old_key_later() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let r = h.call(Some(&old_secret), "GET", "/v1/tenant", None).await;
+        let r = h.use_key(&old_secret).await;
         if r.status == 401 {
             assert_eq!(
                 r.text, reference_401.text,
@@ -468,11 +407,8 @@ async fn rotation_with_a_grace_period_ends_the_old_key_later() {
 
 #[tokio::test]
 async fn revocation_is_immediate_and_idempotent() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (k, s) = h
-        .create_key(&t.sk, json!({"name":"k","type":"secret"}))
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let (k, s) = h.create_key(&t.sk, key_body("k", "secret", None)).await;
     let raw = k["id"].as_str().unwrap().to_owned();
     assert!(h.works(&s).await);
     let r = h.revoke(&t.sk, &raw).await;
@@ -496,18 +432,9 @@ async fn revocation_is_immediate_and_idempotent() {
         .collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["revokedAt"], revoked["revokedAt"]);
-    h.call(
-        Some(&t.sk),
-        "DELETE",
-        "/v1/api-keys/key%3A0123456789abcdef",
-        None,
-    )
-    .await
-    .expect(404, "not_found");
+    h.revoke(&t.sk, UNKNOWN_KEY).await.expect(404, "not_found");
     // A key may revoke itself; the next request is refused.
-    let (me, me_secret) = h
-        .create_key(&t.sk, json!({"name":"me","type":"secret"}))
-        .await;
+    let (me, me_secret) = h.create_key(&t.sk, key_body("me", "secret", None)).await;
     h.revoke(&me_secret, me["id"].as_str().unwrap())
         .await
         .ok(200);

@@ -14,12 +14,13 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use support::{actions, assert_gapless, enc, Service, ADMIN_KEY, CLOSE_CREDENTIAL_ENDED};
+use support::{
+    actions, assert_gapless, enc, key_body, Resp, Service, ADMIN_KEY, CLOSE_CREDENTIAL_ENDED,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invalidating_write_is_seen_by_the_very_next_request() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("cache").await;
+    let (svc, t) = Service::hooks_with_tenant("cache").await;
 
     // Revoke: warm the cache with the key, revoke, use it at once.
     let (k, secret) = svc.secret_key(&t.sk, "to-revoke").await;
@@ -27,13 +28,9 @@ async fn every_invalidating_write_is_seen_by_the_very_next_request() {
     svc.revoke(&t.sk, k["id"].as_str().unwrap()).await.ok(200);
     svc.use_key(&secret).await.expect(401, "unauthorized");
     // A revoked key may not revoke or rotate either.
-    svc.post(
-        &secret,
-        "/v1/api-keys",
-        json!({"name":"x","type":"secret","environment":"live"}),
-    )
-    .await
-    .expect(401, "unauthorized");
+    let live = key_body("x", "secret", Some("live"));
+    svc.expect_post(&secret, "/v1/api-keys", live, 401, "unauthorized")
+        .await;
 
     // A key revoking itself is refused on its next request.
     let (k, secret) = svc.secret_key(&t.sk, "self").await;
@@ -138,10 +135,7 @@ async fn quota_and_audit_log_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_rebuilds_memory_from_storage_and_keeps_sockets() {
-    let svc = Service::with_hooks().await;
-    let t = svc.tenant_with_limit("evicted", 1000, 3600).await;
-    let other = svc.create_tenant("evicted-other").await;
-    svc.start_of_next_window(3600).await;
+    let (svc, t, other) = Service::hooks_with_hourly_tenant("evicted", 1000).await;
     let mut ws = svc.ws_connected(&t.sk, &t.id).await;
     let (k, secret) = svc.secret_key(&t.sk, "before").await;
     assert_eq!(ws.next_event().await["action"], "api_key.created");
@@ -189,8 +183,7 @@ async fn eviction_rebuilds_memory_from_storage_and_keeps_sockets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_periods_end_by_alarm() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("alarm").await;
+    let (svc, t) = Service::hooks_with_tenant("alarm").await;
     let mut ws = svc.ws_connected(&t.sk, &t.id).await;
     let (k, old) = svc.secret_key(&t.sk, "graced").await;
     let old_id = k["id"].as_str().unwrap().to_owned();
@@ -322,8 +315,7 @@ async fn the_alarm_scheduler_fires_on_time_also_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_object_state_is_reachable_without_a_key() {
-    let svc = Service::with_hooks().await;
-    let t = svc.create_tenant("locked").await;
+    let (svc, t) = Service::hooks_with_tenant("locked").await;
     let mut checked = 0;
     for (method, path) in auth_core::ROUTES {
         if !path.starts_with("/v1/") {
@@ -378,12 +370,7 @@ async fn no_object_state_is_reachable_without_a_key() {
     svc.admin("POST", "/_test/clock", Some(json!({"advanceMs": -1})))
         .await
         .expect(400, "invalid_field");
-    let caps = svc.call(None, "GET", "/.well-known/authconf", None).await;
-    let tc = &caps.ok(200)["testControls"];
-    assert_eq!(
-        (&tc["enabled"], &tc["clock"], &tc["evict"], &tc["alarms"]),
-        (&json!(true), &json!(true), &json!(true), &json!(true))
-    );
+    let caps = capabilities_with_test_controls(&svc, true).await;
     assert_eq!(caps.body["rateLimit"]["algorithm"], "fixed-window");
     assert_eq!(caps.body["rateLimit"]["exact"], true);
     assert_eq!(caps.body["features"]["events"], true);
@@ -400,10 +387,17 @@ async fn no_object_state_is_reachable_without_a_key() {
             .await
             .expect(404, "not_found");
     }
-    let caps = off.call(None, "GET", "/.well-known/authconf", None).await;
+    capabilities_with_test_controls(&off, false).await;
+}
+
+/// The capabilities document, whose test controls must all be `on` (enabled, clock, evict,
+/// alarms).
+async fn capabilities_with_test_controls(svc: &Service, on: bool) -> Resp {
+    let caps = svc.call(None, "GET", "/.well-known/authconf", None).await;
     let tc = &caps.ok(200)["testControls"];
     assert_eq!(
         (&tc["enabled"], &tc["clock"], &tc["evict"], &tc["alarms"]),
-        (&json!(false), &json!(false), &json!(false), &json!(false))
+        (&json!(on), &json!(on), &json!(on), &json!(on))
     );
+    caps
 }

@@ -81,7 +81,7 @@ fn body_for(method: &str, template: &str, n: usize) -> Option<Value> {
         ("POST", "/admin/admins") => Some(json!({"email": format!("new{n}@example.com")})),
         ("PUT" | "PATCH", _) => Some(json!({"name":"Renamed"})),
         ("POST", "/admin/tenants/{id}/keys" | "/v1/api-keys") => {
-            Some(json!({"name":"n","type":"restricted","permissions":["read:api_keys"]}))
+            Some(restricted_body("n", json!(["read:api_keys"])))
         }
         _ => None,
     }
@@ -91,9 +91,7 @@ fn body_for(method: &str, template: &str, n: usize) -> Option<Value> {
 /// that may call it.
 async fn real_path(h: &Service, template: &str, n: usize) -> (String, Option<String>) {
     let t = h.create_tenant(&format!("route{n}")).await;
-    let (k, _) = h
-        .create_key(&t.sk, json!({"name":"k","type":"secret"}))
-        .await;
+    let (k, _) = h.create_key(&t.sk, key_body("k", "secret", None)).await;
     let id = if template == "/admin/admins/{id}" {
         let email = format!("route{n}@example.com");
         let r = h

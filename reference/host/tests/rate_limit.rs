@@ -67,9 +67,7 @@ async fn rate_limit_is_exact_under_200_concurrent_requests() {
         s => panic!("unexpected {s}: {}", r.text),
     }
     // Other routes and key types share the tenant's quota.
-    svc.call(Some(&a.pk), "GET", "/v1/tenant", None)
-        .await
-        .expect(429, "rate_limited");
+    svc.use_key(&a.pk).await.expect(429, "rate_limited");
 
     // Tenant B is untouched by A's burst.
     let r = svc.call(Some(&b.sk), "GET", "/v1/rate-limit", None).await;
@@ -128,10 +126,7 @@ async fn plan_defaults_and_rate_limit_override_apply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_refused_before_admission_consume_no_quota() {
-    let svc = Service::with_hooks().await;
-    let t = svc.tenant_with_limit("rl-unadmitted", 10, 3600).await;
-    let other = svc.create_tenant("rl-unadmitted-other").await;
-    svc.start_of_next_window(3600).await;
+    let (svc, t, other) = Service::hooks_with_hourly_tenant("rl-unadmitted", 10).await;
     let (k, secret) = svc.secret_key(&t.sk, "doomed").await;
     svc.revoke(&t.sk, k["id"].as_str().unwrap()).await.ok(200);
     // A revoked key, a key naming another tenant, and no key: none of them counts.

@@ -6,14 +6,11 @@
 
 mod support;
 
-use serde_json::json;
-
 use support::*;
 
 #[tokio::test]
 async fn routing_sources_must_all_name_the_keys_tenant() {
-    let h = Service::start().await;
-    let a = h.create_tenant("alpha").await;
+    let (h, a) = Service::start_with_tenant("alpha").await;
     h.create_tenant("beta").await;
     let port = h.base.rsplit(':').next().unwrap().to_owned();
     // (X-Tenant-ID, Host, ?tenant_id=, expected status)
@@ -97,7 +94,7 @@ async fn routing_sources_must_all_name_the_keys_tenant() {
             h.req("POST", "/v1/api-keys")
                 .bearer_auth(&a.sk)
                 .header("x-tenant-id", "tenant:beta")
-                .json(&json!({"name":"n","type":"secret"})),
+                .json(&key_body("n", "secret", None)),
         )
         .await;
     r.expect(403, "tenant_mismatch");

@@ -16,14 +16,9 @@ async fn data_survives_a_restart_on_the_same_data_dir() {
     let mut h = Service::start().await;
     let t = h.create_tenant("acme").await;
     let (k, s) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"kept","type":"restricted","permissions":["read:api_keys"]}),
-        )
+        .create_key(&t.sk, restricted_body("kept", json!(["read:api_keys"])))
         .await;
-    let (gone, gone_secret) = h
-        .create_key(&t.sk, json!({"name":"gone","type":"secret"}))
-        .await;
+    let (gone, gone_secret) = h.create_key(&t.sk, key_body("gone", "secret", None)).await;
     h.revoke(&t.sk, gone["id"].as_str().unwrap()).await.ok(200);
     h.admin(
         "PATCH",
@@ -116,8 +111,7 @@ async fn a_generated_admin_key_is_written_once_with_mode_0600() {
 
 #[tokio::test]
 async fn keys_are_stored_only_as_keyed_hashes() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let (_, s) = h
         .create_key(
             &t.sk,
@@ -157,13 +151,7 @@ async fn keys_are_stored_only_as_keyed_hashes() {
         assert_eq!(prefix, secret[..12]);
     }
     // The seed's nine tables, applied as a D1 migration.
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let tables = column(&db, "SELECT name FROM sqlite_master WHERE type = 'table'");
     for table in [
         "tenants",
         "api_keys",

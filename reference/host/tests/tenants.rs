@@ -114,15 +114,17 @@ async fn tenant_creation_is_validated_field_by_field() {
     assert_eq!(r.ok(200)["pagination"]["total"], 0);
 }
 
+/// The path of the tenant `tenant:acme`, its ':' encoded in upper and lower case, and raw.
+const ACME_PATHS: [&str; 3] = [
+    "/admin/tenants/tenant%3Aacme",
+    "/admin/tenants/tenant%3aacme",
+    "/admin/tenants/tenant:acme",
+];
+
 #[tokio::test]
 async fn tenant_ids_in_paths_may_be_percent_encoded() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    for path in [
-        "/admin/tenants/tenant%3Aacme",
-        "/admin/tenants/tenant%3aacme",
-        "/admin/tenants/tenant:acme",
-    ] {
+    let (h, t) = Service::start_with_tenant("acme").await;
+    for path in ACME_PATHS {
         let r = h.admin("GET", path, None).await;
         assert_eq!(r.ok(200)["tenant"]["id"], t.id, "{path}");
         let r = h.admin("GET", &format!("{path}/keys"), None).await;
@@ -156,7 +158,7 @@ async fn tenant_ids_in_paths_may_be_percent_encoded() {
     h.admin(
         "POST",
         "/admin/tenants/tenant%3Anope/keys",
-        Some(json!({"name":"k","type":"secret"})),
+        Some(key_body("k", "secret", None)),
     )
     .await
     .expect(404, "not_found");
@@ -388,14 +390,9 @@ async fn updating_a_tenant_is_partial_and_validated() {
 
 #[tokio::test]
 async fn a_suspended_tenant_keys_are_refused_with_403() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
-    let (_, rk) = h
-        .create_key(
-            &t.sk,
-            json!({"name":"r","type":"restricted","permissions":["read:api_keys"]}),
-        )
-        .await;
+    let (h, t) = Service::start_with_tenant("acme").await;
+    let reader = restricted_body("r", json!(["read:api_keys"]));
+    let (_, rk) = h.create_key(&t.sk, reader).await;
     let path = format!("/admin/tenants/{}", enc(&t.id));
     h.admin("PATCH", &path, Some(json!({"status":"suspended"})))
         .await
@@ -407,7 +404,7 @@ async fn a_suspended_tenant_keys_are_refused_with_403() {
                 .expect(403, "tenant_suspended");
         }
     }
-    h.post(&t.sk, "/v1/api-keys", json!({"name":"n","type":"secret"}))
+    h.post(&t.sk, "/v1/api-keys", key_body("n", "secret", None))
         .await
         .expect(403, "tenant_suspended");
     // The admin still manages it, and reactivation restores its keys at once.
@@ -420,12 +417,9 @@ async fn a_suspended_tenant_keys_are_refused_with_403() {
 
 #[tokio::test]
 async fn deleting_a_tenant_is_soft_and_refuses_its_keys_at_once() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let other = h.create_tenant("other").await;
-    let (_, extra) = h
-        .create_key(&t.sk, json!({"name":"e","type":"secret"}))
-        .await;
+    let (_, extra) = h.create_key(&t.sk, key_body("e", "secret", None)).await;
     assert!(h.works(&t.sk).await);
     let before_401 = h
         .call(Some("sk_live_nope"), "GET", "/v1/tenant", None)
@@ -463,7 +457,7 @@ async fn deleting_a_tenant_is_soft_and_refuses_its_keys_at_once() {
     h.admin(
         "POST",
         &format!("{path}/keys"),
-        Some(json!({"name":"k","type":"secret"})),
+        Some(key_body("k", "secret", None)),
     )
     .await
     .expect(409, "conflict");
@@ -476,8 +470,7 @@ async fn deleting_a_tenant_is_soft_and_refuses_its_keys_at_once() {
 
 #[tokio::test]
 async fn the_admin_lists_and_mints_a_tenants_keys() {
-    let h = Service::start().await;
-    let t = h.create_tenant("acme").await;
+    let (h, t) = Service::start_with_tenant("acme").await;
     let other = h.create_tenant("other").await;
     let path = format!("/admin/tenants/{}/keys", enc(&t.id));
     let r = h.admin("GET", &path, None).await;

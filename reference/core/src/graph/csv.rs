@@ -18,127 +18,23 @@
 //! lines) and the 1-based column (the field number), e.g.
 //! `line 7, column 3: relation must match [A-Za-z0-9_-]+`.
 //!
-//! Why ':' is refused in every field: the edge id is
-//! `<subject_type>:<subject_id>:<relation>:<object_type>:<object_id>` and a node is
-//! `<type>:<id>`. If an id could hold ':', two different edges could share one id (`a:b` +
-//! `c` versus `a` + `b:c`) and a node id could not be split back into type and id, so revoking
-//! or validating "an edge id" would be ambiguous. Types and relations are further limited to
-//! `[A-Za-z0-9_-]+` because they are identifiers; ids (user names, document keys) may hold any
-//! other printable text, but no control characters, which would corrupt logs and the
-//! `validate` reasons.
+//! The rules for one edge's parts (and why ':' is refused in every one) are in `csv/edge.rs`;
+//! the CSV grammar is read by `csv/reader.rs`; this file holds the limits, the errors and
+//! the parse of the whole file (header, rows, duplicates).
+
+mod edge;
+mod reader;
 
 use std::collections::BTreeSet;
 use std::fmt;
+
+pub use edge::{check_part, EdgeSpec, PartKind, HEADER, MAX_FIELD_BYTES, PART_KINDS};
+use reader::{Field, Reader, Record};
 
 /// Largest graph file accepted, in bytes (8 MiB).
 pub const MAX_CSV_BYTES: usize = 8 * 1024 * 1024;
 /// Most distinct edges one graph file may hold.
 pub const MAX_EDGES: usize = 200_000;
-/// Longest field, in bytes after trimming.
-pub const MAX_FIELD_BYTES: usize = 256;
-/// The only header accepted, column by column.
-pub const HEADER: [&str; 5] = [
-    "subject_type",
-    "subject_id",
-    "relation",
-    "object_type",
-    "object_id",
-];
-
-/// What a field holds, which decides its rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartKind {
-    /// `subject_type`, `relation`, `object_type`: `[A-Za-z0-9_-]+`.
-    Name,
-    /// `subject_id`, `object_id`: any text without ':' or control characters.
-    Id,
-}
-
-/// The kind of each column, in header order.
-pub const PART_KINDS: [PartKind; 5] = [
-    PartKind::Name,
-    PartKind::Id,
-    PartKind::Name,
-    PartKind::Name,
-    PartKind::Id,
-];
-
-/// Checks one (already trimmed) part of an edge. The message leaves out the field's name so
-/// the CSV reader and the JSON handlers can each name it their way.
-pub fn check_part(kind: PartKind, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if value.len() > MAX_FIELD_BYTES {
-        return Err(format!("must be at most {MAX_FIELD_BYTES} bytes"));
-    }
-    match kind {
-        PartKind::Name => {
-            if !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err("must match [A-Za-z0-9_-]+".into());
-            }
-        }
-        PartKind::Id => {
-            if value.contains(':') {
-                return Err("must not contain ':' (it separates the parts of an edge id)".into());
-            }
-            if value.chars().any(char::is_control) {
-                return Err("must not contain control characters".into());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One edge as written in the file or in a mutation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EdgeSpec {
-    pub subject_type: String,
-    pub subject_id: String,
-    pub relation: String,
-    pub object_type: String,
-    pub object_id: String,
-}
-
-impl EdgeSpec {
-    /// Builds a spec from five parts in header order, checking each; on failure answers the
-    /// 0-based index of the bad part and the message.
-    pub fn from_parts(parts: [String; 5]) -> Result<Self, (usize, String)> {
-        for (i, (part, kind)) in parts.iter().zip(PART_KINDS).enumerate() {
-            check_part(kind, part).map_err(|m| (i, m))?;
-        }
-        let [subject_type, subject_id, relation, object_type, object_id] = parts;
-        Ok(Self {
-            subject_type,
-            subject_id,
-            relation,
-            object_type,
-            object_id,
-        })
-    }
-
-    /// The source node, `subject_type:subject_id`.
-    pub fn subject(&self) -> String {
-        format!("{}:{}", self.subject_type, self.subject_id)
-    }
-
-    /// The target node, `object_type:object_id`.
-    pub fn object(&self) -> String {
-        format!("{}:{}", self.object_type, self.object_id)
-    }
-
-    /// `<subject_type>:<subject_id>:<relation>:<object_type>:<object_id>`, unambiguous
-    /// because no part holds ':'.
-    pub fn id(&self) -> String {
-        format!(
-            "{}:{}:{}:{}:{}",
-            self.subject_type, self.subject_id, self.relation, self.object_type, self.object_id
-        )
-    }
-}
 
 /// Why a graph file was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,169 +81,6 @@ impl fmt::Display for CsvError {
 }
 
 impl std::error::Error for CsvError {}
-
-/// One field as read: its bytes (quotes removed, not yet trimmed) and where it starts.
-struct Field {
-    line: usize,
-    bytes: Vec<u8>,
-}
-
-/// A record: its fields, in order.
-struct Record {
-    line: usize,
-    fields: Vec<Field>,
-}
-
-/// The record reader. It works on bytes: every delimiter is ASCII, which never occurs inside
-/// a multi-byte UTF-8 sequence, so UTF-8 is checked per field afterwards.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    /// 1-based line of `pos`.
-    line: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        let buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
-        Self {
-            buf,
-            pos: 0,
-            line: 1,
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.buf.get(self.pos).copied()
-    }
-
-    /// Consumes a line end (LF or CRLF) at `pos`, if there is one.
-    fn eat_newline(&mut self) -> bool {
-        match (self.peek(), self.buf.get(self.pos + 1)) {
-            (Some(b'\n'), _) => {
-                self.pos += 1;
-                self.line += 1;
-                true
-            }
-            (Some(b'\r'), Some(b'\n')) => {
-                self.pos += 2;
-                self.line += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-    }
-
-    /// The next record, skipping empty lines; `None` at the end of the input.
-    fn next_record(&mut self) -> Option<Result<Record, CsvError>> {
-        while self.eat_newline() {}
-        if self.pos >= self.buf.len() {
-            return None;
-        }
-        Some(self.read_record())
-    }
-
-    fn read_record(&mut self) -> Result<Record, CsvError> {
-        let line = self.line;
-        let mut fields = Vec::new();
-        loop {
-            let column = fields.len() + 1;
-            let field_line = self.line;
-            self.skip_blanks();
-            let bytes = if self.peek() == Some(b'"') {
-                self.read_quoted(field_line, column)?
-            } else {
-                self.read_unquoted(column)?
-            };
-            fields.push(Field {
-                line: field_line,
-                bytes,
-            });
-            // After a field: a comma starts another, a line end or the end of input ends the
-            // record. The field readers leave `pos` on one of these.
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                None => break,
-                Some(_) => {
-                    if self.eat_newline() {
-                        break;
-                    }
-                    // Only reachable through a lone CR, which the readers refuse first.
-                    return Err(CsvError::at(self.line, column, "unexpected character"));
-                }
-            }
-        }
-        Ok(Record { line, fields })
-    }
-
-    fn read_unquoted(&mut self, column: usize) -> Result<Vec<u8>, CsvError> {
-        let start = self.pos;
-        while let Some(b) = self.peek() {
-            match b {
-                b',' | b'\n' => break,
-                b'\r' if self.buf.get(self.pos + 1) == Some(&b'\n') => break,
-                b'\r' => {
-                    return Err(CsvError::at(
-                        self.line,
-                        column,
-                        "carriage return not followed by a line feed",
-                    ))
-                }
-                b'"' => return Err(CsvError::at(
-                    self.line,
-                    column,
-                    "a quote inside an unquoted field; quote the whole field and double the quote",
-                )),
-                _ => self.pos += 1,
-            }
-        }
-        Ok(self.buf[start..self.pos].to_vec())
-    }
-
-    fn read_quoted(&mut self, field_line: usize, column: usize) -> Result<Vec<u8>, CsvError> {
-        self.pos += 1; // the opening quote
-        let mut out = Vec::new();
-        loop {
-            let Some(b) = self.peek() else {
-                return Err(CsvError::at(
-                    field_line,
-                    column,
-                    "unterminated quoted field",
-                ));
-            };
-            self.pos += 1;
-            match b {
-                b'"' if self.peek() == Some(b'"') => {
-                    out.push(b'"');
-                    self.pos += 1;
-                }
-                b'"' => break,
-                b'\n' => {
-                    self.line += 1;
-                    out.push(b);
-                }
-                _ => out.push(b),
-            }
-        }
-        self.skip_blanks();
-        match self.peek() {
-            None | Some(b',' | b'\n') => Ok(out),
-            Some(b'\r') if self.buf.get(self.pos + 1) == Some(&b'\n') => Ok(out),
-            Some(_) => Err(CsvError::at(
-                self.line,
-                column,
-                "unexpected text after a closing quote",
-            )),
-        }
-    }
-}
-
 /// Longest part of a client's input an error repeats, in characters.
 pub const ECHO_CHARS: usize = 32;
 

@@ -671,148 +671,181 @@ fn http_routes_answer_json() {
     assert_eq!(body(v)["mutations"].as_array().unwrap().len(), 3);
 }
 
-#[test]
-fn http_errors_name_the_field() {
-    let (w, mut g) = loaded();
-    let env = w.env();
-    let mut err = |route, req: Request| {
-        let e = g.handle(&env, route, &req, "k").unwrap_err();
-        let (f, m) = field_of(&e);
-        (f.to_owned(), m.to_owned())
-    };
-    let f = |s: &str, m: &str| (s.to_owned(), m.to_owned());
+/// A request the graph object must refuse with a 400 naming this field with this message.
+type FieldCase = (GraphRoute, Request, &'static str, &'static str);
 
-    assert_eq!(
-        err(
-            GraphRoute::Validate,
-            post(json!({"edgeIds":[],"userId":"u","resourceId":"r","x":1}))
-        ),
-        f("x", "is not a known field")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Validate,
-            post(json!({"userId":"u","resourceId":"r"}))
-        ),
-        f("edgeIds", "is required")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Validate,
-            post(json!({"edgeIds":[1],"userId":"u","resourceId":"r"}))
-        ),
-        f("edgeIds", "must be a list of strings")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Validate,
-            post(json!({"edgeIds":[],"resourceId":"r"}))
-        ),
-        f("userId", "is required")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Check,
-            post(json!({"subject":"alice","relation":"viewer","object":"doc:readme"}))
-        ),
-        f("subject", "must be a node id <type>:<id>, e.g. user:alice")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Check,
-            post(json!({"subject":"user:alice","relation":"view er","object":"doc:readme"}))
-        ),
-        f("relation", "must match [A-Za-z0-9_-]+")
-    );
-    assert_eq!(
-        err(
-            GraphRoute::Check,
-            post(json!({"subject":"user:alice","relation":"viewer","object":"doc:a:b"}))
-        ),
-        f(
-            "object",
-            "id must not contain ':' (it separates the parts of an edge id)"
-        )
-    );
-    assert_eq!(
-        err(GraphRoute::Mutate, post(json!({"mutations":[]}))),
-        f("mutations", "must hold at least one mutation")
-    );
-    assert_eq!(
-        err(GraphRoute::Mutate, post(json!({"mutations":{}}))),
-        f("mutations", "must be a list of mutations")
-    );
+/// Bodies of validate and check with an unknown, missing or malformed field, and mutate
+/// bodies whose list itself is wrong.
+fn body_field_errors() -> Vec<FieldCase> {
+    use GraphRoute::{Check, Mutate, Validate};
     let too_many: Vec<Value> = (0..1001)
         .map(|_| json!({"op":"revoke","edgeId":"x"}))
         .collect();
-    assert_eq!(
-        err(GraphRoute::Mutate, post(json!({ "mutations": too_many }))),
-        f("mutations", "must hold at most 1000 mutations")
-    );
+    vec![
+        (
+            Validate,
+            post(json!({"edgeIds":[],"userId":"u","resourceId":"r","x":1})),
+            "x",
+            "is not a known field",
+        ),
+        (
+            Validate,
+            post(json!({"userId":"u","resourceId":"r"})),
+            "edgeIds",
+            "is required",
+        ),
+        (
+            Validate,
+            post(json!({"edgeIds":[1],"userId":"u","resourceId":"r"})),
+            "edgeIds",
+            "must be a list of strings",
+        ),
+        (
+            Validate,
+            post(json!({"edgeIds":[],"resourceId":"r"})),
+            "userId",
+            "is required",
+        ),
+        (
+            Check,
+            post(json!({"subject":"alice","relation":"viewer","object":"doc:readme"})),
+            "subject",
+            "must be a node id <type>:<id>, e.g. user:alice",
+        ),
+        (
+            Check,
+            post(json!({"subject":"user:alice","relation":"view er","object":"doc:readme"})),
+            "relation",
+            "must match [A-Za-z0-9_-]+",
+        ),
+        (
+            Check,
+            post(json!({"subject":"user:alice","relation":"viewer","object":"doc:a:b"})),
+            "object",
+            "id must not contain ':' (it separates the parts of an edge id)",
+        ),
+        (
+            Mutate,
+            post(json!({"mutations":[]})),
+            "mutations",
+            "must hold at least one mutation",
+        ),
+        (
+            Mutate,
+            post(json!({"mutations":{}})),
+            "mutations",
+            "must be a list of mutations",
+        ),
+        (
+            Mutate,
+            post(json!({ "mutations": too_many })),
+            "mutations",
+            "must hold at most 1000 mutations",
+        ),
+    ]
+}
+
+/// Mutate bodies with one bad mutation: the field is named by its place in the list.
+fn mutation_field_errors() -> Vec<FieldCase> {
     let edge = json!({"subject_type":"user","subject_id":"bob","relation":"member",
                       "object_type":"group","object_id":"eng"});
     let cases = [
-        (json!(["x"]), f("mutations[0]", "must be an object")),
-        (json!([{"edgeId":"x"}]), f("mutations[0].op", "is required")),
+        (json!(["x"]), "mutations[0]", "must be an object"),
+        (json!([{"edgeId":"x"}]), "mutations[0].op", "is required"),
         (
             json!([{"op":"delete"}]),
-            f("mutations[0].op", "must be add or revoke"),
+            "mutations[0].op",
+            "must be add or revoke",
         ),
-        (json!([{"op":"add"}]), f("mutations[0].edge", "is required")),
+        (json!([{"op":"add"}]), "mutations[0].edge", "is required"),
         (
             json!([{"op":"add","edge":edge,"edgeId":"x"}]),
-            f("mutations[0].edgeId", "is not a known field"),
+            "mutations[0].edgeId",
+            "is not a known field",
         ),
         (
             json!([{"op":"revoke"}]),
-            f("mutations[0].edgeId", "is required"),
+            "mutations[0].edgeId",
+            "is required",
         ),
         (
             json!([{"op":"revoke","edgeId":"user:alice:member:group:eng"},{"op":"revoke","edgeId":"nope"}]),
-            f("mutations[1].edgeId", "names no edge of this graph"),
+            "mutations[1].edgeId",
+            "names no edge of this graph",
         ),
         (
             json!([{"op":"add","edge":{"subject_type":"user","subject_id":"bob","relation":"mem ber",
                                          "object_type":"group","object_id":"eng"}}]),
-            f("mutations[0].edge.relation", "must match [A-Za-z0-9_-]+"),
+            "mutations[0].edge.relation",
+            "must match [A-Za-z0-9_-]+",
         ),
         (
             json!([{"op":"add","edge":{"subject_type":"user","subject_id":"bob","relation":"member",
                                          "object_type":"group"}}]),
-            f("mutations[0].edge.object_id", "is required"),
+            "mutations[0].edge.object_id",
+            "is required",
         ),
         (
             json!([{"op":"add","edge":{"subject_type":"user","subject_id":"bob","relation":"member",
                                          "object_type":"group","object_id":"eng","extra":1}}]),
-            f("mutations[0].edge.extra", "is not a known field"),
+            "mutations[0].edge.extra",
+            "is not a known field",
         ),
     ];
-    for (mutations, want) in cases {
-        assert_eq!(
-            err(GraphRoute::Mutate, post(json!({ "mutations": mutations }))),
-            want
-        );
+    cases
+        .into_iter()
+        .map(|(mutations, field, message)| {
+            let req = post(json!({ "mutations": mutations }));
+            (GraphRoute::Mutate, req, field, message)
+        })
+        .collect()
+}
+
+/// Query parameters of the mutation log out of range or unknown.
+fn query_field_errors() -> Vec<FieldCase> {
+    use GraphRoute::Mutations;
+    vec![
+        (
+            Mutations,
+            get("/v1/graph/mutations?limit=0"),
+            "limit",
+            "must be a whole number from 1 to 1000",
+        ),
+        (
+            Mutations,
+            get("/v1/graph/mutations?since=-1"),
+            "since",
+            "must be a whole number from 0",
+        ),
+        (
+            Mutations,
+            get("/v1/graph/mutations?after=1"),
+            "after",
+            "is not a known parameter",
+        ),
+    ]
+}
+
+#[test]
+fn http_errors_name_the_field() {
+    let (w, mut g) = loaded();
+    let env = w.env();
+    let cases = [
+        body_field_errors(),
+        mutation_field_errors(),
+        query_field_errors(),
+    ];
+    for (route, req, field, message) in cases.into_iter().flatten() {
+        let e = g.handle(&env, route.clone(), &req, "k").unwrap_err();
+        assert_eq!(field_of(&e), (field, message), "{route:?} {req:?}");
     }
-    assert_eq!(
-        err(GraphRoute::Mutations, get("/v1/graph/mutations?limit=0")),
-        f("limit", "must be a whole number from 1 to 1000")
-    );
-    assert_eq!(
-        err(GraphRoute::Mutations, get("/v1/graph/mutations?since=-1")),
-        f("since", "must be a whole number from 0")
-    );
-    assert_eq!(
-        err(GraphRoute::Mutations, get("/v1/graph/mutations?after=1")),
-        f("after", "is not a known parameter")
-    );
-    let e = err(
-        GraphRoute::Reload {
-            csv: b"subject,relation,object\n".to_vec(),
-        },
-        get("/"),
-    );
-    assert_eq!(e.0, "csv");
-    assert!(e.1.starts_with("line 1, column 1: header must be"));
+    let reload = GraphRoute::Reload {
+        csv: b"subject,relation,object\n".to_vec(),
+    };
+    let e = g.handle(&env, reload, &get("/"), "k").unwrap_err();
+    let (field, message) = field_of(&e);
+    assert_eq!(field, "csv");
+    assert!(message.starts_with("line 1, column 1: header must be"));
     // Nothing above changed the graph.
     assert_eq!(g.version(), 1);
 

@@ -2,9 +2,9 @@
 //! those calls leave for after the commit (answers, WebSocket frames and closes), and the
 //! savepoint each call runs in.
 //!
-//! The runner (see `objects::Runtime::drain`) runs calls back to back inside one transaction
-//! and commits once; nothing a call produced leaves the process before that commit (the output
-//! gate). A failed commit answers every held call with [`StorageError::Unavailable`] instead.
+//! The runner (`Runtime::drain`, in `runner.rs`) runs calls back to back inside one
+//! transaction and commits once; nothing a call produced leaves the process before that commit
+//! (the output gate). A failed commit answers every held call with [`StorageError::Unavailable`] instead.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use auth_core::objects::SocketId;
 use auth_core::ports::StorageError;
 use rusqlite::Connection;
 
-use super::{SocketEntry, CLOSE_TOO_SLOW};
+use super::sockets::{SocketEntry, CLOSE_TOO_SLOW};
 
 /// Calls a runner puts in one transaction by default before committing.
 pub const DEFAULT_BATCH_CALLS: usize = 64;

@@ -2,12 +2,18 @@
 //! or frame leaves before its commit, a failed commit answers every held call with
 //! `Unavailable` and the object comes back as storage has it, and a panicking call fails alone.
 
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use auth_core::ports::SqlValue;
+use auth_core::objects::{DurableObject, ObjectEnv};
+use auth_core::ports::{SqlValue, StorageError};
+use rusqlite::Connection;
 
-use super::*;
+use super::{lock, object_file, start_for_test, Accepted, BatchLimits, Runtime};
+use crate::HostClock;
 
 /// A counter kept both in memory and as rows of its storage: the two agree unless a failed
 /// call or batch left memory ahead of storage.
@@ -58,9 +64,7 @@ type Answer<R> = tokio::task::JoinHandle<Result<(R, Option<Accepted>), StorageEr
 /// A runtime whose batches close only when the queue is empty (no time limit in the way of a
 /// test that holds a call), warmed with one committed call.
 async fn runtime(dir: &Path) -> Arc<Runtime<Counter>> {
-    let db = Arc::new(Database::open(&dir.join("auth.sqlite3")).unwrap());
-    let rt: Arc<Runtime<Counter>> =
-        Runtime::start(dir, db, Arc::new(HostClock::default())).unwrap();
+    let rt: Arc<Runtime<Counter>> = start_for_test(dir, Arc::new(HostClock::default()));
     rt.set_batch_limits(BatchLimits {
         max_calls: 64,
         max_wait: Duration::from_secs(60),

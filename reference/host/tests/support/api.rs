@@ -15,17 +15,101 @@ pub struct Tenant {
     pub sk: String,
 }
 
-impl Service {
-    /// `POST /admin/tenants` with `body`, which must succeed.
-    pub async fn create_tenant_with(&self, body: Value) -> Tenant {
-        let r = self.admin("POST", "/admin/tenants", Some(body)).await;
-        let b = r.ok(201);
+impl Tenant {
+    /// The tenant and keys in the 201 body of `POST /admin/tenants`.
+    pub fn from_created(b: &Value) -> Tenant {
         Tenant {
             id: b["tenant"]["id"].as_str().unwrap().into(),
             slug: b["tenant"]["slug"].as_str().unwrap().into(),
             pk: b["credentials"]["publicKey"].as_str().unwrap().into(),
             sk: b["credentials"]["secretKey"].as_str().unwrap().into(),
         }
+    }
+}
+
+impl Service {
+    /// A service and one tenant `slug` on it ([`Service::create_tenant`]).
+    pub async fn start_with_tenant(slug: &str) -> (Service, Tenant) {
+        let svc = Service::start().await;
+        let t = svc.create_tenant(slug).await;
+        (svc, t)
+    }
+
+    /// A service with test controls and one tenant `slug` on it.
+    pub async fn hooks_with_tenant(slug: &str) -> (Service, Tenant) {
+        let svc = Service::with_hooks().await;
+        let t = svc.create_tenant(slug).await;
+        (svc, t)
+    }
+
+    /// A service with test controls, a tenant `slug` with `requests` per hour whose window
+    /// has just begun, and another tenant (`{slug}-other`) beside it.
+    pub async fn hooks_with_hourly_tenant(slug: &str, requests: u32) -> (Service, Tenant, Tenant) {
+        let svc = Service::with_hooks().await;
+        let t = svc.tenant_with_limit(slug, requests, 3600).await;
+        let other = svc.create_tenant(&format!("{slug}-other")).await;
+        svc.start_of_next_window(3600).await;
+        (svc, t, other)
+    }
+
+    /// `POST /admin/tenants` with `body`, which must succeed.
+    pub async fn create_tenant_with(&self, body: Value) -> Tenant {
+        let r = self.admin("POST", "/admin/tenants", Some(body)).await;
+        Tenant::from_created(r.ok(201))
+    }
+
+    /// `PATCH /admin/tenants/{id}` with `body`, whatever the answer.
+    pub async fn patch_tenant(&self, id: &str, body: Value) -> Resp {
+        let path = format!("/admin/tenants/{}", enc(id));
+        self.admin("PATCH", &path, Some(body)).await
+    }
+
+    /// `POST /admin/tenants` with the admin key and a raw JSON `body` (for bodies `json!`
+    /// cannot build: malformed, or of an exact size).
+    pub async fn post_tenant_raw(&self, body: impl Into<reqwest::Body>) -> Resp {
+        self.send_body(
+            "POST",
+            "/admin/tenants",
+            ADMIN_KEY,
+            "application/json",
+            body,
+        )
+        .await
+    }
+
+    /// Sends each `(method, path)` without a body with `key`: each must answer `status` with
+    /// the problem `code`.
+    pub async fn expect_each(
+        &self,
+        key: Option<&str>,
+        calls: &[(&str, String)],
+        status: u16,
+        code: &str,
+    ) {
+        for (method, path) in calls {
+            self.call(key, method, path, None)
+                .await
+                .expect(status, code);
+        }
+    }
+
+    /// Sends each `(method, path, body, status)` with `key`: each must answer its `status`.
+    pub async fn expect_status_each<const N: usize>(
+        &self,
+        key: Option<&str>,
+        calls: [(&str, &str, Option<Value>, u16); N],
+    ) {
+        for (method, path, body, status) in calls {
+            let r = self.call(key, method, path, body).await;
+            assert_eq!(r.status, status, "{method} {path}: {}", r.text);
+        }
+    }
+
+    /// `POST /v1/auth/{leaf}` for the end users of `tenant` (named by `X-Tenant-Id`, no key).
+    pub async fn post_user(&self, tenant: &str, leaf: &str, body: Value) -> Resp {
+        let path = format!("/v1/auth/{leaf}");
+        self.call_with("POST", &path, None, &[("x-tenant-id", tenant)], Some(body))
+            .await
     }
 
     /// A tenant with `rateLimit` `requests` per `window_seconds`.
@@ -54,6 +138,24 @@ impl Service {
     /// A POST of the JSON `body` to `path` with `key`.
     pub async fn post(&self, key: &str, path: &str, body: Value) -> Resp {
         self.call(Some(key), "POST", path, Some(body)).await
+    }
+
+    /// A POST of the JSON `body` to `path` with `key`, which must answer `status` with the
+    /// problem `code`.
+    pub async fn expect_post(&self, key: &str, path: &str, body: Value, status: u16, code: &str) {
+        self.post(key, path, body).await.expect(status, code);
+    }
+
+    /// `n` POSTs to `path` with `key` sent at once, the `i`th with the body `body(i)`: their
+    /// answers, in that order.
+    pub async fn post_concurrently(
+        &self,
+        key: &str,
+        path: &str,
+        n: usize,
+        body: impl Fn(usize) -> Value,
+    ) -> Vec<Resp> {
+        futures::future::join_all((0..n).map(|i| self.post(key, path, body(i)))).await
     }
 
     /// `method path` with `key`, the content type `content_type` and the raw `body`.
@@ -92,6 +194,12 @@ impl Service {
             b["apiKey"].clone(),
             b["credentials"]["keySecret"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// A key `name` of `kind` in the test environment.
+    pub async fn test_key(&self, key: &str, name: &str, kind: &str) -> (Value, String) {
+        self.create_key(key, key_body(name, kind, Some("test")))
+            .await
     }
 
     /// A live secret key named `name`.
@@ -189,4 +297,32 @@ pub fn route_key<'a>(template: &str, tenant_key: &'a str) -> Option<&'a str> {
     } else {
         None
     }
+}
+
+/// For each record `keep` selects, the values of the three fields `names` (all strings).
+pub fn record_fields<'a>(
+    records: &'a [Value],
+    keep: impl Fn(&Value) -> bool,
+    names: [&str; 3],
+) -> Vec<(&'a str, &'a str, &'a str)> {
+    let text = |r: &'a Value, name: &str| r[name].as_str().unwrap();
+    records
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| (text(r, names[0]), text(r, names[1]), text(r, names[2])))
+        .collect()
+}
+
+/// The body of `POST /v1/api-keys` for a key `name` of `kind`, in `environment` if given.
+pub fn key_body(name: &str, kind: &str, environment: Option<&str>) -> Value {
+    let mut body = json!({"name": name, "type": kind});
+    if let Some(env) = environment {
+        body["environment"] = json!(env);
+    }
+    body
+}
+
+/// The body of `POST /v1/api-keys` for a restricted key `name` with `permissions`.
+pub fn restricted_body(name: &str, permissions: Value) -> Value {
+    json!({"name": name, "type": "restricted", "permissions": permissions})
 }

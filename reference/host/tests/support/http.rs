@@ -93,33 +93,6 @@ impl Resp {
     }
 }
 
-/// A request to `base` + `path` with an optional bearer key, extra headers and an optional
-/// JSON body.
-pub fn request(
-    client: &Client,
-    base: &str,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> RequestBuilder {
-    let mut rb = client.request(
-        Method::from_bytes(method.as_bytes()).unwrap(),
-        format!("{base}{path}"),
-    );
-    if let Some(k) = bearer {
-        rb = rb.bearer_auth(k);
-    }
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    rb
-}
-
 /// Sends `rb` and checks what every answer must satisfy: no 5xx (a 503 `service_busy` only
 /// when `busy_ok`, for the load tests; a 500 never), an `X-Request-Id`, and errors as problem
 /// documents (with `WWW-Authenticate: Bearer` on a 401 and `Allow` on a 405).

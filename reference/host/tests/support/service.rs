@@ -9,7 +9,7 @@ use reqwest::{Client, Method, RequestBuilder};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::http::{request, send_checked, Resp};
+use super::http::{send_checked, Resp};
 
 /// The platform admin key of every test service: `sk_live_` plus 40 alphanumeric characters.
 pub const ADMIN_KEY: &str = "sk_live_HostIntegrationTests0123456789abcdefABCD";
@@ -175,6 +175,7 @@ impl Service {
         .unwrap()
     }
 
+    /// A request to this service's `path`, nothing set yet.
     pub fn req(&self, method: &str, path: &str) -> RequestBuilder {
         self.client.request(
             Method::from_bytes(method.as_bytes()).unwrap(),
@@ -207,15 +208,16 @@ impl Service {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Resp {
-        let rb = request(
-            &self.client,
-            &self.base,
-            method,
-            path,
-            bearer,
-            headers,
-            body,
-        );
+        let mut rb = self.req(method, path);
+        if let Some(k) = bearer {
+            rb = rb.bearer_auth(k);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
         self.send(rb).await
     }
 
