@@ -1,0 +1,115 @@
+//! `/_test/*` at the directory: the test controls, for the platform admin only.
+
+use auth_core::ports::{Sql, StorageError};
+use auth_core::test_controls::TestControl;
+use auth_core::{ApiError, Ports};
+use http::StatusCode;
+use serde_json::json;
+use worker::Response;
+
+use super::directory::Platform;
+use super::tenants::answer_json;
+use super::{problem, AuthPlatform, DIRECTORY_CALLS};
+use crate::convert::to_worker;
+use crate::internal::{self};
+use crate::storage::WorkerEntropy;
+
+impl AuthPlatform {
+    /// `/_test/*`: the native host's test controls, for the platform admin only.
+    pub(super) async fn test_control(&self, req: auth_core::Request) -> worker::Result<Response> {
+        let parsed = self.with(|p| {
+            let clock = p.clock.borrow();
+            let ports = Ports {
+                db: &p.db,
+                clock: &*clock,
+                entropy: &WorkerEntropy,
+            };
+            p.settings.service.authenticator().admin(&ports, &req)?;
+            if req.uri().path() == DIRECTORY_CALLS {
+                return Ok(None);
+            }
+            TestControl::parse(&req).map(Some)
+        });
+        let control = match parsed {
+            Some(Ok(Some(c))) => c,
+            Some(Ok(None)) => {
+                let body = json!({
+                    "clientRequests": self.client_calls.get(),
+                    "internalCalls": self.internal_calls.get(),
+                });
+                return to_worker(auth_core::http::json(StatusCode::OK, &body));
+            }
+            Some(Err(e)) => return problem(e),
+            None => return problem(ApiError::Internal),
+        };
+        let body = match control {
+            TestControl::AdvanceClock { ms } => {
+                let moved = self.with(|p| {
+                    let offset = p.clock.borrow().offset_ms + ms;
+                    p.db.execute(
+                        "INSERT INTO _test_clock (id, offset_ms) VALUES (1, ?) \
+                         ON CONFLICT (id) DO UPDATE SET offset_ms = excluded.offset_ms",
+                        &[offset.into()],
+                    )?;
+                    p.clock.borrow_mut().offset_ms = offset;
+                    Ok::<_, StorageError>(())
+                });
+                if !matches!(moved, Some(Ok(()))) {
+                    return problem(ApiError::Internal);
+                }
+                // Every tenant's object takes the new clock (a direct request runs with the
+                // object's copy), and fires the alarms due under it.
+                let (failed, _) = self.call_all(internal::CLOCK).await;
+                if failed > 0 {
+                    return problem(ApiError::Internal);
+                }
+                json!({"nowMs": self.with(Platform::now_ms).unwrap_or(0)})
+            }
+            TestControl::FireAlarms { tenant } => {
+                let targets = match tenant {
+                    Some(t) => vec![t],
+                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
+                };
+                let mut fired = 0;
+                for tenant_id in targets {
+                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::FIRE, None).await {
+                        fired += answer_json(resp)
+                            .await
+                            .and_then(|v| v["fired"].as_u64())
+                            .unwrap_or(0);
+                    }
+                }
+                json!({"fired": fired})
+            }
+            TestControl::Evict { tenant } => {
+                let targets = match tenant {
+                    Some(t) => vec![t],
+                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
+                };
+                let mut evicted = 0;
+                for tenant_id in targets {
+                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::EVICT, None).await {
+                        evicted += answer_json(resp)
+                            .await
+                            .and_then(|v| v["evicted"].as_u64())
+                            .unwrap_or(0);
+                    }
+                    // Graph objects are separate Durable Objects: ask the tenant's too.
+                    if crate::graph::evict(&self.env, &tenant_id)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        evicted += 1;
+                    }
+                }
+                json!({"evicted": evicted})
+            }
+        };
+        let id = auth_core::keys::random_hex(8, &WorkerEntropy);
+        to_worker(auth_core::finish(
+            auth_core::http::json(StatusCode::OK, &body),
+            &id,
+            false,
+        ))
+    }
+}
