@@ -38,7 +38,8 @@ pub const PLATFORM_OBJECT: &str = "platform";
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     // The objects' own protocol is never reachable from outside.
-    if req.path().starts_with("/_internal/") {
+    let path = req.path();
+    if path == internal::PATH || path.starts_with("/_internal/") {
         return convert::to_worker(auth_core::finish(
             auth_core::ApiError::NotFound.into_response(),
             "-",

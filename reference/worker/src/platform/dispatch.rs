@@ -6,9 +6,10 @@ use auth_core::{ApiError, Front};
 use http::Method;
 use worker::{console_error, Request, Response};
 
-use super::{problem, AuthPlatform};
-use crate::convert::{from_worker, read_upload, to_stub_request, to_worker};
-use crate::internal::{self, Forward};
+use super::AuthPlatform;
+use crate::convert::problem;
+use crate::convert::{from_worker, read_upload, to_worker};
+use crate::internal::{self, Forward, InternalCall, TenantOp};
 
 impl AuthPlatform {
     /// Runs the front and acts on its decision. `upload` is the client's request whose body
@@ -73,7 +74,7 @@ impl AuthPlatform {
                 if keyring_change && response.status().is_success() {
                     // The objects sign and verify with their copy of the keyring: all of them
                     // have the new one before the admin hears back.
-                    let (failed, _) = self.call_all(internal::SYNC).await;
+                    let failed = self.call_all(TenantOp::Apply).await;
                     if failed > 0 {
                         console_error!("{failed} tenant objects did not take the new keyring");
                         return problem(ApiError::Internal);
@@ -105,31 +106,18 @@ impl AuthPlatform {
             Some(Ok(s)) => s,
             _ => return problem(ApiError::Internal),
         };
-        let forward = Forward {
-            key_hash: key_hash.clone(),
-            request_id: auth_core::request_id(&req),
-            route,
-            host: req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            direct: false,
-        };
-        let sync = internal::encode(&sync);
-        let forward = internal::encode(&forward);
-        // A client's "internal" header is never believed, and the host travels in `forward`.
-        let request = to_stub_request(
-            &req,
-            "https://tenant.internal",
-            |name| {
-                !name.as_str().starts_with(internal::HEADER_PREFIX) && name != http::header::HOST
+        let call = InternalCall::Forward {
+            sync: Some(sync),
+            forward: Forward {
+                key_hash: key_hash.clone(),
+                request_id: auth_core::request_id(&req),
+                route,
+                target: internal::target_of(&req),
+                host: internal::host_of(&req),
             },
-            &[
-                (internal::SYNC_HEADER, &sync),
-                (internal::FORWARD_HEADER, &forward),
-            ],
-        )?;
+        };
+        // A client's "internal" header is never believed, and the host travels in the call.
+        let request = internal::carrying(&req, &call)?;
         let resp = internal::tenant_stub(&self.env, tenant_id)?
             .fetch_with_request(request)
             .await?;
@@ -141,15 +129,22 @@ impl AuthPlatform {
         if resp.status_code() == 101 {
             return Ok(resp); // the event stream: the socket is the tenant object's
         }
-        self.after_tenant_call(tenant_id, &resp).await;
-        // Drop the internal answer headers before the client sees the answer, except a graph
-        // hop: only the stateless Worker asks the directory for a keyed (graph) route, after a
-        // "not mine", and it runs the hop itself (the core's driver).
+        if resp
+            .headers()
+            .has(internal::KEYS_CHANGED_HEADER)
+            .unwrap_or(false)
+        {
+            self.pull_keys(tenant_id).await;
+        }
+        // Drop the internal answer headers before the client sees the answer, except the mark
+        // of an internal answer (a graph hop): only the stateless Worker asks the directory for
+        // a keyed (graph) route, after a "not mine", and it runs the hop itself (the core's
+        // driver).
         let mut core = from_worker(resp).await;
-        let hop = core.headers_mut().remove(internal::GRAPH_HEADER);
+        let mark = core.headers_mut().remove(internal::ANSWER_HEADER);
         internal::strip(core.headers_mut());
-        if let Some(hop) = hop {
-            core.headers_mut().insert(internal::GRAPH_HEADER, hop);
+        if let Some(mark) = mark {
+            core.headers_mut().insert(internal::ANSWER_HEADER, mark);
         }
         to_worker(core)
     }

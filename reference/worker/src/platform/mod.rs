@@ -33,9 +33,9 @@ use std::cell::{Cell, RefCell};
 use auth_core::ApiError;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
 
-use crate::convert::{head_to_core, to_core, to_worker, UPLOAD_PATH};
-use crate::internal::{self, Shipment};
-use crate::tenant::not_configured;
+use crate::convert::{head_to_core, not_configured, problem, to_core, UPLOAD_PATH};
+use crate::internal::{self, InternalAnswer, InternalCall, TenantOp};
+
 use directory::Platform;
 
 #[durable_object]
@@ -53,10 +53,6 @@ pub struct AuthPlatform {
 /// The test control that answers how many calls this directory instance handled.
 pub const DIRECTORY_CALLS: &str = "/_test/directory-calls";
 
-fn problem(e: ApiError) -> worker::Result<Response> {
-    to_worker(auth_core::finish(e.into_response(), "-", false))
-}
-
 impl AuthPlatform {
     /// Builds the platform at first use; a configuration error is a 503 with the reason
     /// (never a secret), not a panic that would poison the isolate.
@@ -73,6 +69,38 @@ impl AuthPlatform {
         self.platform.borrow().as_ref().map(f)
     }
 
+    /// A call at [`internal::PATH`]: what the tenants' objects and the Worker ask of the
+    /// directory.
+    async fn internal_call(&self, req: &mut Request) -> worker::Result<Response> {
+        let call = match internal::receive(req).await {
+            Ok(call) => call,
+            Err(e) => return problem(e),
+        };
+        let merged = match call {
+            InternalCall::KeyOwner { key_hash } => {
+                // On behalf of a client request (an index miss): counted as the directory's.
+                self.client_calls.set(self.client_calls.get() + 1);
+                return self.key_owner(&key_hash).await;
+            }
+            InternalCall::MergeKeys { shipment } => {
+                let merged = self.with(|p| p.merge_keys(&shipment));
+                self.copy_to_d1().await;
+                self.index_keys().await;
+                merged
+            }
+            InternalCall::MergeUsage { shipment } => {
+                let merged = self.with(|p| p.merge_usage(&shipment));
+                self.copy_to_d1().await;
+                merged
+            }
+            _ => return problem(ApiError::NotFound),
+        };
+        match merged {
+            Some(Ok(())) => internal::answer(&InternalAnswer::Done),
+            _ => problem(ApiError::Internal),
+        }
+    }
+
     async fn handle(&self, mut req: Request) -> worker::Result<Response> {
         if let Err(reason) = self.ensure_open() {
             console_error!("auth-service is not configured: {reason}");
@@ -83,42 +111,19 @@ impl AuthPlatform {
             .unwrap_or(false)
         {
             // A new JWT_SECRET changed the keyring at open: every tenant's object first.
-            let (failed, _) = self.call_all(internal::SYNC).await;
+            let failed = self.call_all(TenantOp::Apply).await;
             if failed > 0 {
                 console_error!("{failed} tenant objects did not take the new keyring");
                 self.with(|p| p.keyring_fanout.set(true));
             }
         }
         let path = req.path();
-        if path.starts_with("/_internal/") {
+        if path == internal::PATH {
             self.internal_calls.set(self.internal_calls.get() + 1);
-        } else if !path.starts_with("/_test/") {
-            self.client_calls.set(self.client_calls.get() + 1);
+            return self.internal_call(&mut req).await;
         }
-        if path == internal::KEY_OWNER {
-            // On behalf of a client request (an index miss): counted as the directory's.
+        if !path.starts_with("/_test/") {
             self.client_calls.set(self.client_calls.get() + 1);
-            return self.key_owner(&mut req).await;
-        }
-        if path == internal::MERGE_KEYS || path == internal::MERGE_USAGE {
-            let Ok(shipment) = req.json::<Shipment>().await else {
-                return problem(ApiError::Internal);
-            };
-            let merged = self.with(|p| {
-                if path == internal::MERGE_KEYS {
-                    p.merge_keys(&shipment)
-                } else {
-                    p.merge_usage(&shipment)
-                }
-            });
-            self.copy_to_d1().await;
-            if path == internal::MERGE_KEYS {
-                self.index_keys().await;
-            }
-            return match merged {
-                Some(Ok(())) => Response::ok("merged"),
-                _ => problem(ApiError::Internal),
-            };
         }
         // A CSV upload's body (up to 8 MiB) is read only once the front has found the key's
         // tenant, as on the native host: a caller without a valid key never has a byte of it

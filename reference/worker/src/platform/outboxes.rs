@@ -3,13 +3,12 @@
 
 use auth_core::ports::Sql;
 use auth_core::ApiError;
-use http::StatusCode;
-use serde_json::json;
-use worker::{console_error, Request, Response};
+use worker::{console_error, Response};
 
-use super::{problem, AuthPlatform};
-use crate::convert::to_worker;
-use crate::mirror::{self};
+use super::AuthPlatform;
+use crate::convert::problem;
+use crate::internal::{self, InternalAnswer};
+use crate::mirror;
 
 impl AuthPlatform {
     /// Copies the keys the mirror learned of to the index (KV), before the answer; what KV
@@ -90,15 +89,9 @@ impl AuthPlatform {
         }
     }
 
-    /// `/_internal/key-owner`: the tenant of a key hash from the mirror, for the stateless
+    /// [`crate::internal::InternalCall::KeyOwner`]: the tenant of a key hash from the mirror, for the stateless
     /// Worker after an index miss; writes the index entry too.
-    pub(super) async fn key_owner(&self, req: &mut Request) -> worker::Result<Response> {
-        let Ok(asked) = req.json::<serde_json::Value>().await else {
-            return problem(ApiError::Internal);
-        };
-        let Some(hash) = asked["keyHash"].as_str() else {
-            return problem(ApiError::Internal);
-        };
+    pub(super) async fn key_owner(&self, hash: &str) -> worker::Result<Response> {
         let owner = self.with(|p| p.settings.service.key_owner(&p.db, hash));
         let tenant = match owner {
             Some(Ok(t)) => t,
@@ -107,10 +100,7 @@ impl AuthPlatform {
         if let Some(t) = &tenant {
             self.index_one(hash, t).await;
         }
-        to_worker(auth_core::http::json(
-            StatusCode::OK,
-            &json!({ "tenantId": tenant }),
-        ))
+        internal::answer(&InternalAnswer::Owner { tenant_id: tenant })
     }
 
     /// Points the index at `tenant_id` for `key_hash` (found in the mirror by the front).

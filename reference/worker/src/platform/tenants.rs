@@ -1,82 +1,61 @@
-//! The directory's calls to the tenants' objects: notices, key pulls, usage flushes, onboarding
-//! refreshes, and calls to every object (a keyring rotation, a test-clock step).
+//! The directory's calls to the tenants' objects ([`TenantOp`], each with the directory's
+//! [`crate::internal::Sync`]): notices, key pulls, usage flushes, onboarding refreshes, and
+//! calls to every object (a keyring rotation, a test-clock step).
 
 use auth_core::ports::Sql;
 use auth_core::{Notice, Ports};
-use worker::{console_error, Response};
+use worker::console_error;
 
 use super::directory::Platform;
 use super::AuthPlatform;
-use crate::internal::{self, NoticeCall, Shipment};
+use crate::internal::{self, InternalAnswer, InternalCall, Shipment, TenantOp};
 use crate::rows;
 use crate::storage::WorkerEntropy;
 
 /// How many tenants' objects the directory calls at once when it calls them all.
-pub(super) const FAN_OUT: usize = 16;
-
-/// Reads a JSON answer of a tenant's object.
-pub(super) async fn answer_json(mut resp: Response) -> Option<serde_json::Value> {
-    if resp.status_code() != 200 {
-        return None;
-    }
-    resp.json::<serde_json::Value>().await.ok()
-}
+const FAN_OUT: usize = 16;
 
 impl AuthPlatform {
-    /// POSTs an internal call to a tenant's object with its [`Sync`]; pulls its keys into the
-    /// mirror when it says they changed.
+    /// Runs `op` in a tenant's object with the directory's sync; pulls its keys into the
+    /// mirror when it says they changed. Anything but a 200 with an answer is an error.
     pub(super) async fn call_tenant(
         &self,
         tenant_id: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<Response, String> {
+        op: TenantOp,
+    ) -> Result<InternalAnswer, String> {
         let sync = self
             .with(|p| p.sync_for(tenant_id))
             .ok_or("not open")?
             .map_err(|e| e.to_string())?;
         let stub = internal::tenant_stub(&self.env, tenant_id).map_err(|e| e.to_string())?;
-        let resp = internal::post(&stub, path, Some(&sync), body)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.after_tenant_call(tenant_id, &resp).await;
-        Ok(resp)
-    }
-
-    pub(super) async fn after_tenant_call(&self, tenant_id: &str, resp: &Response) {
-        let keys_changed = resp
-            .headers()
-            .get(internal::KEYS_CHANGED_HEADER)
-            .ok()
-            .flatten()
-            .is_some();
-        if keys_changed {
+        let asked = internal::ask(&stub, &InternalCall::Tenant { sync, op }).await?;
+        if asked.keys_changed {
             self.pull_keys(tenant_id).await;
         }
+        Ok(asked.answer)
     }
 
     /// Brings the mirror of a tenant's keys up to date from its object: the keys changed since
     /// the last pull, or, if that answer is lost, all of them.
     pub(super) async fn pull_keys(&self, tenant_id: &str) {
-        for path in [internal::KEYS, internal::ALL_KEYS] {
-            let pulled = match Box::pin(self.call_tenant(tenant_id, path, None)).await {
-                Ok(resp) => answer_json(resp).await,
+        for all in [false, true] {
+            let pulled = Box::pin(self.call_tenant(tenant_id, TenantOp::Keys { all })).await;
+            let rows = match pulled {
+                Ok(InternalAnswer::Keys { rows }) => rows,
+                Ok(_) => continue,
                 Err(e) => {
                     console_error!("pulling a tenant's keys: {e}");
-                    None
+                    continue;
                 }
             };
-            let rows = pulled.and_then(|v| serde_json::from_value::<rows::Image>(v).ok());
-            if let Some(rows) = rows {
-                let shipment = Shipment {
-                    tenant_id: tenant_id.to_owned(),
-                    rows,
-                };
-                match self.with(|p| p.merge_keys(&shipment)) {
-                    Some(Ok(())) => return,
-                    Some(Err(e)) => console_error!("merging a tenant's keys: {e}"),
-                    None => return,
-                }
+            let shipment = Shipment {
+                tenant_id: tenant_id.to_owned(),
+                rows,
+            };
+            match self.with(|p| p.merge_keys(&shipment)) {
+                Some(Ok(())) => return,
+                Some(Err(e)) => console_error!("merging a tenant's keys: {e}"),
+                None => return,
             }
         }
     }
@@ -110,21 +89,22 @@ impl AuthPlatform {
         if !onboarded {
             return;
         }
-        let Ok(resp) = self
-            .call_tenant(tenant_id, internal::ONBOARDING, None)
-            .await
+        let Ok(InternalAnswer::Onboarding {
+            tenant_users,
+            mail_outbox,
+            tenant_onboarding,
+        }) = self.call_tenant(tenant_id, TenantOp::Onboarding).await
         else {
-            return;
-        };
-        let Some(value) = answer_json(resp).await else {
             return;
         };
         let written = self.with(|p| {
             p.db.transaction(&mut |db| {
-                for table in ["tenant_users", "mail_outbox", "tenant_onboarding"] {
-                    if let Ok(image) = serde_json::from_value::<rows::Image>(value[table].clone()) {
-                        rows::insert(db, "INSERT OR REPLACE", table, &image)?;
-                    }
+                for (table, image) in [
+                    ("tenant_users", &tenant_users),
+                    ("mail_outbox", &mail_outbox),
+                    ("tenant_onboarding", &tenant_onboarding),
+                ] {
+                    rows::insert(db, "INSERT OR REPLACE", table, image)?;
                 }
                 Ok(())
             })
@@ -143,12 +123,8 @@ impl AuthPlatform {
         }
     }
 
-    pub(super) async fn flush_one(&self, tenant_id: &str) {
-        let answered = match self.call_tenant(tenant_id, internal::FLUSH, None).await {
-            Ok(resp) => answer_json(resp).await,
-            Err(_) => None,
-        };
-        let Some(rows) = answered.and_then(|v| serde_json::from_value::<rows::Image>(v).ok())
+    async fn flush_one(&self, tenant_id: &str) {
+        let Ok(InternalAnswer::Usage { rows }) = self.call_tenant(tenant_id, TenantOp::Flush).await
         else {
             console_error!("could not flush a tenant's usage counts; its alarm will");
             return;
@@ -165,32 +141,24 @@ impl AuthPlatform {
         }
     }
 
-    /// Calls `path` on every tenant's object with the directory's [`Sync`], a few at a time,
-    /// before the answer that needs it: a keyring rotation, a test-clock step. Answers how
-    /// many calls failed.
-    pub(super) async fn call_all(&self, path: &str) -> (usize, Vec<Option<serde_json::Value>>) {
+    /// Runs `op` in every tenant's object with the directory's sync, a few at a time, before
+    /// the answer that needs it: a keyring rotation, a test-clock step. Answers how many calls
+    /// failed.
+    pub(super) async fn call_all(&self, op: TenantOp) -> usize {
         let ids = self.with(Platform::tenant_ids).unwrap_or_default();
         let mut failed = 0;
-        let mut answers = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FAN_OUT) {
             let called =
-                futures::future::join_all(chunk.iter().map(|t| self.call_tenant(t, path, None)))
+                futures::future::join_all(chunk.iter().map(|t| self.call_tenant(t, op.clone())))
                     .await;
             for r in called {
-                match r {
-                    Ok(resp) if resp.status_code() == 200 => answers.push(answer_json(resp).await),
-                    Ok(resp) => {
-                        console_error!("a tenant's object answered {}", resp.status_code());
-                        failed += 1;
-                    }
-                    Err(e) => {
-                        console_error!("calling a tenant's object: {e}");
-                        failed += 1;
-                    }
+                if let Err(e) = r {
+                    console_error!("calling a tenant's object: {e}");
+                    failed += 1;
                 }
             }
         }
-        (failed, answers)
+        failed
     }
 
     /// Hands a notice, with the rows the admin API wrote for the tenant, to its object.
@@ -199,22 +167,16 @@ impl AuthPlatform {
         tenant_id: &str,
         notice: Notice,
     ) -> Result<(), String> {
-        let shipped = self
+        let rows = self
             .with(|p| rows::rows_of_notice(&p.db, tenant_id, &notice))
             .ok_or("not open")?
             .map_err(|e| e.to_string())?;
-        let body = serde_json::to_string(&NoticeCall {
-            notice,
-            rows: shipped,
-        })
-        .map_err(|e| e.to_string())?;
-        let resp = self
-            .call_tenant(tenant_id, internal::NOTICE, Some(body))
-            .await?;
-        if resp.status_code() == 200 {
-            Ok(())
-        } else {
-            Err(format!("status {}", resp.status_code()))
+        match self
+            .call_tenant(tenant_id, TenantOp::Notice { notice, rows })
+            .await?
+        {
+            InternalAnswer::Done => Ok(()),
+            other => Err(format!("an unexpected answer: {other:?}")),
         }
     }
 }

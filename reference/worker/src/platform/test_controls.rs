@@ -8,10 +8,10 @@ use serde_json::json;
 use worker::Response;
 
 use super::directory::Platform;
-use super::tenants::answer_json;
-use super::{problem, AuthPlatform, DIRECTORY_CALLS};
+use super::{AuthPlatform, DIRECTORY_CALLS};
+use crate::convert::problem;
 use crate::convert::to_worker;
-use crate::internal::{self};
+use crate::internal::{InternalAnswer, TenantOp};
 use crate::storage::WorkerEntropy;
 
 impl AuthPlatform {
@@ -59,48 +59,24 @@ impl AuthPlatform {
                 }
                 // Every tenant's object takes the new clock (a direct request runs with the
                 // object's copy), and fires the alarms due under it.
-                let (failed, _) = self.call_all(internal::CLOCK).await;
+                let failed = self.call_all(TenantOp::Clock).await;
                 if failed > 0 {
                     return problem(ApiError::Internal);
                 }
                 json!({"nowMs": self.with(Platform::now_ms).unwrap_or(0)})
             }
             TestControl::FireAlarms { tenant } => {
-                let targets = match tenant {
-                    Some(t) => vec![t],
-                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
-                };
-                let mut fired = 0;
-                for tenant_id in targets {
-                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::FIRE, None).await {
-                        fired += answer_json(resp)
-                            .await
-                            .and_then(|v| v["fired"].as_u64())
-                            .unwrap_or(0);
-                    }
-                }
+                let fired = self.tally(self.targets(tenant), TenantOp::Fire).await;
                 json!({"fired": fired})
             }
             TestControl::Evict { tenant } => {
-                let targets = match tenant {
-                    Some(t) => vec![t],
-                    None => self.with(Platform::tenant_ids).unwrap_or_default(),
-                };
-                let mut evicted = 0;
+                let targets = self.targets(tenant);
+                let mut evicted = self.tally(targets.clone(), TenantOp::Evict).await;
+                // Graph objects are separate Durable Objects: ask the tenant's too.
                 for tenant_id in targets {
-                    if let Ok(resp) = self.call_tenant(&tenant_id, internal::EVICT, None).await {
-                        evicted += answer_json(resp)
-                            .await
-                            .and_then(|v| v["evicted"].as_u64())
-                            .unwrap_or(0);
-                    }
-                    // Graph objects are separate Durable Objects: ask the tenant's too.
-                    if crate::graph::evict(&self.env, &tenant_id)
+                    evicted += crate::graph::evict(&self.env, &tenant_id)
                         .await
-                        .unwrap_or(false)
-                    {
-                        evicted += 1;
-                    }
+                        .unwrap_or(0);
                 }
                 json!({"evicted": evicted})
             }
@@ -111,5 +87,27 @@ impl AuthPlatform {
             &id,
             false,
         ))
+    }
+
+    /// The one tenant a test control names, or every tenant the directory has created.
+    fn targets(&self, tenant: Option<String>) -> Vec<String> {
+        match tenant {
+            Some(t) => vec![t],
+            None => self.with(Platform::tenant_ids).unwrap_or_default(),
+        }
+    }
+
+    /// Runs `op` in each target's object and adds up the counts they answer (alarms fired,
+    /// objects evicted); an object that fails counts nothing.
+    async fn tally(&self, targets: Vec<String>, op: TenantOp) -> u64 {
+        let mut total = 0;
+        for tenant_id in targets {
+            total += match self.call_tenant(&tenant_id, op.clone()).await {
+                Ok(InternalAnswer::Fired { fired }) => fired,
+                Ok(InternalAnswer::Evicted { evicted }) => evicted,
+                _ => 0,
+            };
+        }
+        total
     }
 }

@@ -5,36 +5,20 @@ use auth_core::{ApiError, RequestId, TenantCall, TenantOutcome};
 use http::{Method, StatusCode};
 use worker::{console_error, Request, Response};
 
-use super::internal_server::with_alarm;
-use super::{problem, TenantState};
-use crate::convert::{to_core, to_worker};
-use crate::internal::{self, Forward};
-
-/// The answer to a direct call with a key that is not this tenant's: nothing ran; the Worker
-/// asks the directory (a client never sees it).
-fn not_mine() -> worker::Result<Response> {
-    let resp = problem(ApiError::NotFound)?;
-    let headers = resp.headers().clone();
-    headers.set(internal::NOT_MINE_HEADER, "1")?;
-    Ok(resp.with_headers(headers))
-}
+use super::internal_server::with_keys_flag;
+use super::TenantState;
+use crate::convert::{problem, to_core_at, to_worker};
+use crate::internal::{self, Forward, GraphHop, InternalAnswer};
 
 impl TenantState {
-    /// A client request the directory routed here, or (`direct`) the stateless Worker.
+    /// A client request the directory routed here, or (`direct`) the stateless Worker; `req`
+    /// is the client's method, headers and body, `forward` what the front decided.
     pub(super) async fn tenant_request(
         &self,
         mut req: Request,
+        forward: Forward,
         direct: bool,
     ) -> worker::Result<Response> {
-        let forward = req
-            .headers()
-            .get(internal::FORWARD_HEADER)
-            .ok()
-            .flatten()
-            .and_then(|v| internal::decode::<Forward>(&v));
-        let Some(forward) = forward.filter(|f| f.direct == direct) else {
-            return problem(ApiError::NotFound);
-        };
         let owns = || {
             self.inner
                 .borrow()
@@ -42,9 +26,10 @@ impl TenantState {
                 .is_some_and(|i| i.owns_key(&forward.key_hash))
         };
         if direct && !owns() {
-            return not_mine();
+            // Nothing ran; the Worker asks the directory (a client never sees this answer).
+            return internal::answer(&InternalAnswer::NotMine);
         }
-        let mut core_req = match to_core(&mut req).await {
+        let mut core_req = match to_core_at(&mut req, &forward.target).await {
             Ok(r) => r,
             Err(e) => return problem(e),
         };
@@ -97,17 +82,17 @@ impl TenantState {
                 }
             }
             TenantOutcome::Respond(resp) => {
-                with_alarm(to_worker(auth_core::finish(resp, &request_id, head)), inner)
+                with_keys_flag(to_worker(auth_core::finish(resp, &request_id, head)), inner)
             }
             // The Worker runs the graph hop (the core's driver: R2, the graph object, then the
-            // audit record here through [`internal::AUDIT`]).
+            // audit record here through [`internal::InternalCall::Audit`]).
             TenantOutcome::Graph {
                 op,
                 actor_key_id,
                 headers,
                 ..
             } => {
-                let hop = internal::GraphHop {
+                let hop = GraphHop {
                     tenant_id: call.tenant_id.clone(),
                     op,
                     actor_key_id,
@@ -117,12 +102,7 @@ impl TenantState {
                         .collect(),
                     now_ms: inner.now_ms(),
                 };
-                let marker = Response::empty().and_then(|r| {
-                    r.headers()
-                        .set(internal::GRAPH_HEADER, &internal::encode(&hop))?;
-                    Ok(r)
-                });
-                with_alarm(marker, inner)
+                with_keys_flag(internal::answer(&InternalAnswer::GraphHop { hop }), inner)
             }
         }
     }

@@ -1,46 +1,85 @@
-//! The directory's calls to this object: notices, key and onboarding pulls, usage flushes,
-//! alarm firing, eviction, and the Worker's graph audit record.
+//! The directory's calls to this object ([`TenantOp`]: notices, key and onboarding pulls,
+//! usage flushes, alarm firing, eviction) and the Worker's graph audit record, each answered
+//! with its [`InternalAnswer`]. The client requests that reach the object are `forward`'s.
 
 use auth_core::objects::ObjectStorage;
-use auth_core::ports::{SqlValue, StorageError};
+use auth_core::ports::{Sql, SqlValue, StorageError};
 use auth_core::{ApiError, Notice};
-use serde_json::json;
-use worker::{console_error, Request, Response};
+use worker::{console_error, Response};
 
 use super::state::{Inner, Storage};
-use super::{json_response, problem, TenantState};
-use crate::internal::{self, NoticeCall};
-use crate::rows;
+use super::TenantState;
+use crate::convert::problem;
+use crate::internal::{self, InternalAnswer, TenantOp};
+use crate::rows::{self, Image};
 
 impl TenantState {
-    pub(super) fn read(
+    /// Runs what the directory asked for, its sync already applied.
+    pub(super) async fn run_op(&self, op: TenantOp) -> worker::Result<Response> {
+        match op {
+            TenantOp::Apply => internal::answer(&InternalAnswer::Done),
+            TenantOp::Notice { notice, rows } => self.notice(&notice, &rows),
+            TenantOp::Keys { all } => self.read("taking the changed keys", |inner| {
+                let tenant_id = inner.tenant_id.borrow().clone();
+                let mut rows = None;
+                inner.db.transaction(&mut |db| {
+                    rows = Some(rows::take_changed_keys(db, &tenant_id, all)?);
+                    Ok(())
+                })?;
+                Ok(InternalAnswer::Keys {
+                    rows: rows.unwrap_or_default(),
+                })
+            }),
+            TenantOp::Onboarding => self.read("reading the onboarding rows", onboarding_rows),
+            TenantOp::Flush => self.read("flushing usage counts", |inner| {
+                let (rows, _) = inner.call(&self.state, false, |o, env| {
+                    o.flush_metrics(env)?;
+                    rows::take_usage(env.db)
+                })?;
+                Ok(InternalAnswer::Usage { rows })
+            }),
+            TenantOp::Fire => self.fire(true).await,
+            TenantOp::Clock => self.fire(false).await,
+            TenantOp::Evict => {
+                let was_live = self
+                    .inner
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|i| i.object.borrow_mut().take().is_some());
+                internal::answer(&InternalAnswer::Evicted {
+                    evicted: u64::from(was_live),
+                })
+            }
+        }
+    }
+
+    /// Answers what `f` reads from the open object; `what` names it in the log on failure.
+    fn read(
         &self,
-        f: impl FnOnce(&Inner) -> Result<serde_json::Value, StorageError>,
+        what: &str,
+        f: impl FnOnce(&Inner) -> Result<InternalAnswer, StorageError>,
     ) -> worker::Result<Response> {
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
         match f(inner) {
-            Ok(v) => json_response(&v),
+            Ok(answer) => internal::answer(&answer),
             Err(e) => {
-                console_error!("reading for the directory failed: {e}");
+                console_error!("{what} failed: {e}");
                 problem(ApiError::Internal)
             }
         }
     }
 
     /// A change the admin API made: store the rows it wrote, then audit and push it.
-    pub(super) async fn notice(&self, req: &mut Request) -> worker::Result<Response> {
-        let Ok(call) = req.json::<NoticeCall>().await else {
-            return problem(ApiError::Internal);
-        };
+    fn notice(&self, notice: &Notice, shipped: &[(String, Image)]) -> worker::Result<Response> {
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
         let r = inner.call(&self.state, false, |o, env| {
-            for (table, image) in &call.rows {
+            for (table, image) in shipped {
                 rows::insert(env.db, "INSERT OR IGNORE", table, image)?;
                 if table == "api_keys" {
                     // The directory wrote these keys itself: not changes to send it back.
@@ -53,10 +92,10 @@ impl TenantState {
                     }
                 }
             }
-            o.notice(env, &call.notice)
+            o.notice(env, notice)
         });
         match r {
-            Ok(_) => with_alarm(json_response(&json!({"ok": true})), inner),
+            Ok(_) => with_keys_flag(internal::answer(&InternalAnswer::Done), inner),
             Err(e) => {
                 console_error!("a notice failed: {e}");
                 problem(ApiError::Internal)
@@ -64,27 +103,8 @@ impl TenantState {
         }
     }
 
-    /// Moves the pending usage counts out (for an admin metrics answer) and answers them.
-    pub(super) fn flush(&self) -> worker::Result<Response> {
-        let guard = self.inner.borrow();
-        let Some(inner) = guard.as_ref() else {
-            return problem(ApiError::Internal);
-        };
-        let r = inner.call(&self.state, false, |o, env| {
-            o.flush_metrics(env)?;
-            rows::take_usage(env.db)
-        });
-        match r {
-            Ok((rows, _)) => json_response(&json!(rows)),
-            Err(e) => {
-                console_error!("flushing usage counts failed: {e}");
-                problem(ApiError::Internal)
-            }
-        }
-    }
-
     /// Fires the core object's alarm: now if `force` (and one is set), else only if it is due.
-    pub(super) async fn fire(&self, force: bool) -> worker::Result<Response> {
+    async fn fire(&self, force: bool) -> worker::Result<Response> {
         let ran = {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
@@ -106,20 +126,20 @@ impl TenantState {
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
-        with_alarm(json_response(&json!({"fired": usize::from(ran)})), inner)
+        let fired = InternalAnswer::Fired {
+            fired: u64::from(ran),
+        };
+        with_keys_flag(internal::answer(&fired), inner)
     }
 
-    /// `/_internal/audit`: appends a graph change's audit record.
-    pub(super) async fn audit(&self, req: &mut Request) -> worker::Result<Response> {
-        let Ok(notice) = req.json::<Notice>().await else {
-            return problem(ApiError::Internal);
-        };
+    /// [`internal::InternalCall::Audit`]: appends a graph change's audit record.
+    pub(super) fn audit(&self, notice: &Notice) -> worker::Result<Response> {
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
-        match inner.call(&self.state, false, |o, env| o.record(env, &notice)) {
-            Ok(_) => json_response(&json!({"ok": true})),
+        match inner.call(&self.state, false, |o, env| o.record(env, notice)) {
+            Ok(_) => internal::answer(&InternalAnswer::Done),
             Err(e) => {
                 console_error!("could not write the graph audit record: {e}");
                 problem(ApiError::Internal)
@@ -130,32 +150,37 @@ impl TenantState {
 
 /// The rows `GET /admin/tenants/{id}` shows as the onboarding state: the onboarding record,
 /// its admin user and its welcome mail, which change here (password set, mail sent).
-pub(super) fn onboarding_rows(inner: &Inner) -> Result<serde_json::Value, StorageError> {
+fn onboarding_rows(inner: &Inner) -> Result<InternalAnswer, StorageError> {
     let tenant_id = inner.tenant_id.borrow().clone();
     let t: &[SqlValue] = &[tenant_id.as_str().into()];
-    Ok(json!({
-        "tenant_users": rows::select(&inner.db, "tenant_users",
-            "id IN (SELECT admin_user_id FROM tenant_onboarding WHERE tenant_id = ?)", t)?,
-        "mail_outbox": rows::select(&inner.db, "mail_outbox",
-            "id IN (SELECT welcome_mail_id FROM tenant_onboarding WHERE tenant_id = ?)", t)?,
-        "tenant_onboarding": rows::select(&inner.db, "tenant_onboarding", "tenant_id = ?", t)?,
-    }))
+    Ok(InternalAnswer::Onboarding {
+        tenant_users: rows::select(
+            &inner.db,
+            "tenant_users",
+            "id IN (SELECT admin_user_id FROM tenant_onboarding WHERE tenant_id = ?)",
+            t,
+        )?,
+        mail_outbox: rows::select(
+            &inner.db,
+            "mail_outbox",
+            "id IN (SELECT welcome_mail_id FROM tenant_onboarding WHERE tenant_id = ?)",
+            t,
+        )?,
+        tenant_onboarding: rows::select(&inner.db, "tenant_onboarding", "tenant_id = ?", t)?,
+    })
 }
 
-/// Adds the internal answer headers: the object's next alarm (for the directory's test
-/// controls) and whether the tenant's keys changed.
-pub(super) fn with_alarm(
+/// Marks an answer with [`internal::KEYS_CHANGED_HEADER`] when the tenant's keys changed and
+/// the directory has not taken them yet.
+pub(super) fn with_keys_flag(
     resp: worker::Result<Response>,
     inner: &Inner,
 ) -> worker::Result<Response> {
     let resp = resp?;
-    let headers = resp.headers().clone();
-    let alarm = Storage(&inner.db)
-        .alarm()
-        .map_or_else(|| "none".to_owned(), |a| a.to_string());
-    headers.set(internal::ALARM_HEADER, &alarm)?;
-    if inner.keys_pending() {
-        headers.set(internal::KEYS_CHANGED_HEADER, "1")?;
+    if !inner.keys_pending() {
+        return Ok(resp);
     }
+    let headers = resp.headers().clone();
+    headers.set(internal::KEYS_CHANGED_HEADER, "1")?;
     Ok(resp.with_headers(headers))
 }

@@ -36,19 +36,14 @@ mod state;
 
 use std::cell::RefCell;
 
-use auth_core::ports::Sql;
 use auth_core::ApiError;
-use http::StatusCode;
-use serde_json::json;
 use worker::{
     console_error, durable_object, Env, Request, Response, State, WebSocket,
     WebSocketIncomingMessage,
 };
 
-use crate::convert::to_worker;
-use crate::internal::{self, Sync};
-use crate::rows;
-use internal_server::onboarding_rows;
+use crate::convert::{not_configured, problem};
+use crate::internal::{self, InternalCall};
 use state::Inner;
 
 #[durable_object]
@@ -56,29 +51,6 @@ pub struct TenantState {
     state: State,
     env: Env,
     inner: RefCell<Option<Inner>>,
-}
-
-fn problem(e: ApiError) -> worker::Result<Response> {
-    to_worker(auth_core::finish(e.into_response(), "-", false))
-}
-
-fn json_response(value: &serde_json::Value) -> worker::Result<Response> {
-    to_worker(auth_core::http::json(StatusCode::OK, value))
-}
-
-/// 503 for a Worker deployed without its secrets: the reason names the missing setting.
-pub fn not_configured(reason: &str) -> worker::Result<Response> {
-    let body = json!({
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": format!("The service is not configured: {reason}."),
-    });
-    let headers = worker::Headers::new();
-    headers.set("content-type", "application/problem+json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
-        .with_status(503)
-        .with_headers(headers))
 }
 
 impl TenantState {
@@ -95,17 +67,18 @@ impl TenantState {
             console_error!("auth-service is not configured: {reason}");
             return not_configured(&reason);
         }
-        let sync = req
-            .headers()
-            .get(internal::SYNC_HEADER)
-            .ok()
-            .flatten()
-            .and_then(|v| internal::decode::<Sync>(&v));
-        let path = req.path();
+        let call = match internal::receive(&mut req).await {
+            Ok(call) => call,
+            Err(e) => return problem(e),
+        };
         // The directory's calls carry its sync; a client request straight from the stateless
         // Worker carries none and runs with what this object holds (see `crate::internal`).
-        let direct = sync.is_none();
-        if let Some(sync) = &sync {
+        let sync = match &call {
+            InternalCall::Tenant { sync, .. } => Some(sync),
+            InternalCall::Forward { sync, .. } => sync.as_ref(),
+            _ => None,
+        };
+        if let Some(sync) = sync {
             let guard = self.inner.borrow();
             let Some(inner) = guard.as_ref() else {
                 return problem(ApiError::Internal);
@@ -114,38 +87,13 @@ impl TenantState {
                 console_error!("applying the directory's rows failed: {e}");
                 return problem(ApiError::Internal);
             }
-        } else if path.starts_with("/_internal/") && path != internal::AUDIT {
-            console_error!("an internal call without the directory's sync");
-            return problem(ApiError::Internal);
         }
-        let response = match path.as_str() {
-            internal::NOTICE => self.notice(&mut req).await,
-            internal::SYNC => json_response(&json!({"ok": true})),
-            internal::AUDIT => self.audit(&mut req).await,
-            internal::KEYS => {
-                let all = req.url().is_ok_and(|u| u.query() == Some("all=1"));
-                self.read(|inner| {
-                    let tenant_id = inner.tenant_id.borrow().clone();
-                    let mut rows = None;
-                    inner.db.transaction(&mut |db| {
-                        rows = Some(rows::take_changed_keys(db, &tenant_id, all)?);
-                        Ok(())
-                    })?;
-                    Ok(json!(rows.unwrap_or_default()))
-                })
-            }
-            internal::ONBOARDING => self.read(onboarding_rows),
-            internal::FLUSH => self.flush(),
-            internal::FIRE | internal::CLOCK => self.fire(path == internal::FIRE).await,
-            internal::EVICT => {
-                let guard = self.inner.borrow();
-                let was_live = guard
-                    .as_ref()
-                    .is_some_and(|i| i.object.borrow_mut().take().is_some());
-                json_response(&json!({"evicted": usize::from(was_live)}))
-            }
-            _ => {
-                let answer = self.tenant_request(req, direct).await;
+        let response = match call {
+            InternalCall::Tenant { op, .. } => self.run_op(op).await,
+            InternalCall::Audit { notice } => self.audit(&notice),
+            InternalCall::Forward { sync, forward } => {
+                let direct = sync.is_none();
+                let answer = self.tenant_request(req, forward, direct).await;
                 // No directory pulls the keys after a direct call: the object sends them
                 // itself, before its answer, so the admin lists and the index (KV) know a
                 // key the tenant just made before the tenant can use it.
@@ -159,6 +107,7 @@ impl TenantState {
                 }
                 answer
             }
+            _ => problem(ApiError::NotFound),
         };
         self.copy_to_d1().await;
         self.sync_alarm().await;

@@ -5,19 +5,19 @@ use auth_core::ports::Sql;
 use worker::console_error;
 
 use super::TenantState;
-use crate::internal::{self, Shipment};
+use crate::internal::{self, InternalAnswer, InternalCall, Shipment};
 use crate::rows;
 
 impl TenantState {
-    /// POSTs rows to the directory; answers whether it took them.
-    pub(super) async fn send_to_directory(&self, path: &str, shipment: &Shipment) -> bool {
+    /// Sends rows to the directory ([`InternalCall::MergeKeys`], [`InternalCall::MergeUsage`]);
+    /// answers whether it took them.
+    pub(super) async fn send_to_directory(&self, call: &InternalCall) -> bool {
         let Ok(stub) = internal::directory_stub(&self.env) else {
             return false;
         };
-        let body = serde_json::to_string(shipment).unwrap_or_default();
         matches!(
-            internal::post(&stub, path, None, Some(body)).await,
-            Ok(r) if r.status_code() == 200
+            internal::ask(&stub, call).await,
+            Ok(asked) if asked.answer == InternalAnswer::Done
         )
     }
 
@@ -41,7 +41,9 @@ impl TenantState {
             }
         };
         if !self
-            .send_to_directory(internal::MERGE_KEYS, &shipment)
+            .send_to_directory(&InternalCall::MergeKeys {
+                shipment: shipment.clone(),
+            })
             .await
         {
             console_error!("the directory did not take the tenant's keys; kept for next time");
@@ -81,7 +83,9 @@ impl TenantState {
             }
         };
         if !self
-            .send_to_directory(internal::MERGE_USAGE, &shipment)
+            .send_to_directory(&InternalCall::MergeUsage {
+                shipment: shipment.clone(),
+            })
             .await
         {
             console_error!("the directory did not take usage counts; kept for the next alarm");
