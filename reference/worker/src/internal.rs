@@ -29,7 +29,9 @@ use worker::{Env, Request, RequestInit, Response, Stub};
 
 use auth_core::ApiError;
 
-use crate::rows::Image;
+use crate::tables::{
+    KeyRow, KeyringRow, MailRow, OnboardingRow, TableRows, TenantRow, TenantUserRow, UsageRow,
+};
 
 /// The one internal route.
 pub const PATH: &str = "/_internal";
@@ -66,9 +68,9 @@ pub enum InternalCall {
     /// object's 2xx, so it carries no [`Sync`].
     Audit { notice: auth_core::Notice },
     /// Tenant object → directory: merge the tenant's keys into the mirror.
-    MergeKeys { shipment: Shipment },
+    MergeKeys { shipment: Shipment<KeyRow> },
     /// Tenant object → directory: add usage counts to `usage_metrics`.
-    MergeUsage { shipment: Shipment },
+    MergeUsage { shipment: Shipment<UsageRow> },
     /// Worker → directory, after an index miss: the tenant owning a key hash, from the mirror
     /// (the directory also writes the index entry).
     KeyOwner { key_hash: String },
@@ -88,7 +90,7 @@ pub enum TenantOp {
     /// A change the admin API made, with the rows it wrote for the tenant.
     Notice {
         notice: auth_core::Notice,
-        rows: Vec<(String, Image)>,
+        rows: Vec<TableRows>,
     },
     /// The keys changed since the last pull ([`crate::rows::take_changed_keys`]); every key
     /// of the tenant with `all` (after a pull whose answer was lost).
@@ -112,15 +114,15 @@ pub enum InternalAnswer {
     /// The call was carried out (apply, notice, audit, merges).
     Done,
     /// [`TenantOp::Keys`]: key images for the mirror.
-    Keys { rows: Image },
+    Keys { rows: Vec<KeyRow> },
     /// [`TenantOp::Onboarding`].
     Onboarding {
-        tenant_users: Image,
-        mail_outbox: Image,
-        tenant_onboarding: Image,
+        tenant_users: Vec<TenantUserRow>,
+        mail_outbox: Vec<MailRow>,
+        tenant_onboarding: Vec<OnboardingRow>,
     },
     /// [`TenantOp::Flush`]: usage rows.
-    Usage { rows: Image },
+    Usage { rows: Vec<UsageRow> },
     /// [`TenantOp::Fire`], [`TenantOp::Clock`]: how many alarms ran.
     Fired { fired: u64 },
     /// [`TenantOp::Evict`], [`InternalCall::EvictGraph`]: how many objects dropped their state.
@@ -139,9 +141,9 @@ pub enum InternalAnswer {
 pub struct Sync {
     pub tenant_id: String,
     /// The tenant's row, absent for an unknown id.
-    pub tenant: Option<Vec<serde_json::Value>>,
+    pub tenant: Option<TenantRow>,
     /// Every `jwt_keys` row.
-    pub keyring: Image,
+    pub keyring: Vec<KeyringRow>,
     /// The test clock's offset from the platform's clock (ms).
     pub offset_ms: i64,
 }
@@ -190,9 +192,9 @@ pub struct GraphHop {
 
 /// Rows a tenant's object sends to the directory.
 #[derive(Serialize, Deserialize, Clone)]
-pub struct Shipment {
+pub struct Shipment<T> {
     pub tenant_id: String,
-    pub rows: Image,
+    pub rows: Vec<T>,
 }
 
 impl InternalCall {
@@ -397,7 +399,10 @@ mod tests {
             InternalCall::MergeUsage {
                 shipment: Shipment {
                     tenant_id: "t1".into(),
-                    rows: vec![vec![serde_json::json!(1)]],
+                    rows: vec![UsageRow {
+                        count: serde_json::json!(1),
+                        ..UsageRow::default()
+                    }],
                 },
             },
             InternalCall::EvictGraph,

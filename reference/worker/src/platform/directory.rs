@@ -12,6 +12,7 @@ use crate::internal::{self, Shipment, Sync};
 use crate::mirror::{self, Mirror};
 use crate::rows;
 use crate::storage::{DoSql, WorkerClock, WorkerEntropy};
+use crate::tables::{self, KeyRow, Owner, TenantRow, UsageRow};
 
 /// What the object builds at first use.
 pub(super) struct Platform {
@@ -40,7 +41,7 @@ impl Platform {
                 "CREATE TABLE IF NOT EXISTS _test_clock (id INTEGER PRIMARY KEY CHECK (id = 1), \
                  offset_ms INTEGER NOT NULL)",
             ],
-            mirror::DIRECTORY_TABLES,
+            &tables::copied_to_d1(Owner::Directory),
         )?;
         if mirror.is_none() {
             console_error!("no D1 binding DB: the relational tables are not copied to D1");
@@ -131,18 +132,10 @@ impl Platform {
 
     /// What a call to `tenant_id`'s object carries: its row, the keyring, the clock.
     pub(super) fn sync_for(&self, tenant_id: &str) -> Result<Sync, StorageError> {
-        let tenant = rows::select(&self.db, "tenants", "id = ?", &[tenant_id.into()])?
+        let tenant = rows::select::<TenantRow>(&self.db, "id = ?", &[tenant_id.into()])?
             .into_iter()
             .next();
-        let keyring = self
-            .db
-            .query(
-                "SELECT kid, status, created_at, retired_at FROM jwt_keys ORDER BY created_at, rowid",
-                &[],
-            )?
-            .iter()
-            .map(rows::to_json)
-            .collect();
+        let keyring = rows::keyring(&self.db)?;
         Ok(Sync {
             tenant_id: tenant_id.to_owned(),
             tenant,
@@ -152,18 +145,18 @@ impl Platform {
     }
 
     /// Folds a tenant's key images into the mirror (only rows of that tenant).
-    pub(super) fn merge_keys(&self, shipment: &Shipment) -> Result<(), StorageError> {
-        let own: rows::Image = shipment
+    pub(super) fn merge_keys(&self, shipment: &Shipment<KeyRow>) -> Result<(), StorageError> {
+        let own: Vec<KeyRow> = shipment
             .rows
             .iter()
-            .filter(|r| r.get(1).and_then(|v| v.as_str()) == Some(&shipment.tenant_id))
+            .filter(|r| r.tenant_id.as_str() == Some(&shipment.tenant_id))
             .cloned()
             .collect();
         self.db.transaction(&mut |db| rows::merge_keys(db, &own))
     }
 
     /// Adds a tenant's usage counts to `usage_metrics`.
-    pub(super) fn merge_usage(&self, shipment: &Shipment) -> Result<(), StorageError> {
+    pub(super) fn merge_usage(&self, shipment: &Shipment<UsageRow>) -> Result<(), StorageError> {
         self.db
             .transaction(&mut |db| rows::merge_usage(db, &shipment.rows))
     }

@@ -11,6 +11,7 @@ use super::AuthPlatform;
 use crate::internal::{self, InternalAnswer, InternalCall, Shipment, TenantOp};
 use crate::rows;
 use crate::storage::WorkerEntropy;
+use crate::tables::TableRows;
 
 /// How many tenants' objects the directory calls at once when it calls them all.
 const FAN_OUT: usize = 16;
@@ -99,12 +100,12 @@ impl AuthPlatform {
         };
         let written = self.with(|p| {
             p.db.transaction(&mut |db| {
-                for (table, image) in [
-                    ("tenant_users", &tenant_users),
-                    ("mail_outbox", &mail_outbox),
-                    ("tenant_onboarding", &tenant_onboarding),
+                for rows in [
+                    TableRows::TenantUserRow(tenant_users.clone()),
+                    TableRows::MailRow(mail_outbox.clone()),
+                    TableRows::OnboardingRow(tenant_onboarding.clone()),
                 ] {
-                    rows::insert(db, "INSERT OR REPLACE", table, image)?;
+                    rows::insert(db, "INSERT OR REPLACE", &rows)?;
                 }
                 Ok(())
             })

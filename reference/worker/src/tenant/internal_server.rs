@@ -11,7 +11,8 @@ use super::state::{Inner, Storage};
 use super::TenantState;
 use crate::convert::problem;
 use crate::internal::{self, InternalAnswer, TenantOp};
-use crate::rows::{self, Image};
+use crate::rows;
+use crate::tables::{MailRow, OnboardingRow, TableRows, TenantUserRow};
 
 impl TenantState {
     /// Runs what the directory asked for, its sync already applied.
@@ -73,20 +74,17 @@ impl TenantState {
     }
 
     /// A change the admin API made: store the rows it wrote, then audit and push it.
-    fn notice(&self, notice: &Notice, shipped: &[(String, Image)]) -> worker::Result<Response> {
+    fn notice(&self, notice: &Notice, shipped: &[TableRows]) -> worker::Result<Response> {
         let guard = self.inner.borrow();
         let Some(inner) = guard.as_ref() else {
             return problem(ApiError::Internal);
         };
         let r = inner.call(&self.state, false, |o, env| {
-            for (table, image) in shipped {
-                rows::insert(env.db, "INSERT OR IGNORE", table, image)?;
-                if table == "api_keys" {
+            for rows in shipped {
+                rows::insert(env.db, "INSERT OR IGNORE", rows)?;
+                if let TableRows::KeyRow(keys) = rows {
                     // The directory wrote these keys itself: not changes to send it back.
-                    for id in image
-                        .iter()
-                        .filter_map(|r| r.first().and_then(|v| v.as_str()))
-                    {
+                    for id in keys.iter().filter_map(|k| k.id.as_str()) {
                         env.db
                             .execute("DELETE FROM _key_changes WHERE id = ?", &[id.into()])?;
                     }
@@ -154,19 +152,17 @@ fn onboarding_rows(inner: &Inner) -> Result<InternalAnswer, StorageError> {
     let tenant_id = inner.tenant_id.borrow().clone();
     let t: &[SqlValue] = &[tenant_id.as_str().into()];
     Ok(InternalAnswer::Onboarding {
-        tenant_users: rows::select(
+        tenant_users: rows::select::<TenantUserRow>(
             &inner.db,
-            "tenant_users",
             "id IN (SELECT admin_user_id FROM tenant_onboarding WHERE tenant_id = ?)",
             t,
         )?,
-        mail_outbox: rows::select(
+        mail_outbox: rows::select::<MailRow>(
             &inner.db,
-            "mail_outbox",
             "id IN (SELECT welcome_mail_id FROM tenant_onboarding WHERE tenant_id = ?)",
             t,
         )?,
-        tenant_onboarding: rows::select(&inner.db, "tenant_onboarding", "tenant_id = ?", t)?,
+        tenant_onboarding: rows::select::<OnboardingRow>(&inner.db, "tenant_id = ?", t)?,
     })
 }
 

@@ -49,7 +49,7 @@ impl TenantState {
             console_error!("the directory did not take the tenant's keys; kept for next time");
             if let Some(inner) = self.inner.borrow().as_ref() {
                 for row in &shipment.rows {
-                    if let Some(id) = row.first().and_then(|v| v.as_str()) {
+                    if let Some(id) = row.id.as_str() {
                         let _ = inner.db.execute(
                             "INSERT OR IGNORE INTO _key_changes (id) VALUES (?)",
                             &[id.into()],

@@ -14,6 +14,7 @@ use crate::internal::Sync;
 use crate::mirror::{self, Mirror};
 use crate::rows;
 use crate::storage::{DoSql, WorkerClock, WorkerEntropy};
+use crate::tables::{self, Owner};
 
 /// What the object builds at first use.
 pub(super) struct Inner {
@@ -81,7 +82,7 @@ impl Inner {
                 rows::KEY_CHANGES_DDL[1],
                 rows::KEY_CHANGES_DDL[2],
             ],
-            mirror::TENANT_TABLES,
+            &tables::copied_to_d1(Owner::Tenant),
         )?;
         let meta = db
             .query(
@@ -130,7 +131,7 @@ impl Inner {
         let tenant_json = sync
             .tenant
             .as_ref()
-            .map(|r| serde_json::Value::from(r.clone()).to_string());
+            .map(|r| serde_json::to_string(r).unwrap_or_default());
         let keyring_json = serde_json::to_string(&sync.keyring).unwrap_or_default();
         let meta_changed =
             *self.tenant_id.borrow() != sync.tenant_id || self.offset_ms.get() != sync.offset_ms;
