@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod testing;
+
 /// Version of the contract these types describe, reported by `/.well-known/authconf`.
 pub const CONTRACT_VERSION: &str = "1";
 

@@ -28,6 +28,7 @@ use crate::ports::{Clock, Entropy};
 use crate::route::GraphOp;
 use crate::tenant_state::{TenantCall, TenantOutcome};
 use crate::test_controls::TestControl;
+use auth_contract::testing::TestControlAnswer;
 
 /// What a host provides to [`drive`].
 #[allow(async_fn_in_trait)]
@@ -74,7 +75,7 @@ pub trait Host {
     /// Moves every tenant object's pending usage counts to the shared metrics rows.
     async fn flush_usage(&self);
     /// Carries out an authorised test control; answers the body of its 200.
-    async fn test_control(&self, control: TestControl) -> Result<serde_json::Value, ApiError>;
+    async fn test_control(&self, control: TestControl) -> Result<TestControlAnswer, ApiError>;
 }
 
 /// The answer to a request, and the accepted WebSocket when it is a 101.

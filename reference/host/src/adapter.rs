@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use auth_contract::testing::TestControlAnswer;
 use auth_core::driver::Host;
 use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::ports::{Clock, Entropy};
@@ -18,7 +19,6 @@ use auth_core::{
     ApiError, Front, FrontStep, Notice, Ports, Request, Response, Resume, TenantCall,
     TenantOutcome, TenantState,
 };
-use serde_json::{json, Value};
 
 use crate::body::{declared_over, linger, read_limited, Unread};
 use crate::listener::ClientAddr;
@@ -272,23 +272,23 @@ impl Host for Native<'_> {
         }
     }
 
-    async fn test_control(&self, control: TestControl) -> Result<Value, ApiError> {
+    async fn test_control(&self, control: TestControl) -> Result<TestControlAnswer, ApiError> {
         let state = self.state;
         Ok(match control {
             TestControl::AdvanceClock { ms } => {
                 let now = state.clock.advance(ms);
                 // Alarms due under the new time fire now.
                 state.tenants.fire_due().await;
-                json!({"nowMs": now})
+                TestControlAnswer::Clock { now_ms: now }
             }
             TestControl::Evict { tenant } => {
                 let n = state.tenants.evict_idle(0, tenant.as_deref())
                     + state.graphs.evict_idle(0, tenant.as_deref());
-                json!({"evicted": n})
+                TestControlAnswer::Evicted { evicted: n as u64 }
             }
             TestControl::FireAlarms { tenant } => {
                 let n = state.tenants.fire_all_now(tenant.as_deref()).await;
-                json!({"fired": n})
+                TestControlAnswer::Fired { fired: n as u64 }
             }
         })
     }

@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use auth_contract::testing::{KeyOwnersForgotten, TestControlAnswer};
 use auth_core::driver::{drive, Host};
 use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
@@ -106,7 +107,9 @@ fn forget_owners(settings: &Settings, req: &auth_core::Request) -> Option<auth_c
     });
     Some(auth_core::http::json(
         http::StatusCode::OK,
-        &serde_json::json!({ "forgotten": forgotten }),
+        &KeyOwnersForgotten {
+            forgotten: forgotten as u64,
+        },
     ))
 }
 
@@ -496,7 +499,7 @@ impl Host for Edge<'_> {
         directory_only();
     }
 
-    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
+    async fn test_control(&self, _control: TestControl) -> Result<TestControlAnswer, ApiError> {
         Err(directory_only())
     }
 }

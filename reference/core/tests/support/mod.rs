@@ -223,8 +223,11 @@ impl Host for FakeHost<'_> {
         self.record("flush_usage");
     }
 
-    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
+    async fn test_control(
+        &self,
+        _control: TestControl,
+    ) -> Result<auth_contract::testing::TestControlAnswer, ApiError> {
         self.record("test_control");
-        Ok(serde_json::json!({}))
+        Ok(auth_contract::testing::TestControlAnswer::Fired { fired: 0 })
     }
 }

@@ -1,10 +1,10 @@
 //! `/_test/*` at the directory: the test controls, for the platform admin only.
 
+use auth_contract::testing::{DirectoryCalls, TestControlAnswer};
 use auth_core::ports::{Sql, StorageError};
 use auth_core::test_controls::TestControl;
 use auth_core::{ApiError, Ports};
 use http::StatusCode;
-use serde_json::json;
 use worker::Response;
 
 use super::directory::Platform;
@@ -33,10 +33,10 @@ impl AuthPlatform {
         let control = match parsed {
             Some(Ok(Some(c))) => c,
             Some(Ok(None)) => {
-                let body = json!({
-                    "clientRequests": self.client_calls.get(),
-                    "internalCalls": self.internal_calls.get(),
-                });
+                let body = DirectoryCalls {
+                    client_requests: self.client_calls.get(),
+                    internal_calls: self.internal_calls.get(),
+                };
                 return to_worker(auth_core::http::json(StatusCode::OK, &body));
             }
             Some(Err(e)) => return problem(e),
@@ -63,11 +63,13 @@ impl AuthPlatform {
                 if failed > 0 {
                     return problem(ApiError::Internal);
                 }
-                json!({"nowMs": self.with(Platform::now_ms).unwrap_or(0)})
+                TestControlAnswer::Clock {
+                    now_ms: self.with(Platform::now_ms).unwrap_or(0),
+                }
             }
             TestControl::FireAlarms { tenant } => {
                 let fired = self.tally(self.targets(tenant), TenantOp::Fire).await;
-                json!({"fired": fired})
+                TestControlAnswer::Fired { fired }
             }
             TestControl::Evict { tenant } => {
                 let targets = self.targets(tenant);
@@ -78,7 +80,7 @@ impl AuthPlatform {
                         .await
                         .unwrap_or(0);
                 }
-                json!({"evicted": evicted})
+                TestControlAnswer::Evicted { evicted }
             }
         };
         let id = auth_core::keys::random_hex(8, &WorkerEntropy);
