@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use auth_contract::testing::TestControlAnswer;
-use auth_core::driver::Host;
+use auth_core::driver::{Host, SharedWork};
 use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::ports::{Clock, Entropy};
 use auth_core::route::TenantRoute;
@@ -94,6 +94,11 @@ impl Native<'_> {
 
 impl Host for Native<'_> {
     type Upgrade = Upgrade;
+    type Shared = Self;
+
+    fn shared(&self) -> Option<&Self> {
+        Some(self)
+    }
 
     fn clock(&self) -> &dyn Clock {
         &*self.state.clock
@@ -105,11 +110,6 @@ impl Host for Native<'_> {
 
     async fn front(&self, step: FrontStep) -> Result<Front, ApiError> {
         self.with_db(move |st, ports| st.service.front(ports, step))
-            .await
-    }
-
-    async fn resume(&self, resume: Resume) -> Result<Response, ApiError> {
-        self.with_db(move |st, ports| st.service.resume(ports, resume))
             .await
     }
 
@@ -125,24 +125,6 @@ impl Host for Native<'_> {
             self.state.key_index.remember(key_hash, tenant_id);
         }
         Ok(owner)
-    }
-
-    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
-        for (tenant_id, notice) in notices {
-            let r = self
-                .state
-                .tenants
-                .call(&tenant_id, false, move |o: &mut TenantState, env| {
-                    o.notice(env, &notice)
-                })
-                .await;
-            match r {
-                Ok((Ok(()), _)) => {}
-                Ok((Err(e), _)) => return Err(unavailable("notifying", &tenant_id, e)),
-                Err(e) => return Err(unavailable("notifying", &tenant_id, e)),
-            }
-        }
-        Ok(())
     }
 
     async fn read_upload(&self, request: &Request) -> Result<Vec<u8>, ApiError> {
@@ -255,6 +237,31 @@ impl Host for Native<'_> {
                 Err(ApiError::Unavailable(RETRY_AFTER_SECS))
             }
         }
+    }
+}
+
+impl SharedWork for Native<'_> {
+    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        for (tenant_id, notice) in notices {
+            let r = self
+                .state
+                .tenants
+                .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                    o.notice(env, &notice)
+                })
+                .await;
+            match r {
+                Ok((Ok(()), _)) => {}
+                Ok((Err(e), _)) => return Err(unavailable("notifying", &tenant_id, e)),
+                Err(e) => return Err(unavailable("notifying", &tenant_id, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, resume: Resume) -> Result<Response, ApiError> {
+        self.with_db(move |st, ports| st.service.resume(ports, resume))
+            .await
     }
 
     /// Objects with counts always have an alarm set, so only those are called.

@@ -87,6 +87,18 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
+/// A client's request as the core's, and whether it is a CSV upload: an upload's body (up to
+/// 8 MiB) is left unread until the key's tenant is known ([`read_upload`]), as on the native
+/// host, so a caller without a valid key never has a byte of it read; every other body is
+/// read now, up to 64 KiB.
+pub async fn client_to_core(req: &mut Request) -> Result<(auth_core::Request, bool), ApiError> {
+    if req.path() == UPLOAD_PATH {
+        Ok((head_to_core(req)?, true))
+    } else {
+        Ok((to_core(req).await?, false))
+    }
+}
+
 /// Reads the body of a CSV upload, up to its 8 MiB, into `core` (made by [`head_to_core`]).
 pub async fn read_upload(req: &mut Request, core: &mut auth_core::Request) -> Result<(), ApiError> {
     *core.body_mut() = read_capped(req, MAX_CSV_BYTES).await?;

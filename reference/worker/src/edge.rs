@@ -24,23 +24,24 @@
 //!
 //! Everything else (admin routes, keyless and access-token end-user routes, test controls) is
 //! [`Host::front`]: the directory object, which answers it whole (notices, usage flushes and test
-//! controls included). The host methods the directory covers that way are never called here.
+//! controls included): the Worker's host has no [`auth_core::driver::SharedWork`] at all.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use auth_contract::testing::{KeyOwnersForgotten, TestControlAnswer};
-use auth_core::driver::{drive, Host};
+use auth_contract::testing::KeyOwnersForgotten;
+use auth_core::driver::{drive, Host, NoSharedWork};
 use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
-use auth_core::test_controls::TestControl;
-use auth_core::{ApiError, Front, FrontStep, Notice, Resume, TenantCall, TenantOutcome};
+use auth_core::{ApiError, Front, FrontStep, Notice, TenantCall, TenantOutcome};
 use worker::{console_error, Env, Request, Response};
 
 use crate::config::Settings;
-use crate::convert::{from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker};
+use crate::convert::{
+    client_to_core, from_worker, problem, read_upload, to_stub_request, to_worker,
+};
 use crate::internal::{self, Asked, Forward, GraphHop, InternalAnswer, InternalCall};
 use crate::storage::{WorkerClock, WorkerEntropy};
 
@@ -132,15 +133,9 @@ pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
     };
     // A CSV upload's body is read only once the key's tenant is known (`Host::read_upload`),
     // as on the native host; every other body now, up to 64 KiB.
-    let upload = req.path() == crate::convert::UPLOAD_PATH;
-    let core = if upload {
-        head_to_core(&req)
-    } else {
-        to_core(&mut req).await
-    };
-    let core = match core {
-        Ok(c) => c,
-        Err(e) => return to_worker(auth_core::finish(e.into_response(), "-", false)),
+    let (core, upload) = match client_to_core(&mut req).await {
+        Ok(read) => read,
+        Err(e) => return problem(e),
     };
     if let Some(answer) = forget_owners(&settings, &core) {
         return to_worker(auth_core::finish(answer, "-", false));
@@ -334,14 +329,15 @@ fn bucket(env: &Env) -> Result<worker::Bucket, ApiError> {
     })
 }
 
-/// The directory answers these routes whole, so the driver never asks the Worker for them.
-fn directory_only() -> ApiError {
-    console_error!("the driver asked the stateless Worker for what the directory does");
-    ApiError::Internal
-}
-
 impl Host for Edge<'_> {
     type Upgrade = Response;
+    /// The directory answers admin routes, metrics reads and test controls whole (notices,
+    /// usage flushes and test controls included): the Worker carries out none of it.
+    type Shared = NoSharedWork;
+
+    fn shared(&self) -> Option<&NoSharedWork> {
+        None
+    }
 
     fn clock(&self) -> &dyn Clock {
         &self.clock
@@ -360,10 +356,6 @@ impl Host for Edge<'_> {
             response,
             notices: Vec::new(),
         })
-    }
-
-    async fn resume(&self, _resume: Resume) -> Result<auth_core::Response, ApiError> {
-        Err(directory_only())
     }
 
     /// This isolate's cache, then the index (KV), then the directory on a miss.
@@ -386,13 +378,6 @@ impl Host for Edge<'_> {
             remember_owner(key_hash, tenant);
         }
         Ok(owner)
-    }
-
-    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
-        if notices.is_empty() {
-            return Ok(());
-        }
-        Err(directory_only())
     }
 
     async fn read_upload(&self, _request: &auth_core::Request) -> Result<Vec<u8>, ApiError> {
@@ -493,13 +478,5 @@ impl Host for Edge<'_> {
             Ok(_) => Err(failed("writing the graph audit record", "an odd answer")),
             Err(e) => Err(failed("writing the graph audit record", e)),
         }
-    }
-
-    async fn flush_usage(&self) {
-        directory_only();
-    }
-
-    async fn test_control(&self, _control: TestControl) -> Result<TestControlAnswer, ApiError> {
-        Err(directory_only())
     }
 }

@@ -33,7 +33,7 @@ use std::cell::{Cell, RefCell};
 use auth_core::ApiError;
 use worker::{console_error, console_log, durable_object, Env, Request, Response, State};
 
-use crate::convert::{head_to_core, not_configured, problem, to_core, UPLOAD_PATH};
+use crate::convert::{client_to_core, not_configured, problem};
 use crate::internal::{self, InternalAnswer, InternalCall, TenantOp};
 
 use directory::Platform;
@@ -128,14 +128,8 @@ impl AuthPlatform {
         // A CSV upload's body (up to 8 MiB) is read only once the front has found the key's
         // tenant, as on the native host: a caller without a valid key never has a byte of it
         // read. Every other body is read now, up to 64 KiB.
-        let upload = path == UPLOAD_PATH;
-        let core_req = if upload {
-            head_to_core(&req)
-        } else {
-            to_core(&mut req).await
-        };
-        let core_req = match core_req {
-            Ok(r) => r,
+        let (core_req, upload) = match client_to_core(&mut req).await {
+            Ok(read) => read,
             Err(e) => return problem(e),
         };
         let method = core_req.method().clone();
