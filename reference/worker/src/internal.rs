@@ -197,6 +197,12 @@ pub struct Shipment<T> {
     pub rows: Vec<T>,
 }
 
+/// Whether a client's path is the internal route or under it: the Worker entry refuses it (404)
+/// before anything else runs.
+pub fn reserved(path: &str) -> bool {
+    path == PATH || path.starts_with("/_internal/")
+}
+
 impl InternalCall {
     /// Whether the call travels in [`CALL_HEADER`] with a client's request as the body.
     fn carries_request(&self) -> bool {
@@ -437,6 +443,27 @@ mod tests {
             decode_call(None, Some(&bytes)).is_err(),
             "a call carrying a request is refused as a body"
         );
+    }
+
+    #[test]
+    fn the_internal_route_is_reserved() {
+        for path in [
+            "/_internal",
+            "/_internal/",
+            "/_internal/notice",
+            "/_internal/keys",
+        ] {
+            assert!(reserved(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/v1/api-keys",
+            "/_internals",
+            "/admin/_internal",
+            "/_test/evict",
+        ] {
+            assert!(!reserved(path), "{path}");
+        }
     }
 
     #[test]

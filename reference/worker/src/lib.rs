@@ -40,8 +40,7 @@ pub const PLATFORM_OBJECT: &str = "platform";
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     // The objects' own protocol is never reachable from outside.
-    let path = req.path();
-    if path == internal::PATH || path.starts_with("/_internal/") {
+    if internal::reserved(&req.path()) {
         return convert::to_worker(auth_core::finish(
             auth_core::ApiError::NotFound.into_response(),
             "-",
