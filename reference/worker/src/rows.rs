@@ -1,7 +1,8 @@
 //! Row images: how the directory object and a tenant's object hand each other rows.
 //!
-//! Both objects apply the same migrations, so a table has the same columns in the same order
-//! on both sides and a row travels as a JSON array of its values. Which side owns which rows
+//! Both objects apply the same migrations, so a table has the same columns on both sides, and
+//! a row travels as its table's named image ([`crate::tables`]: one struct per table, a field
+//! per column, made from the one table list). Which side owns which rows
 //! (see `docs/worker.md`) decides how an image is applied:
 //! - rows the directory wrote for a tenant (the tenant's creation, a key the admin minted) are
 //!   *new* to the tenant's object: `INSERT OR IGNORE`, so a row the tenant's object has since
@@ -11,7 +12,6 @@
 //!   that arrive out of order cannot revive a key.
 
 use auth_core::ports::{Sql, SqlValue, StorageError};
-use serde_json::Value;
 
 use crate::tables::{self, KeyRow, KeyringRow, RowImage, TableRows, TenantRow, UsageRow};
 
@@ -229,16 +229,11 @@ pub fn take_usage(db: &dyn Sql) -> Result<Vec<UsageRow>, StorageError> {
     Ok(rows)
 }
 
-/// The `id` of a row image, when it is text.
-pub fn id_of(id: &Value) -> Option<&str> {
-    id.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use auth_core::ports::Row;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The port over an in-memory SQLite with the migrations applied (what the objects run).
     struct Memory(rusqlite::Connection);
