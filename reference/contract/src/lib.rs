@@ -26,6 +26,7 @@ pub mod keys;
 pub mod mail;
 pub mod meta;
 pub mod tenants;
+pub mod testing;
 pub mod users;
 
 pub use admin::*;

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The host implements [`Host`]: where the shared rows live, how a tenant's object is called,
-//! where blobs are. The core stays free of any runtime: the trait's futures carry no `Send`
+//! where blobs are; and [`SharedWork`] (notices, usage flushes, test controls) unless its
+//! `front` answers those whole itself (the Worker's directory object does: it names
+//! [`NoSharedWork`] and implements none of it). The core stays free of any runtime: the trait's futures carry no `Send`
 //! bound, so the native host's (tokio, multi-threaded) are `Send` because its types are, and
 //! the Worker's (single-threaded) need not be.
 
@@ -28,6 +30,7 @@ use crate::ports::{Clock, Entropy};
 use crate::route::GraphOp;
 use crate::tenant_state::{TenantCall, TenantOutcome};
 use crate::test_controls::TestControl;
+use auth_contract::testing::TestControlAnswer;
 
 /// What a host provides to [`drive`].
 #[allow(async_fn_in_trait)]
@@ -35,6 +38,11 @@ pub trait Host {
     /// What a tenant call hands back with a 101 (native: the accepted socket; Worker: the
     /// object's own answer carrying the WebSocket).
     type Upgrade;
+    /// Who carries out what the front hands back besides an answer or a tenant call.
+    type Shared: SharedWork;
+
+    /// `None` when [`Host::front`] never hands back notices, metrics reads or test controls.
+    fn shared(&self) -> Option<&Self::Shared>;
 
     fn clock(&self) -> &dyn Clock;
     fn entropy(&self) -> &dyn Entropy;
@@ -42,14 +50,10 @@ pub trait Host {
     /// Runs [`Service::front`] with the shared rows (admin routes, end-user routes without a
     /// key, test controls).
     async fn front(&self, step: FrontStep) -> Result<Front, ApiError>;
-    /// Runs [`Service::resume`] with the shared rows, after [`Host::flush_usage`].
-    async fn resume(&self, resume: Resume) -> Result<Response, ApiError>;
     /// The tenant that owns a key, by the key's hash. A host may answer from an index (a key's
     /// tenant never changes) and fall back to [`Service::key_owner`]; the tenant's object
     /// decides authoritatively whether the key is usable, so a stale entry cannot admit.
     async fn key_owner(&self, key_hash: &str) -> Result<Option<String>, ApiError>;
-    /// Delivers admin notices to the tenants' objects; the answer waits for them.
-    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError>;
     /// Reads the body of an upload the front let through (`PUT /v1/graph/csv`), up to its
     /// own limit. Called only once the key's tenant is known.
     async fn read_upload(&self, request: &Request) -> Result<Vec<u8>, ApiError>;
@@ -71,10 +75,44 @@ pub trait Host {
     async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError>;
     /// Appends an audit record in the tenant's object ([`crate::TenantState::record`]).
     async fn audit(&self, tenant_id: &str, notice: Notice) -> Result<(), ApiError>;
+}
+
+/// What the front may hand back to the host besides an answer or a tenant call.
+#[allow(async_fn_in_trait)]
+pub trait SharedWork {
+    /// Delivers admin notices to the tenants' objects; the answer waits for them.
+    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError>;
     /// Moves every tenant object's pending usage counts to the shared metrics rows.
     async fn flush_usage(&self);
+    /// Runs [`Service::resume`] with the shared rows, after [`SharedWork::flush_usage`].
+    async fn resume(&self, resume: Resume) -> Result<Response, ApiError>;
     /// Carries out an authorised test control; answers the body of its 200.
-    async fn test_control(&self, control: TestControl) -> Result<serde_json::Value, ApiError>;
+    async fn test_control(&self, control: TestControl) -> Result<TestControlAnswer, ApiError>;
+}
+
+/// The [`Host::Shared`] of a host whose front answers all of it itself: no value exists, so
+/// none of it can be called.
+pub enum NoSharedWork {}
+
+impl SharedWork for NoSharedWork {
+    async fn notify(&self, _: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        match *self {}
+    }
+    async fn flush_usage(&self) {
+        match *self {}
+    }
+    async fn resume(&self, _: Resume) -> Result<Response, ApiError> {
+        match *self {}
+    }
+    async fn test_control(&self, _: TestControl) -> Result<TestControlAnswer, ApiError> {
+        match *self {}
+    }
+}
+
+/// The host's [`SharedWork`]; an internal error for a host that has none (its front handed
+/// back what it said it never would).
+fn shared<H: Host>(host: &H) -> Result<&H::Shared, ApiError> {
+    host.shared().ok_or(ApiError::Internal)
 }
 
 /// The answer to a request, and the accepted WebSocket when it is a 101.
@@ -114,17 +152,18 @@ async fn run<H: Host>(host: &H, stage: Stage) -> Result<Done<H::Upgrade>, ApiErr
             // Each tenant's object hears of the change before the client does, so the very
             // next request sees it.
             if !notices.is_empty() {
-                host.notify(notices).await?;
+                shared(host)?.notify(notices).await?;
             }
             Ok((response, None))
         }
         Front::Tenant(call) => call_tenant(host, call).await,
         Front::FlushMetrics(resume) => {
-            host.flush_usage().await;
-            Ok((host.resume(resume).await?, None))
+            let shared = shared(host)?;
+            shared.flush_usage().await;
+            Ok((shared.resume(resume).await?, None))
         }
         Front::TestControl(control) => {
-            let body = host.test_control(control).await?;
+            let body = shared(host)?.test_control(control).await?;
             Ok((crate::http::json(StatusCode::OK, &body), None))
         }
     }

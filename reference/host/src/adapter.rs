@@ -9,7 +9,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use auth_core::driver::Host;
+use auth_contract::testing::TestControlAnswer;
+use auth_core::driver::{Host, SharedWork};
 use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
 use auth_core::ports::{Clock, Entropy};
 use auth_core::route::TenantRoute;
@@ -18,7 +19,6 @@ use auth_core::{
     ApiError, Front, FrontStep, Notice, Ports, Request, Response, Resume, TenantCall,
     TenantOutcome, TenantState,
 };
-use serde_json::{json, Value};
 
 use crate::body::{declared_over, linger, read_limited, Unread};
 use crate::listener::ClientAddr;
@@ -94,6 +94,11 @@ impl Native<'_> {
 
 impl Host for Native<'_> {
     type Upgrade = Upgrade;
+    type Shared = Self;
+
+    fn shared(&self) -> Option<&Self> {
+        Some(self)
+    }
 
     fn clock(&self) -> &dyn Clock {
         &*self.state.clock
@@ -105,11 +110,6 @@ impl Host for Native<'_> {
 
     async fn front(&self, step: FrontStep) -> Result<Front, ApiError> {
         self.with_db(move |st, ports| st.service.front(ports, step))
-            .await
-    }
-
-    async fn resume(&self, resume: Resume) -> Result<Response, ApiError> {
-        self.with_db(move |st, ports| st.service.resume(ports, resume))
             .await
     }
 
@@ -125,24 +125,6 @@ impl Host for Native<'_> {
             self.state.key_index.remember(key_hash, tenant_id);
         }
         Ok(owner)
-    }
-
-    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
-        for (tenant_id, notice) in notices {
-            let r = self
-                .state
-                .tenants
-                .call(&tenant_id, false, move |o: &mut TenantState, env| {
-                    o.notice(env, &notice)
-                })
-                .await;
-            match r {
-                Ok((Ok(()), _)) => {}
-                Ok((Err(e), _)) => return Err(unavailable("notifying", &tenant_id, e)),
-                Err(e) => return Err(unavailable("notifying", &tenant_id, e)),
-            }
-        }
-        Ok(())
     }
 
     async fn read_upload(&self, request: &Request) -> Result<Vec<u8>, ApiError> {
@@ -256,6 +238,31 @@ impl Host for Native<'_> {
             }
         }
     }
+}
+
+impl SharedWork for Native<'_> {
+    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        for (tenant_id, notice) in notices {
+            let r = self
+                .state
+                .tenants
+                .call(&tenant_id, false, move |o: &mut TenantState, env| {
+                    o.notice(env, &notice)
+                })
+                .await;
+            match r {
+                Ok((Ok(()), _)) => {}
+                Ok((Err(e), _)) => return Err(unavailable("notifying", &tenant_id, e)),
+                Err(e) => return Err(unavailable("notifying", &tenant_id, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, resume: Resume) -> Result<Response, ApiError> {
+        self.with_db(move |st, ports| st.service.resume(ports, resume))
+            .await
+    }
 
     /// Objects with counts always have an alarm set, so only those are called.
     async fn flush_usage(&self) {
@@ -272,23 +279,23 @@ impl Host for Native<'_> {
         }
     }
 
-    async fn test_control(&self, control: TestControl) -> Result<Value, ApiError> {
+    async fn test_control(&self, control: TestControl) -> Result<TestControlAnswer, ApiError> {
         let state = self.state;
         Ok(match control {
             TestControl::AdvanceClock { ms } => {
                 let now = state.clock.advance(ms);
                 // Alarms due under the new time fire now.
                 state.tenants.fire_due().await;
-                json!({"nowMs": now})
+                TestControlAnswer::Clock { now_ms: now }
             }
             TestControl::Evict { tenant } => {
                 let n = state.tenants.evict_idle(0, tenant.as_deref())
                     + state.graphs.evict_idle(0, tenant.as_deref());
-                json!({"evicted": n})
+                TestControlAnswer::Evicted { evicted: n as u64 }
             }
             TestControl::FireAlarms { tenant } => {
                 let n = state.tenants.fire_all_now(tenant.as_deref()).await;
-                json!({"fired": n})
+                TestControlAnswer::Fired { fired: n as u64 }
             }
         })
     }

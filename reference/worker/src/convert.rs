@@ -65,13 +65,38 @@ pub fn head_to_core(req: &Request) -> Result<auth_core::Request, ApiError> {
 /// the route's limit (64 KiB; 8 MiB for `PUT /v1/graph/csv`).
 pub async fn to_core(req: &mut Request) -> Result<auth_core::Request, ApiError> {
     let mut core = head_to_core(req)?;
-    let limit = if core.uri().path() == UPLOAD_PATH {
+    *core.body_mut() = read_capped(req, body_limit(core.uri().path())).await?;
+    Ok(core)
+}
+
+/// [`to_core`] for a request that carries a client's to an object (`crate::internal`): the
+/// client's path and query `target` instead of the internal route, the body up to its limit.
+pub async fn to_core_at(req: &mut Request, target: &str) -> Result<auth_core::Request, ApiError> {
+    let mut core = head_to_core(req)?;
+    *core.uri_mut() = target.parse().map_err(|_| ApiError::Internal)?;
+    *core.body_mut() = read_capped(req, body_limit(core.uri().path())).await?;
+    Ok(core)
+}
+
+/// The body limit of a path: 8 MiB for the CSV upload, 64 KiB for everything else.
+fn body_limit(path: &str) -> usize {
+    if path == UPLOAD_PATH {
         MAX_CSV_BYTES
     } else {
         MAX_BODY_BYTES
-    };
-    *core.body_mut() = read_capped(req, limit).await?;
-    Ok(core)
+    }
+}
+
+/// A client's request as the core's, and whether it is a CSV upload: an upload's body (up to
+/// 8 MiB) is left unread until the key's tenant is known ([`read_upload`]), as on the native
+/// host, so a caller without a valid key never has a byte of it read; every other body is
+/// read now, up to 64 KiB.
+pub async fn client_to_core(req: &mut Request) -> Result<(auth_core::Request, bool), ApiError> {
+    if req.path() == UPLOAD_PATH {
+        Ok((head_to_core(req)?, true))
+    } else {
+        Ok((to_core(req).await?, false))
+    }
 }
 
 /// Reads the body of a CSV upload, up to its 8 MiB, into `core` (made by [`head_to_core`]).
@@ -117,12 +142,11 @@ pub async fn from_worker(mut resp: Response) -> auth_core::Response {
     out
 }
 
-/// A request to a Durable Object's stub that carries a core request: its method, path and
-/// query (under `origin`, which the object ignores), the headers `keep` lets through plus
-/// `extra`, and its body.
+/// A request to a Durable Object's stub at `url` that carries a core request: its method, the
+/// headers `keep` lets through plus `extra`, and its body.
 pub fn to_stub_request(
     req: &auth_core::Request,
-    origin: &str,
+    url: &str,
     keep: impl Fn(&http::HeaderName) -> bool,
     extra: &[(&str, &str)],
 ) -> worker::Result<Request> {
@@ -142,10 +166,25 @@ pub fn to_stub_request(
     if !req.body().is_empty() && !bodiless {
         init.with_body(Some(js_sys::Uint8Array::from(req.body().as_slice()).into()));
     }
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    Request::new_with_init(&format!("{origin}{path}"), &init)
+    Request::new_with_init(url, &init)
+}
+
+/// A problem document for `e`, outside any client request (no request id to name).
+pub fn problem(e: ApiError) -> worker::Result<Response> {
+    to_worker(auth_core::finish(e.into_response(), "-", false))
+}
+
+/// 503 for a Worker deployed without its secrets: the reason names the missing setting.
+pub fn not_configured(reason: &str) -> worker::Result<Response> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": format!("The service is not configured: {reason}."),
+    });
+    let headers = Headers::new();
+    headers.set("content-type", "application/problem+json")?;
+    Ok(Response::from_bytes(body.to_string().into_bytes())?
+        .with_status(503)
+        .with_headers(headers))
 }

@@ -6,12 +6,12 @@
 //! answered here too). Then, for a keyed tenant route (`/v1/...`, and `/v1/auth/*` with a tenant
 //! key):
 //! - [`Host::key_owner`]: the isolate's own cache of key owners, then the KV index `KEY_INDEX` (key hash → tenant id, written by the
-//!   directory); on a miss, the directory (`/_internal/key-owner`), which looks the key up in
+//!   directory); on a miss, the directory ([`InternalCall::KeyOwner`]), which looks the key up in
 //!   its mirror and writes the index;
 //! - [`Host::tenant`]: the tenant's `TenantState` object, called directly. It decides
 //!   authoritatively: it holds its tenant's keys and row, so a revoked, expired or foreign key,
 //!   a suspended or deleted tenant are refused there, and a hash that is not one of its keys is
-//!   answered "not mine" ([`internal::NOT_MINE_HEADER`]), whereupon the request goes to the
+//!   answered "not mine" ([`InternalAnswer::NotMine`]), whereupon the request goes to the
 //!   directory, which answers as before and corrects the index. So the index may lag or be
 //!   wrong without ever admitting a request.
 //!
@@ -19,28 +19,30 @@
 //!   `TenantOutcome::Graph`), and the driver runs the hop here: [`Host::store_upload`] checks
 //!   the CSV and writes R2 (`TENANT_DATA`), [`Host::read_blob`] reads it for a reload,
 //!   [`Host::graph`] calls the tenant's `GraphStateCSV` object, [`Host::audit`] appends the
-//!   record in the tenant's object ([`internal::AUDIT`]). After a "not mine" the directory
+//!   record in the tenant's object ([`InternalCall::Audit`]). After a "not mine" the directory
 //!   forwards the object's hop back unchanged, and the hop names the tenant that answered.
 //!
 //! Everything else (admin routes, keyless and access-token end-user routes, test controls) is
 //! [`Host::front`]: the directory object, which answers it whole (notices, usage flushes and test
-//! controls included). The host methods the directory covers that way are never called here.
+//! controls included): the Worker's host has no [`auth_core::driver::SharedWork`] at all.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use auth_core::driver::{drive, Host};
+use auth_contract::testing::KeyOwnersForgotten;
+use auth_core::driver::{drive, Host, NoSharedWork};
 use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
-use auth_core::test_controls::TestControl;
-use auth_core::{ApiError, Front, FrontStep, Notice, Resume, TenantCall, TenantOutcome};
+use auth_core::{ApiError, Front, FrontStep, Notice, TenantCall, TenantOutcome};
 use worker::{console_error, Env, Request, Response};
 
 use crate::config::Settings;
-use crate::convert::{from_worker, head_to_core, read_upload, to_core, to_stub_request, to_worker};
-use crate::internal::{self, Forward, GraphHop};
+use crate::convert::{
+    client_to_core, from_worker, problem, read_upload, to_stub_request, to_worker,
+};
+use crate::internal::{self, Asked, Forward, GraphHop, InternalAnswer, InternalCall};
 use crate::storage::{WorkerClock, WorkerEntropy};
 
 /// The KV namespace of the key index: key hash → tenant id.
@@ -106,7 +108,9 @@ fn forget_owners(settings: &Settings, req: &auth_core::Request) -> Option<auth_c
     });
     Some(auth_core::http::json(
         http::StatusCode::OK,
-        &serde_json::json!({ "forgotten": forgotten }),
+        &KeyOwnersForgotten {
+            forgotten: forgotten as u64,
+        },
     ))
 }
 
@@ -129,15 +133,9 @@ pub async fn serve(mut req: Request, env: &Env) -> worker::Result<Response> {
     };
     // A CSV upload's body is read only once the key's tenant is known (`Host::read_upload`),
     // as on the native host; every other body now, up to 64 KiB.
-    let upload = req.path() == crate::convert::UPLOAD_PATH;
-    let core = if upload {
-        head_to_core(&req)
-    } else {
-        to_core(&mut req).await
-    };
-    let core = match core {
-        Ok(c) => c,
-        Err(e) => return to_worker(auth_core::finish(e.into_response(), "-", false)),
+    let (core, upload) = match client_to_core(&mut req).await {
+        Ok(read) => read,
+        Err(e) => return problem(e),
     };
     if let Some(answer) = forget_owners(&settings, &core) {
         return to_worker(auth_core::finish(answer, "-", false));
@@ -192,8 +190,8 @@ impl Edge<'_> {
         let sent = async {
             let request = to_stub_request(
                 core,
-                &self.origin,
-                |name| !name.as_str().starts_with(internal::HEADER_PREFIX),
+                &format!("{}{}", self.origin, internal::target_of(core)),
+                internal::not_internal,
                 &[(internal::REQUEST_ID_HEADER, &id)],
             )?;
             internal::directory_stub(self.env)?
@@ -208,93 +206,111 @@ impl Edge<'_> {
 
     /// The key's tenant from the directory's mirror (which also writes the index entry).
     async fn owner_from_directory(&self, key_hash: &str) -> Result<Option<String>, ApiError> {
-        let body = serde_json::json!({ "keyHash": key_hash }).to_string();
-        let answer = async {
-            let stub = internal::directory_stub(self.env)?;
-            let mut resp = internal::post(&stub, internal::KEY_OWNER, None, Some(body)).await?;
-            resp.json::<serde_json::Value>().await
+        let call = InternalCall::KeyOwner {
+            key_hash: key_hash.to_owned(),
         };
-        match answer.await {
-            Ok(v) => Ok(v["tenantId"].as_str().map(str::to_owned)),
-            Err(e) => {
-                console_error!("asking the directory for a key's tenant failed: {e}");
-                Err(ApiError::Unavailable(1))
-            }
+        let asked = match internal::directory_stub(self.env) {
+            Ok(stub) => internal::ask(&stub, &call).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match asked {
+            Ok(Asked {
+                answer: InternalAnswer::Owner { tenant_id },
+                ..
+            }) => Ok(tenant_id),
+            Ok(_) => Err(failed(
+                "asking the directory for a key's tenant",
+                "an odd answer",
+            )),
+            Err(e) => Err(failed("asking the directory for a key's tenant", e)),
         }
     }
 
-    /// Runs the call in the tenant's object; `None` when the object says the key is not its
-    /// tenant's (nothing ran there).
-    async fn call_object(&self, call: &TenantCall) -> Result<Option<Response>, ApiError> {
-        let forward = Forward {
-            key_hash: call.key_hash.clone(),
-            request_id: auth_core::request_id(&call.request),
-            route: call.route.clone(),
-            host: call
-                .request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            direct: true,
-        };
-        let forward = internal::encode(&forward);
+    /// Runs the call in the tenant's object, directly (no sync: the object checks the key is
+    /// one of its tenant's).
+    async fn call_object(&self, call: &TenantCall) -> Result<Answered, ApiError> {
         let sent = async {
-            let request = to_stub_request(
+            let request = internal::carrying(
                 &call.request,
-                "https://tenant.internal",
-                |name| {
-                    !name.as_str().starts_with(internal::HEADER_PREFIX)
-                        && name != http::header::HOST
+                &InternalCall::Forward {
+                    sync: None,
+                    forward: Forward {
+                        key_hash: call.key_hash.clone(),
+                        request_id: auth_core::request_id(&call.request),
+                        route: call.route.clone(),
+                        target: internal::target_of(&call.request),
+                        host: internal::host_of(&call.request),
+                    },
                 },
-                &[(internal::FORWARD_HEADER, &forward)],
             )?;
             internal::tenant_stub(self.env, &call.tenant_id)?
                 .fetch_with_request(request)
                 .await
         };
-        let resp = sent.await.map_err(|e| {
-            console_error!("calling a tenant's object failed: {e}");
-            ApiError::Unavailable(1)
-        })?;
-        if resp
-            .headers()
-            .has(internal::NOT_MINE_HEADER)
-            .unwrap_or(false)
-        {
-            return Ok(None);
-        }
-        Ok(Some(resp))
+        let resp = sent
+            .await
+            .map_err(|e| failed("calling a tenant's object", e))?;
+        answered(resp).await
     }
+}
+
+/// The answer to a forwarded tenant request: the client's, or an internal one.
+enum Answered {
+    Client(Response),
+    /// The key is not the object's tenant's: nothing ran.
+    NotMine,
+    Hop(GraphHop),
+}
+
+/// Tells a client's answer from an internal one ([`internal::ANSWER_HEADER`]).
+async fn answered(mut resp: Response) -> Result<Answered, ApiError> {
+    match internal::read_answer(&mut resp).await {
+        Ok(None) => Ok(Answered::Client(resp)),
+        Ok(Some(InternalAnswer::NotMine)) => Ok(Answered::NotMine),
+        Ok(Some(InternalAnswer::GraphHop { hop })) => Ok(Answered::Hop(hop)),
+        Ok(Some(other)) => Err(failed("a tenant's object", format!("{other:?}"))),
+        Err(e) => Err(failed("a tenant's object", e)),
+    }
+}
+
+/// Logs what failed and answers 503: the Worker could not reach or understand an object.
+fn failed(what: &str, why: impl std::fmt::Display) -> ApiError {
+    console_error!("{what} failed: {why}");
+    ApiError::Unavailable(1)
 }
 
 /// The answer of an object or of the directory, as the driver's outcome: a 101 keeps the
 /// platform's own answer (it carries the socket); a graph hop becomes `TenantOutcome::Graph`.
-async fn outcome(resp: Response) -> (TenantOutcome, Option<Response>, Option<GraphHop>) {
-    let hop = resp
-        .headers()
-        .get(internal::GRAPH_HEADER)
-        .ok()
-        .flatten()
-        .and_then(|v| internal::decode::<GraphHop>(&v));
-    if let Some(hop) = hop {
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &hop.headers {
-            if let (Ok(k), Ok(v)) = (
-                http::HeaderName::from_bytes(k.as_bytes()),
-                http::HeaderValue::from_str(v),
-            ) {
-                headers.insert(k, v);
+async fn outcome(answered: Answered) -> (TenantOutcome, Option<Response>, Option<GraphHop>) {
+    let resp = match answered {
+        Answered::Hop(hop) => {
+            let mut headers = http::HeaderMap::new();
+            for (k, v) in &hop.headers {
+                if let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.as_bytes()),
+                    http::HeaderValue::from_str(v),
+                ) {
+                    headers.insert(k, v);
+                }
             }
+            let graph = TenantOutcome::Graph {
+                op: hop.op,
+                actor_key_id: hop.actor_key_id.clone(),
+                needs: "",
+                headers,
+            };
+            return (graph, None, Some(hop));
         }
-        let graph = TenantOutcome::Graph {
-            op: hop.op,
-            actor_key_id: hop.actor_key_id.clone(),
-            needs: "",
-            headers,
-        };
-        return (graph, None, Some(hop));
-    }
+        Answered::Client(resp) => resp,
+        // The directory forwards with its sync, so its object never answers "not mine".
+        Answered::NotMine => {
+            return (
+                TenantOutcome::Respond(ApiError::Internal.into_response()),
+                None,
+                None,
+            )
+        }
+    };
     if resp.status_code() == 101 {
         let mut switching = http::Response::new(Vec::new());
         *switching.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
@@ -313,14 +329,15 @@ fn bucket(env: &Env) -> Result<worker::Bucket, ApiError> {
     })
 }
 
-/// The directory answers these routes whole, so the driver never asks the Worker for them.
-fn directory_only() -> ApiError {
-    console_error!("the driver asked the stateless Worker for what the directory does");
-    ApiError::Internal
-}
-
 impl Host for Edge<'_> {
     type Upgrade = Response;
+    /// The directory answers admin routes, metrics reads and test controls whole (notices,
+    /// usage flushes and test controls included): the Worker carries out none of it.
+    type Shared = NoSharedWork;
+
+    fn shared(&self) -> Option<&NoSharedWork> {
+        None
+    }
 
     fn clock(&self) -> &dyn Clock {
         &self.clock
@@ -339,10 +356,6 @@ impl Host for Edge<'_> {
             response,
             notices: Vec::new(),
         })
-    }
-
-    async fn resume(&self, _resume: Resume) -> Result<auth_core::Response, ApiError> {
-        Err(directory_only())
     }
 
     /// This isolate's cache, then the index (KV), then the directory on a miss.
@@ -367,13 +380,6 @@ impl Host for Edge<'_> {
         Ok(owner)
     }
 
-    async fn notify(&self, notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
-        if notices.is_empty() {
-            return Ok(());
-        }
-        Err(directory_only())
-    }
-
     async fn read_upload(&self, _request: &auth_core::Request) -> Result<Vec<u8>, ApiError> {
         let Some(mut client) = self.client.borrow_mut().take() else {
             return Err(ApiError::Internal);
@@ -389,14 +395,14 @@ impl Host for Edge<'_> {
         &self,
         call: &Arc<TenantCall>,
     ) -> Result<(TenantOutcome, Option<Response>), ApiError> {
-        let resp = match self.call_object(call).await? {
-            Some(resp) => resp,
-            None => {
+        let answered = match self.call_object(call).await? {
+            Answered::NotMine => {
                 forget_owner(&call.key_hash);
-                self.directory(&call.request).await?
+                answered(self.directory(&call.request).await?).await?
             }
+            answered => answered,
         };
-        let (outcome, upgrade, hop) = outcome(resp).await;
+        let (outcome, upgrade, hop) = outcome(answered).await;
         *self.hop.borrow_mut() = hop.map(|h| (h.tenant_id, h.now_ms));
         Ok((outcome, upgrade))
     }
@@ -460,29 +466,17 @@ impl Host for Edge<'_> {
             .borrow()
             .as_ref()
             .map_or_else(|| tenant_id.to_owned(), |(t, _)| t.clone());
-        let body = serde_json::to_string(&notice).map_err(|_| ApiError::Internal)?;
-        let written = async {
-            let stub = internal::tenant_stub(self.env, &tenant)?;
-            internal::post(&stub, internal::AUDIT, None, Some(body)).await
+        let written = match internal::tenant_stub(self.env, &tenant) {
+            Ok(stub) => internal::ask(&stub, &InternalCall::Audit { notice }).await,
+            Err(e) => Err(e.to_string()),
         };
-        match written.await {
-            Ok(resp) if resp.status_code() == 200 => Ok(()),
-            Ok(resp) => {
-                console_error!("the graph audit record was refused: {}", resp.status_code());
-                Err(ApiError::Unavailable(1))
-            }
-            Err(e) => {
-                console_error!("could not write the graph audit record: {e}");
-                Err(ApiError::Unavailable(1))
-            }
+        match written {
+            Ok(Asked {
+                answer: InternalAnswer::Done,
+                ..
+            }) => Ok(()),
+            Ok(_) => Err(failed("writing the graph audit record", "an odd answer")),
+            Err(e) => Err(failed("writing the graph audit record", e)),
         }
-    }
-
-    async fn flush_usage(&self) {
-        directory_only();
-    }
-
-    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
-        Err(directory_only())
     }
 }

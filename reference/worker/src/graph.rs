@@ -10,17 +10,11 @@ use auth_core::objects::{DurableObject as CoreObject, NoSockets, ObjectEnv, Obje
 use auth_core::ports::Sql;
 use auth_core::route::{ApiRoute, Route, TenantRoute};
 use auth_core::ApiError;
-use worker::{durable_object, Env, Request, RequestInit, Response, State};
+use worker::{durable_object, Env, Request, Response, State};
 
-use crate::convert::{head_to_core, to_core, to_stub_request, to_worker};
+use crate::convert::{head_to_core, problem, to_core_at, to_worker};
+use crate::internal::{self, GraphRequest, InternalAnswer, InternalCall};
 use crate::storage::{DoSql, NoSharedDb, WorkerClock, WorkerEntropy};
-
-const ACTOR_HEADER: &str = "x-authconf-actor";
-const TENANT_HEADER: &str = "x-authconf-tenant";
-const NOW_HEADER: &str = "x-authconf-now-ms";
-const EVICT_PATH: &str = "/_internal/evict";
-/// Worker → graph object: the body is the tenant's stored CSV, to reload from.
-const RELOAD_HEADER: &str = "x-authconf-internal-reload";
 
 fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
     env.durable_object("GRAPH_STATE_CSV")?
@@ -28,8 +22,8 @@ fn stub(env: &Env, tenant_id: &str) -> worker::Result<worker::Stub> {
         .get_stub()
 }
 
-/// Sends a graph request to the tenant's object, with the caller and the tenant object's
-/// clock; `csv` (a reload) replaces the body.
+/// Sends a graph request to the tenant's object ([`InternalCall::Graph`]), with the caller
+/// and the tenant object's clock; `csv` (a reload) replaces the body.
 pub async fn call(
     env: &Env,
     tenant_id: &str,
@@ -38,38 +32,39 @@ pub async fn call(
     req: &auth_core::Request,
     csv: Option<Vec<u8>>,
 ) -> worker::Result<Response> {
-    let now = now_ms.to_string();
-    let mut headers = vec![
-        (ACTOR_HEADER, actor),
-        (TENANT_HEADER, tenant_id),
-        (NOW_HEADER, now.as_str()),
-    ];
+    let call = InternalCall::Graph {
+        graph: GraphRequest {
+            tenant_id: tenant_id.to_owned(),
+            actor: actor.to_owned(),
+            now_ms,
+            target: internal::target_of(req),
+            reload: csv.is_some(),
+        },
+    };
     let request = match csv {
         Some(csv) => {
             let mut reload = http::Request::new(csv);
             *reload.method_mut() = req.method().clone();
             *reload.uri_mut() = req.uri().clone();
             *reload.headers_mut() = req.headers().clone();
-            headers.push((RELOAD_HEADER, "1"));
-            to_stub_request(&reload, "https://graph.internal", not_internal, &headers)?
+            internal::carrying(&reload, &call)?
         }
-        None => to_stub_request(req, "https://graph.internal", not_internal, &headers)?,
+        None => internal::carrying(req, &call)?,
     };
     stub(env, tenant_id)?.fetch_with_request(request).await
 }
 
-/// A client's header claiming to be internal (a reload's CSV) never reaches the object.
-fn not_internal(name: &http::HeaderName) -> bool {
-    !name.as_str().starts_with(crate::internal::HEADER_PREFIX)
-}
-
-/// Asks the tenant's graph object to drop its in-memory graph (the test control `evict`).
-pub async fn evict(env: &Env, tenant_id: &str) -> worker::Result<bool> {
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::Post);
-    let request = Request::new_with_init(&format!("https://graph.internal{EVICT_PATH}"), &init)?;
-    let resp = stub(env, tenant_id)?.fetch_with_request(request).await?;
-    Ok(resp.status_code() == 200)
+/// Asks the tenant's graph object to drop its in-memory graph (the test control `evict`);
+/// answers how many graphs it dropped (0 or 1).
+pub async fn evict(env: &Env, tenant_id: &str) -> Result<u64, String> {
+    let stub = stub(env, tenant_id).map_err(|e| e.to_string())?;
+    match internal::ask(&stub, &InternalCall::EvictGraph)
+        .await?
+        .answer
+    {
+        InternalAnswer::Evicted { evicted } => Ok(evicted),
+        _ => Err("an odd answer".into()),
+    }
 }
 
 #[durable_object]
@@ -93,28 +88,28 @@ impl ObjectStorage for Storage<'_> {
 }
 
 impl GraphStateCSV {
-    async fn handle(&self, mut req: Request) -> Result<auth_core::Response, ApiError> {
+    async fn handle(
+        &self,
+        mut req: Request,
+        call: GraphRequest,
+    ) -> Result<auth_core::Response, ApiError> {
         // A reload's body is the stored CSV (up to the upload limit), which only the Worker
         // sends; a client's body is capped as everywhere.
-        let reload = req.headers().has(RELOAD_HEADER).unwrap_or(false);
+        let reload = call.reload;
         let mut core = if reload {
             let mut core = head_to_core(&req)?;
+            *core.uri_mut() = call.target.parse().map_err(|_| ApiError::Internal)?;
             *core.body_mut() = req.bytes().await.map_err(|_| ApiError::Internal)?;
             core
         } else {
-            to_core(&mut req).await?
+            to_core_at(&mut req, &call.target).await?
         };
-        let header = |name: &str| {
-            core.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let tenant = header(TENANT_HEADER).ok_or(ApiError::Internal)?;
-        let actor = header(ACTOR_HEADER).unwrap_or_default();
-        let now_ms = header(NOW_HEADER)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or_else(|| worker::Date::now().as_millis() as i64);
+        let GraphRequest {
+            tenant_id: tenant,
+            actor,
+            now_ms,
+            ..
+        } = call;
         let op = match Route::parse(core.method(), core.uri().path())? {
             Route::Tenant(TenantRoute::Api(ApiRoute::Graph(op))) => op,
             _ => return Err(ApiError::NotFound),
@@ -172,16 +167,19 @@ impl worker::DurableObject for GraphStateCSV {
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        if req.path() == EVICT_PATH {
-            let was_live = self.graph.borrow_mut().take().is_some();
-            return if was_live {
-                Response::ok("evicted")
-            } else {
-                Ok(Response::ok("idle")?.with_status(204))
-            };
-        }
-        let resp = match self.handle(req).await {
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let call = match internal::receive(&mut req).await {
+            Ok(InternalCall::Graph { graph }) => graph,
+            Ok(InternalCall::EvictGraph) => {
+                let was_live = self.graph.borrow_mut().take().is_some();
+                return internal::answer(&InternalAnswer::Evicted {
+                    evicted: u64::from(was_live),
+                });
+            }
+            Ok(_) => return problem(ApiError::NotFound),
+            Err(e) => return problem(e),
+        };
+        let resp = match self.handle(req, call).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };

@@ -8,7 +8,8 @@
 //!   (rate limits, audit, events, tenant routes, end-user auth) over the tenant's own rows.
 //! - [`graph`]: the `GraphStateCSV` Durable Object, one per tenant (the CSV in R2 is the Worker's).
 //! - [`internal`] and [`rows`]: what the directory and the tenants' objects say to each other
-//!   and how rows cross between them.
+//!   and how rows cross between them; [`tables`]: the one list of tables (owner, D1 copy,
+//!   shipping, columns) and a named struct per table for its row images.
 //! - [`mirror`]: every relational row the objects write, copied to D1 (`DB`) through a
 //!   transactional outbox.
 //! - [`storage`]: the core's ports on Durable Object storage (SQL, transactions, migrations,
@@ -28,6 +29,7 @@ pub mod mirror;
 pub mod platform;
 pub mod rows;
 pub mod storage;
+pub mod tables;
 pub mod tenant;
 
 use worker::{event, Context, Env, Request, Response};
@@ -38,7 +40,7 @@ pub const PLATFORM_OBJECT: &str = "platform";
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     // The objects' own protocol is never reachable from outside.
-    if req.path().starts_with("/_internal/") {
+    if internal::reserved(&req.path()) {
         return convert::to_worker(auth_core::finish(
             auth_core::ApiError::NotFound.into_response(),
             "-",

@@ -25,29 +25,6 @@ use worker::Env;
 
 use crate::storage::DoSql;
 
-/// The tables the directory owns (and copies to D1).
-pub const DIRECTORY_TABLES: &[&str] = &[
-    "tenants",
-    "platform_admins",
-    "platform_admin_tenant_permissions",
-    "jwt_keys",
-    "usage_metrics",
-];
-
-/// The tables a tenant's object owns (and copies to D1), in foreign-key order. The mail
-/// outbox stays in the object: a queued mail is the object's work, not relational state, and
-/// the fewer copies of anything that leads to a single-use code, the better.
-pub const TENANT_TABLES: &[&str] = &[
-    "api_keys",
-    "tenant_users",
-    "tenant_user_sessions",
-    "refresh_tokens",
-    "user_tokens",
-    "token_blacklist",
-    "tenant_data_schemas",
-    "tenant_onboarding",
-];
-
 /// Tables an earlier version copied to D1 and this one does not: their triggers are dropped
 /// and their pending entries forgotten when an object opens.
 const NO_LONGER_MIRRORED: &[&str] = &["mail_outbox"];
@@ -408,8 +385,9 @@ mod tests {
     /// D1 (issue 14: codes at rest), and objects of an earlier version drop its triggers.
     #[test]
     fn the_mail_outbox_is_not_copied_to_d1() {
-        assert!(!TENANT_TABLES.contains(&"mail_outbox"));
-        assert!(!DIRECTORY_TABLES.contains(&"mail_outbox"));
+        use crate::tables::{copied_to_d1, Owner};
+        assert!(!copied_to_d1(Owner::Tenant).contains(&"mail_outbox"));
+        assert!(!copied_to_d1(Owner::Directory).contains(&"mail_outbox"));
         assert!(NO_LONGER_MIRRORED.contains(&"mail_outbox"));
     }
 

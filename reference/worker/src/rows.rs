@@ -1,7 +1,8 @@
 //! Row images: how the directory object and a tenant's object hand each other rows.
 //!
-//! Both objects apply the same migrations, so a table has the same columns in the same order
-//! on both sides and a row travels as a JSON array of its values. Which side owns which rows
+//! Both objects apply the same migrations, so a table has the same columns on both sides, and
+//! a row travels as its table's named image ([`crate::tables`]: one struct per table, a field
+//! per column, made from the one table list). Which side owns which rows
 //! (see `docs/worker.md`) decides how an image is applied:
 //! - rows the directory wrote for a tenant (the tenant's creation, a key the admin minted) are
 //!   *new* to the tenant's object: `INSERT OR IGNORE`, so a row the tenant's object has since
@@ -10,46 +11,37 @@
 //!   ever moves a key towards its end (revocation and expiry take the earlier time), so images
 //!   that arrive out of order cannot revive a key.
 
-use auth_core::ports::{Row, Sql, SqlValue, StorageError};
-use serde_json::Value;
+use auth_core::ports::{Sql, SqlValue, StorageError};
 
-/// Tables whose rows belong to one tenant and live in that tenant's object. The directory
-/// writes some of them once (creation, onboarding, admin-minted keys) and ships them over.
-/// In an order that satisfies their foreign keys.
-pub const TENANT_TABLES: &[&str] = &[
-    "api_keys",
-    "tenant_users",
-    "user_tokens",
-    "tenant_data_schemas",
-    "mail_outbox",
-    "tenant_onboarding",
-];
+use crate::tables::{self, KeyRow, KeyringRow, RowImage, TableRows, TenantRow, UsageRow};
 
-/// The key columns the mirror keeps (all but `last_used_at`), in [`merge_keys`]'s order.
-pub const KEY_COLUMNS: &str = "id, tenant_id, key_prefix, key_hash, name, type, environment, \
-     permissions, created_at, revoked_at, expires_at, replaced_by";
+/// Every row of `T`'s table that `condition` (with `params`) selects, as named images.
+pub fn select<T: RowImage>(
+    db: &dyn Sql,
+    condition: &str,
+    params: &[SqlValue],
+) -> Result<Vec<T>, StorageError> {
+    db.query(
+        &format!("SELECT * FROM {} WHERE {condition}", T::TABLE),
+        params,
+    )?
+    .iter()
+    .map(|row| T::from_sql(row).ok_or_else(|| short(T::TABLE)))
+    .collect()
+}
+
+fn short(table: &str) -> StorageError {
+    StorageError::Other(format!("a {table} row shorter than its table"))
+}
 
 /// A tenant's keys as [`merge_keys`] takes them.
-pub fn key_rows(db: &dyn Sql, tenant_id: &str) -> Result<Image, StorageError> {
-    Ok(db
-        .query(
-            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?"),
-            &[tenant_id.into()],
-        )?
-        .iter()
-        .map(to_json)
-        .collect())
+pub fn key_rows(db: &dyn Sql, tenant_id: &str) -> Result<Vec<KeyRow>, StorageError> {
+    select(db, "tenant_id = ?", &[tenant_id.into()])
 }
 
 /// Writes the directory's image of a tenant row into a tenant's object. An upsert, not a
 /// replace: replacing would delete the row first and cascade to the tenant's keys and users.
-pub fn upsert_tenant(db: &dyn Sql, row: &[Value]) -> Result<(), StorageError> {
-    // tenants has 15 columns (0001_initial.sql).
-    if row.len() != 15 {
-        return Err(StorageError::Other(
-            "a tenants image of the wrong width".into(),
-        ));
-    }
+pub fn upsert_tenant(db: &dyn Sql, row: &TenantRow) -> Result<(), StorageError> {
     db.execute(
         "INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, name = excluded.name, \
@@ -59,61 +51,26 @@ pub fn upsert_tenant(db: &dyn Sql, row: &[Value]) -> Result<(), StorageError> {
            limits = excluded.limits, schema_version = excluded.schema_version, \
            created_at = excluded.created_at, updated_at = excluded.updated_at, \
            deleted_at = excluded.deleted_at",
-        &from_json(row),
+        &row.params(),
     )
     .map(drop)
 }
 
-/// Replaces a tenant object's copy of the JWT keyring (`jwt_keys`: kid, status, created_at,
-/// retired_at) with the directory's.
-pub fn replace_keyring(db: &dyn Sql, rows: &Image) -> Result<(), StorageError> {
+/// The directory's keyring (`jwt_keys`), oldest first.
+pub fn keyring(db: &dyn Sql) -> Result<Vec<KeyringRow>, StorageError> {
+    select(db, "1 ORDER BY created_at, rowid", &[])
+}
+
+/// Replaces a tenant object's copy of the JWT keyring with the directory's.
+pub fn replace_keyring(db: &dyn Sql, rows: &[KeyringRow]) -> Result<(), StorageError> {
     db.execute("DELETE FROM jwt_keys", &[])?;
     for row in rows {
         db.execute(
             "INSERT INTO jwt_keys (kid, status, created_at, retired_at) VALUES (?, ?, ?, ?)",
-            &from_json(row),
+            &row.params(),
         )?;
     }
     Ok(())
-}
-
-/// One table's rows as JSON arrays.
-pub type Image = Vec<Vec<Value>>;
-
-pub fn to_json(row: &Row) -> Vec<Value> {
-    row.iter()
-        .map(|v| match v {
-            SqlValue::Null => Value::Null,
-            SqlValue::Integer(i) => Value::from(*i),
-            SqlValue::Text(s) => Value::from(s.as_str()),
-        })
-        .collect()
-}
-
-fn from_json(values: &[Value]) -> Vec<SqlValue> {
-    values
-        .iter()
-        .map(|v| match v {
-            Value::Number(n) => n.as_i64().map_or(SqlValue::Null, SqlValue::Integer),
-            Value::String(s) => SqlValue::Text(s.clone()),
-            Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
-            _ => SqlValue::Null,
-        })
-        .collect()
-}
-
-/// Every row of `table` that `condition` (with `params`) selects, columns in table order.
-pub fn select(
-    db: &dyn Sql,
-    table: &str,
-    condition: &str,
-    params: &[SqlValue],
-) -> Result<Image, StorageError> {
-    Ok(db
-        .query(&format!("SELECT * FROM {table} WHERE {condition}"), params)?
-        .iter()
-        .map(to_json)
-        .collect())
 }
 
 /// The rows an admin change wrote for a tenant, which its notice carries to the tenant's
@@ -125,18 +82,14 @@ pub fn rows_of_notice(
     db: &dyn Sql,
     tenant_id: &str,
     notice: &auth_core::Notice,
-) -> Result<Vec<(String, Image)>, StorageError> {
+) -> Result<Vec<TableRows>, StorageError> {
     match notice.action.as_str() {
         "tenant.created" => tenant_rows(db, tenant_id),
-        "api_key.created" => Ok(vec![(
-            "api_keys".to_owned(),
-            select(
-                db,
-                "api_keys",
-                "tenant_id = ? AND id = ?",
-                &[tenant_id.into(), notice.target.as_str().into()],
-            )?,
-        )]),
+        "api_key.created" => Ok(vec![TableRows::KeyRow(select(
+            db,
+            "tenant_id = ? AND id = ?",
+            &[tenant_id.into(), notice.target.as_str().into()],
+        )?)]),
         _ => Ok(Vec::new()),
     }
 }
@@ -153,67 +106,83 @@ pub const KEY_CHANGES_DDL: &[&str] = &[
 
 /// Takes the keys changed since the last take (every key of the tenant when `all`), for the
 /// directory's mirror; run it in a transaction.
-pub fn take_changed_keys(db: &dyn Sql, tenant_id: &str, all: bool) -> Result<Image, StorageError> {
+pub fn take_changed_keys(
+    db: &dyn Sql,
+    tenant_id: &str,
+    all: bool,
+) -> Result<Vec<KeyRow>, StorageError> {
     let rows = if all {
         key_rows(db, tenant_id)?
     } else {
-        db.query(
-            &format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? \
-                 AND id IN (SELECT id FROM _key_changes)"
-            ),
+        select(
+            db,
+            "tenant_id = ? AND id IN (SELECT id FROM _key_changes)",
             &[tenant_id.into()],
         )?
-        .iter()
-        .map(to_json)
-        .collect()
     };
     db.execute("DELETE FROM _key_changes", &[])?;
     Ok(rows)
 }
 
-/// The tenant's rows of every table in [`TENANT_TABLES`], by table.
-pub fn tenant_rows(db: &dyn Sql, tenant_id: &str) -> Result<Vec<(String, Image)>, StorageError> {
-    TENANT_TABLES
-        .iter()
+/// The tenant's rows of every shipped table ([`tables::shipped`]), by table.
+pub fn tenant_rows(db: &dyn Sql, tenant_id: &str) -> Result<Vec<TableRows>, StorageError> {
+    tables::shipped()
         .map(|t| {
-            Ok((
-                (*t).to_owned(),
-                select(db, t, "tenant_id = ?", &[tenant_id.into()])?,
-            ))
+            let rows = db.query(
+                &format!("SELECT * FROM {} WHERE tenant_id = ?", t.name),
+                &[tenant_id.into()],
+            )?;
+            TableRows::from_sql(t.name, &rows).ok_or_else(|| short(t.name))
         })
         .collect()
 }
 
-/// Writes rows into `table`: `verb` is `INSERT OR IGNORE` or `INSERT OR REPLACE`.
-pub fn insert(db: &dyn Sql, verb: &str, table: &str, rows: &Image) -> Result<(), StorageError> {
-    if !TENANT_TABLES.contains(&table) {
-        // Table names come from the other object, never from a client; refuse anything else
-        // all the same rather than splice an unknown name into SQL.
-        return Err(StorageError::Other(format!("not a shipped table: {table}")));
+/// Writes shipped rows into their table: `verb` is `INSERT OR IGNORE` or `INSERT OR REPLACE`.
+pub fn insert(db: &dyn Sql, verb: &str, rows: &TableRows) -> Result<(), StorageError> {
+    let table = rows.table();
+    if !table.shipped {
+        // Only the tables the directory writes for a tenant travel; refuse anything else
+        // rather than let one object overwrite the other's rows.
+        return Err(StorageError::Other(format!(
+            "not a shipped table: {}",
+            table.name
+        )));
     }
-    for row in rows {
-        let marks = vec!["?"; row.len()].join(", ");
-        db.execute(
-            &format!("{verb} INTO {table} VALUES ({marks})"),
-            &from_json(row),
-        )?;
+    let columns = table.columns();
+    let marks = vec!["?"; columns.len()].join(", ");
+    let sql = format!(
+        "{verb} INTO {} ({}) VALUES ({marks})",
+        table.name,
+        columns.join(", ")
+    );
+    for params in rows.params() {
+        db.execute(&sql, &params)?;
     }
     Ok(())
 }
 
 /// Folds images of a tenant's keys into the directory's mirror. Key rows are never deleted;
 /// an existing row keeps the earlier of each end time and the first successor it learned of.
-pub fn merge_keys(db: &dyn Sql, rows: &Image) -> Result<(), StorageError> {
-    // api_keys columns: id, tenant_id, key_prefix, key_hash, name, type, environment,
-    // permissions, created_at, revoked_at, expires_at, replaced_by (0001_initial.sql).
-    for row in rows {
-        let values = from_json(row);
-        if values.len() != 12 {
-            return Err(StorageError::Other(
-                "an api_keys image of the wrong width".into(),
-            ));
-        }
+/// The mirror does not keep `last_used_at`.
+pub fn merge_keys(db: &dyn Sql, rows: &[KeyRow]) -> Result<(), StorageError> {
+    for r in rows {
+        let values: Vec<SqlValue> = [
+            &r.id,
+            &r.tenant_id,
+            &r.key_prefix,
+            &r.key_hash,
+            &r.name,
+            &r.r#type,
+            &r.environment,
+            &r.permissions,
+            &r.created_at,
+            &r.revoked_at,
+            &r.expires_at,
+            &r.replaced_by,
+        ]
+        .into_iter()
+        .map(tables::to_sql)
+        .collect();
         db.execute(
             "INSERT INTO api_keys (id, tenant_id, key_prefix, key_hash, name, type, environment, \
                permissions, created_at, revoked_at, expires_at, replaced_by) \
@@ -232,28 +201,21 @@ pub fn merge_keys(db: &dyn Sql, rows: &Image) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Columns of a usage row as shipped (`usage_metrics`, 0001 and 0003).
-pub const USAGE_COLUMNS: &str = "id, tenant_id, metric_type, endpoint, count, rate_limited, \
-     period_start, period_end, day, recorded_at";
-
 /// Adds shipped usage counts to the directory's `usage_metrics`, as the core's flush does.
-pub fn merge_usage(db: &dyn Sql, rows: &Image) -> Result<(), StorageError> {
+pub fn merge_usage(db: &dyn Sql, rows: &[UsageRow]) -> Result<(), StorageError> {
+    let columns = tables::table(UsageRow::TABLE)
+        .map(|t| t.columns().join(", "))
+        .unwrap_or_default();
     for row in rows {
-        let values = from_json(row);
-        if values.len() != 10 {
-            return Err(StorageError::Other(
-                "a usage image of the wrong width".into(),
-            ));
-        }
         db.execute(
             &format!(
-                "INSERT INTO usage_metrics ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO usage_metrics ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (tenant_id, metric_type, endpoint, period_start) DO UPDATE SET \
                    count = count + excluded.count, \
                    rate_limited = rate_limited + excluded.rate_limited, \
                    recorded_at = excluded.recorded_at"
             ),
-            &values,
+            &row.params(),
         )?;
     }
     Ok(())
@@ -261,17 +223,17 @@ pub fn merge_usage(db: &dyn Sql, rows: &Image) -> Result<(), StorageError> {
 
 /// Takes every usage row out of a tenant object's `usage_metrics` (select and delete in the
 /// caller's transaction), for shipping to the directory.
-pub fn take_usage(db: &dyn Sql) -> Result<Image, StorageError> {
-    let rows = db.query(&format!("SELECT {USAGE_COLUMNS} FROM usage_metrics"), &[])?;
+pub fn take_usage(db: &dyn Sql) -> Result<Vec<UsageRow>, StorageError> {
+    let rows = select(db, "1", &[])?;
     db.execute("DELETE FROM usage_metrics", &[])?;
-    Ok(rows.iter().map(to_json).collect())
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use auth_core::ports::Row;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The port over an in-memory SQLite with the migrations applied (what the objects run).
     struct Memory(rusqlite::Connection);
@@ -344,25 +306,22 @@ mod tests {
         .expect("tenant");
     }
 
-    fn key(
-        revoked_at: Option<i64>,
-        expires_at: Option<i64>,
-        replaced_by: Option<&str>,
-    ) -> Vec<Value> {
-        vec![
-            json!("key_1"),
-            json!("t1"),
-            json!("sk_test_abcd"),
-            json!("hash-1"),
-            json!("main"),
-            json!("secret"),
-            json!("test"),
-            json!("[]"),
-            json!(10),
-            revoked_at.map_or(Value::Null, Value::from),
-            expires_at.map_or(Value::Null, Value::from),
-            replaced_by.map_or(Value::Null, Value::from),
-        ]
+    fn key(revoked_at: Option<i64>, expires_at: Option<i64>, replaced_by: Option<&str>) -> KeyRow {
+        KeyRow {
+            id: json!("key_1"),
+            tenant_id: json!("t1"),
+            key_prefix: json!("sk_test_abcd"),
+            key_hash: json!("hash-1"),
+            name: json!("main"),
+            r#type: json!("secret"),
+            environment: json!("test"),
+            permissions: json!("[]"),
+            created_at: json!(10),
+            last_used_at: Value::Null,
+            revoked_at: revoked_at.map_or(Value::Null, Value::from),
+            expires_at: expires_at.map_or(Value::Null, Value::from),
+            replaced_by: replaced_by.map_or(Value::Null, Value::from),
+        }
     }
 
     fn ends(db: &Memory) -> Row {
@@ -378,12 +337,12 @@ mod tests {
     fn a_late_image_never_revives_a_key() {
         let db = Memory::new();
         tenant(&db);
-        merge_keys(&db, &vec![key(None, None, None)]).expect("new key");
+        merge_keys(&db, &[key(None, None, None)]).expect("new key");
         // Rotated (grace until 500), then the grace ended (revoked at 500)...
-        merge_keys(&db, &vec![key(Some(500), Some(500), Some("key_2"))]).expect("ended");
+        merge_keys(&db, &[key(Some(500), Some(500), Some("key_2"))]).expect("ended");
         // ...and only then does the image of the rotation, or the very first one, arrive.
-        merge_keys(&db, &vec![key(None, Some(500), Some("key_2"))]).expect("late");
-        merge_keys(&db, &vec![key(None, None, None)]).expect("later");
+        merge_keys(&db, &[key(None, Some(500), Some("key_2"))]).expect("late");
+        merge_keys(&db, &[key(None, None, None)]).expect("later");
         assert_eq!(
             ends(&db),
             vec![
@@ -393,7 +352,7 @@ mod tests {
             ]
         );
         // An earlier end always wins: a revocation before the grace ran out.
-        merge_keys(&db, &vec![key(Some(300), Some(500), Some("key_2"))]).expect("earlier");
+        merge_keys(&db, &[key(Some(300), Some(500), Some("key_2"))]).expect("earlier");
         assert_eq!(ends(&db)[0], SqlValue::Integer(300));
     }
 
@@ -404,16 +363,16 @@ mod tests {
             db.execute(ddl, &[]).expect("ddl");
         }
         tenant(&db);
-        let ids = |image: &Image| -> Vec<String> {
+        let ids = |image: &[KeyRow]| -> Vec<String> {
             image
                 .iter()
-                .filter_map(|r| r[0].as_str().map(str::to_owned))
+                .filter_map(|r| r.id.as_str().map(str::to_owned))
                 .collect()
         };
         assert!(take_changed_keys(&db, "t1", false)
             .expect("take")
             .is_empty());
-        merge_keys(&db, &vec![key(None, None, None)]).expect("insert");
+        merge_keys(&db, &[key(None, None, None)]).expect("insert");
         assert_eq!(
             ids(&take_changed_keys(&db, "t1", false).expect("take")),
             ["key_1"]
@@ -424,7 +383,11 @@ mod tests {
         db.execute("UPDATE api_keys SET revoked_at = 7 WHERE id = 'key_1'", &[])
             .expect("revoke");
         let changed = take_changed_keys(&db, "t1", false).expect("take");
-        assert_eq!(changed[0][9], json!(7), "the image carries the revocation");
+        assert_eq!(
+            changed[0].revoked_at,
+            json!(7),
+            "the image carries the revocation"
+        );
         assert_eq!(
             ids(&take_changed_keys(&db, "t1", true).expect("all")),
             ["key_1"]
@@ -435,10 +398,10 @@ mod tests {
     fn a_tenant_row_is_updated_in_place_and_keeps_its_keys() {
         let db = Memory::new();
         tenant(&db);
-        merge_keys(&db, &vec![key(None, None, None)]).expect("key");
-        let mut row = select(&db, "tenants", "id = ?", &["t1".into()]).expect("row");
+        merge_keys(&db, &[key(None, None, None)]).expect("key");
+        let mut row = select::<TenantRow>(&db, "id = ?", &["t1".into()]).expect("row");
         let mut row = row.remove(0);
-        row[2] = json!("Renamed");
+        row.name = json!("Renamed");
         upsert_tenant(&db, &row).expect("upsert");
         let name = db
             .query("SELECT name FROM tenants WHERE id = 't1'", &[])
@@ -451,9 +414,13 @@ mod tests {
             "an upsert, not a replace: the cascade would have deleted the key"
         );
         assert!(
-            upsert_tenant(&db, &row[..3]).is_err(),
+            serde_json::from_value::<TenantRow>(json!({"id": "t1", "slug": "one", "name": "x"}))
+                .is_err(),
             "a short image is refused"
         );
-        assert!(insert(&db, "INSERT OR IGNORE", "tenants; DROP TABLE x", &vec![]).is_err());
+        assert!(
+            insert(&db, "INSERT OR IGNORE", &TableRows::TenantRow(vec![row])).is_err(),
+            "only shipped tables are written from another object's rows"
+        );
     }
 }

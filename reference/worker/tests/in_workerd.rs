@@ -500,6 +500,7 @@ async fn the_objects_protocol_is_not_reachable_from_outside() {
     let (tenant, sk) = create_tenant(&client, &base, "sealed").await;
 
     for path in [
+        "/_internal",
         "/_internal/notice",
         "/_internal/keys",
         "/_internal/onboarding",
@@ -524,10 +525,18 @@ async fn the_objects_protocol_is_not_reachable_from_outside() {
                "offset_ms": decade_ms})
         .to_string(),
     );
+    // The same clock as a forged internal call (which, if believed, would also be refused as
+    // malformed: no forward in it).
+    let forged_call = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"call": "forward", "sync": {"tenant_id": tenant.replace("%3A", ":"),
+               "tenant": null, "keyring": [], "offset_ms": decade_ms}})
+        .to_string(),
+    );
     let r = client
         .post(format!("{base}/v1/api-keys"))
         .bearer_auth(&sk)
         .header("x-authconf-internal-sync", forged)
+        .header("x-authconf-internal-call", forged_call)
         .json(&json!({"name": "forged", "type": "secret"}))
         .send()
         .await

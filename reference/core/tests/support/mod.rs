@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 
-use auth_core::driver::Host;
+use auth_core::driver::{Host, SharedWork};
 use auth_core::graph::GraphRoute;
 use auth_core::ports::{Clock, Entropy, Row, Sql, SqlValue, StorageError};
 use auth_core::test_controls::TestControl;
@@ -139,6 +139,11 @@ impl<'a> FakeHost<'a> {
 
 impl Host for FakeHost<'_> {
     type Upgrade = &'static str;
+    type Shared = Self;
+
+    fn shared(&self) -> Option<&Self> {
+        Some(self)
+    }
 
     fn clock(&self) -> &dyn Clock {
         &FixedClock
@@ -156,22 +161,9 @@ impl Host for FakeHost<'_> {
         })
     }
 
-    async fn resume(&self, _resume: Resume) -> Result<Response, ApiError> {
-        self.record("resume");
-        Ok(json(200, "{\"resumed\":true}"))
-    }
-
     async fn key_owner(&self, _key_hash: &str) -> Result<Option<String>, ApiError> {
         self.record("key_owner");
         Ok(self.owner.clone())
-    }
-
-    async fn notify(&self, _notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
-        self.record("notify");
-        if self.notify_fails {
-            return Err(ApiError::Unavailable(1));
-        }
-        Ok(())
     }
 
     async fn read_upload(&self, _request: &Request) -> Result<Vec<u8>, ApiError> {
@@ -218,13 +210,31 @@ impl Host for FakeHost<'_> {
         self.audited.borrow_mut().push(notice);
         Ok(())
     }
+}
+
+impl SharedWork for FakeHost<'_> {
+    async fn notify(&self, _notices: Vec<(String, Notice)>) -> Result<(), ApiError> {
+        self.record("notify");
+        if self.notify_fails {
+            return Err(ApiError::Unavailable(1));
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, _resume: Resume) -> Result<Response, ApiError> {
+        self.record("resume");
+        Ok(json(200, "{\"resumed\":true}"))
+    }
 
     async fn flush_usage(&self) {
         self.record("flush_usage");
     }
 
-    async fn test_control(&self, _control: TestControl) -> Result<serde_json::Value, ApiError> {
+    async fn test_control(
+        &self,
+        _control: TestControl,
+    ) -> Result<auth_contract::testing::TestControlAnswer, ApiError> {
         self.record("test_control");
-        Ok(serde_json::json!({}))
+        Ok(auth_contract::testing::TestControlAnswer::Fired { fired: 0 })
     }
 }
