@@ -1,13 +1,15 @@
-//! The test support of `in_workerd.rs`: workerd serving the built Worker beside
-//! binding-services on a data dir of its own ([`Stack`]), requests whose answers name method,
-//! path, expected and got when a status is wrong ([`Answer`]), the tenant, key and graph calls
-//! the tests share, and the directory's test controls with the key index the Worker reads
-//! (`directory.rs`).
+//! The test support of `in_workerd.rs`, in layers with no loop: `workerd.rs` (the process) <-
+//! `stack.rs` (workerd beside binding-services on a data dir of its own: [`Stack`]) <- `api.rs`
+//! (keyed requests whose [`Answer`] names method, path, expected and got when a status is
+//! wrong) <- `tenants.rs` (the tenant, key and graph calls the tests share) and `directory.rs`
+//! (the directory's test controls and the key index the Worker reads); `raw.rs` reads answers
+//! off a raw TCP stream.
 
 mod api;
 mod directory;
 mod raw;
 mod stack;
+mod tenants;
 mod workerd;
 
 pub use api::Answer;
