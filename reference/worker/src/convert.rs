@@ -174,17 +174,23 @@ pub fn problem(e: ApiError) -> worker::Result<Response> {
     to_worker(auth_core::finish(e.into_response(), "-", false))
 }
 
-/// 503 for a Worker deployed without its secrets: the reason names the missing setting.
+/// 503 for a Worker deployed without its secrets: the reason names the missing setting. Built
+/// here rather than by the core because the core's `Service` cannot be made without those
+/// settings; the body is the contract's `Problem` with the contract's 503 code, like any other.
 pub fn not_configured(reason: &str) -> worker::Result<Response> {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": format!("The service is not configured: {reason}."),
-    });
+    let code = "service_unavailable";
+    let body = auth_contract::Problem {
+        problem_type: format!("urn:auth-service:problem:{code}"),
+        title: "Service Unavailable".into(),
+        status: 503,
+        code: code.into(),
+        detail: format!("The service is not configured: {reason}."),
+        field: None,
+        errors: Vec::new(),
+    };
     let headers = Headers::new();
-    headers.set("content-type", "application/problem+json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
+    headers.set("content-type", auth_contract::PROBLEM_JSON)?;
+    Ok(Response::from_bytes(serde_json::to_vec(&body)?)?
         .with_status(503)
         .with_headers(headers))
 }

@@ -13,7 +13,9 @@
 //! - no global object on a tenant's path: a keyed request with a warm key index costs the
 //!   directory no call; a missing or wrong index entry costs one and is refilled; a revoked
 //!   key, a suspended and a deleted tenant are refused with their entries in place; a keyring
-//!   rotation is seen by the next direct call of another tenant.
+//!   rotation is seen by the next direct call of another tenant;
+//! - a Worker deployed with a setting it cannot run with answers a problem document that names
+//!   the setting and carries the contract's 503 code.
 //!
 //! Needs the artifact (`scripts/build-worker`) and the npm tools
 //! (`scripts/install-worker-tools`); `scripts/test` runs both before the tests. A missing one
@@ -597,5 +599,32 @@ async fn a_graph_hop_runs_in_the_worker_stores_in_r2_and_is_audited_in_the_answe
         .reload(&b.sk)
         .await
         .expect_because(400, "B has no CSV");
+    stack.stop().await;
+}
+
+/// A deployment whose secret is unusable (here a JWT secret under 32 characters) answers every
+/// route that needs the settings 503 with a problem document like any other error: the
+/// contract's media type and `code`, a detail that names the setting (never its value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_an_unusable_setting_answers_a_problem_that_names_it() {
+    let stack = Stack::start_with(&[("JWT_SECRET", "too-short-a-secret")]).await;
+    for path in ["/admin/tenants", "/v1/rate-limit"] {
+        let resp = stack
+            .client
+            .get(stack.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .expect("workerd answers");
+        assert_eq!(resp.status(), 503, "GET {path}");
+        let media = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(media, "application/problem+json", "GET {path}");
+        let body: Value = resp.json().await.expect("a JSON problem");
+        assert_eq!(body["code"], "service_unavailable", "GET {path}: {body}");
+        assert_eq!(body["status"], 503, "GET {path}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("JWT_SECRET"), "GET {path}: {body}");
+        assert!(!detail.contains("too-short"), "GET {path}: {body}");
+    }
     stack.stop().await;
 }

@@ -10,6 +10,8 @@ pub struct Stack {
     data: tempfile::TempDir,
     bindings: String,
     workerd: Workerd,
+    /// Settings given in place of the test defaults, kept for a restart.
+    overrides: Vec<(&'static str, &'static str)>,
     pub client: reqwest::Client,
     stop_tx: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -17,6 +19,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with(&[]).await
+    }
+
+    /// The stack with each of `overrides` (setting, value) in place of the test default.
+    pub async fn start_with(overrides: &[(&'static str, &'static str)]) -> Stack {
         let data = tempfile::tempdir().expect("data dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -30,13 +37,18 @@ impl Stack {
                 let _ = stop_rx.await;
             },
         ));
-        let workerd = Workerd::start(data.path(), &bindings);
+        let workerd = Workerd::start(data.path(), &bindings, overrides);
         let client = reqwest::Client::new();
-        workerd.ready(&client).await;
+        let health = workerd.ready(&client).await;
+        assert!(
+            health == 200 || !overrides.is_empty(),
+            "/health answered {health}"
+        );
         Stack {
             data,
             bindings,
             workerd,
+            overrides: overrides.to_vec(),
             client,
             stop_tx,
             server,
@@ -61,8 +73,12 @@ impl Stack {
     /// Stops workerd and starts it again on the same data dir (on another port).
     pub async fn restart_workerd(&mut self) {
         self.workerd.stop();
-        self.workerd = Workerd::start(self.data.path(), &self.bindings);
-        self.workerd.ready(&self.client).await;
+        self.workerd = Workerd::start(self.data.path(), &self.bindings, &self.overrides);
+        let health = self.workerd.ready(&self.client).await;
+        assert!(
+            health == 200 || !self.overrides.is_empty(),
+            "/health answered {health}"
+        );
     }
 
     pub async fn stop(self) {

@@ -17,7 +17,8 @@ pub(crate) struct Workerd {
 }
 
 impl Workerd {
-    pub(crate) fn start(data: &Path, bindings: &str) -> Workerd {
+    /// workerd with the test settings, each of `overrides` (name, value) in place of its own.
+    pub(crate) fn start(data: &Path, bindings: &str, overrides: &[(&str, &str)]) -> Workerd {
         let root = repo_root();
         let artifact = root.join("reference/worker/build/index_bg.wasm");
         assert!(
@@ -50,6 +51,7 @@ impl Workerd {
             .env("KEY_PEPPER", PEPPER)
             .env("BASE_DOMAIN", "auth.test")
             .env("TEST_HOOKS", "1")
+            .envs(overrides.iter().copied())
             .output()
             .expect("python3 runs scripts/workerd-config.py");
         assert!(
@@ -72,13 +74,14 @@ impl Workerd {
         }
     }
 
-    pub(crate) async fn ready(&self, client: &reqwest::Client) {
+    /// Waits until workerd answers `/health` and returns the status: 200 when the Worker's
+    /// settings are usable, 503 when they are not (what a stack started with bad overrides
+    /// expects).
+    pub(crate) async fn ready(&self, client: &reqwest::Client) -> u16 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+                return r.status().as_u16();
             }
             assert!(Instant::now() < deadline, "workerd did not answer /health");
             tokio::time::sleep(Duration::from_millis(50)).await;
