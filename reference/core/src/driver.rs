@@ -62,19 +62,23 @@ pub trait Host {
         &self,
         call: &Arc<TenantCall>,
     ) -> Result<(TenantOutcome, Option<Self::Upgrade>), ApiError>;
-    /// Runs a graph route in the tenant's `GraphStateCSV` object, as `actor` (a key id).
-    async fn graph(
-        &self,
-        call: &Arc<TenantCall>,
-        route: GraphRoute,
-        actor: &str,
-    ) -> Result<Response, ApiError>;
+    /// Runs a graph route in the tenant's `GraphStateCSV` object ([`GraphRun`]).
+    async fn graph(&self, run: GraphRun) -> Result<Response, ApiError>;
     /// Checks an upload ([`crate::graph::check_upload`]) and stores its body under
     /// [`blob_key`] of the call's tenant; answers the edge count.
     async fn store_upload(&self, call: &Arc<TenantCall>) -> Result<usize, ApiError>;
     async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError>;
     /// Appends an audit record in the tenant's object ([`crate::TenantState::record`]).
     async fn audit(&self, tenant_id: &str, notice: Notice) -> Result<(), ApiError>;
+}
+
+/// A graph route for the tenant's `GraphStateCSV` object: the tenant call it came in, the
+/// route (a reload carries the CSV the driver read from the blob store) and the acting key's
+/// id. Owned, because a host hands it on to the object's own task or isolate.
+pub struct GraphRun {
+    pub call: Arc<TenantCall>,
+    pub route: GraphRoute,
+    pub actor: String,
 }
 
 /// What the front may hand back to the host besides an answer or a tenant call.
@@ -208,6 +212,11 @@ async fn run_graph<H: Host>(
     op: GraphOp,
     actor: &str,
 ) -> Response {
+    let run = |route| GraphRun {
+        call: Arc::clone(call),
+        route,
+        actor: actor.to_owned(),
+    };
     let graph_call = GraphCall::of(op);
     let audit_of = graph_call.audit();
     let answered = match graph_call {
@@ -216,14 +225,14 @@ async fn run_graph<H: Host>(
             .await
             .map(|edges| upload_answer(&call.tenant_id, edges, call.request.body().len())),
         GraphCall::Reload => match host.read_blob(&blob_key(&call.tenant_id)).await {
-            Ok(Some(csv)) => host.graph(call, GraphRoute::Reload { csv }, actor).await,
+            Ok(Some(csv)) => host.graph(run(GraphRoute::Reload { csv })).await,
             Ok(None) => Err(ApiError::field(
                 "csv",
                 "no graph.csv has been uploaded for this tenant",
             )),
             Err(e) => Err(e),
         },
-        GraphCall::Run(route) => host.graph(call, route, actor).await,
+        GraphCall::Run(route) => host.graph(run(route)).await,
     };
     let response = answered.unwrap_or_else(ApiError::into_response);
     if let Some(audit) = audit_of.filter(|_| response.status().is_success()) {

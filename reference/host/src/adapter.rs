@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex};
 
 use auth_contract::testing::TestControlAnswer;
-use auth_core::driver::{Host, SharedWork};
-use auth_core::graph::{GraphRoute, GraphState, MAX_CSV_BYTES};
+use auth_core::driver::{GraphRun, Host, SharedWork};
+use auth_core::graph::{GraphState, MAX_CSV_BYTES};
 use auth_core::ports::{Clock, Entropy};
 use auth_core::route::TenantRoute;
 use auth_core::test_controls::TestControl;
@@ -168,25 +168,20 @@ impl Host for Native<'_> {
         Ok((outcome, upgrade))
     }
 
-    async fn graph(
-        &self,
-        call: &Arc<TenantCall>,
-        route: GraphRoute,
-        actor: &str,
-    ) -> Result<Response, ApiError> {
-        let (call2, actor) = (Arc::clone(call), actor.to_owned());
+    async fn graph(&self, run: GraphRun) -> Result<Response, ApiError> {
+        let tenant_id = run.call.tenant_id.clone();
         let graph_limits = self.state.limits.graph;
         let called = self
             .state
             .graphs
-            .call(&call.tenant_id, false, move |g: &mut GraphState, env| {
+            .call(&tenant_id, false, move |g: &mut GraphState, env| {
                 g.set_limits(graph_limits);
-                g.handle(env, route, &call2.request, &actor)
+                g.handle(env, run.route, &run.call.request, &run.actor)
             })
             .await;
         match called {
             Ok((answer, _)) => answer,
-            Err(e) => Err(unavailable("graph object", &call.tenant_id, e)),
+            Err(e) => Err(unavailable("graph object", &tenant_id, e)),
         }
     }
 

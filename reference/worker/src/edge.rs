@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use auth_contract::testing::KeyOwnersForgotten;
-use auth_core::driver::{drive, Host, NoSharedWork};
+use auth_core::driver::{drive, GraphRun, Host, NoSharedWork};
 use auth_core::graph::{blob_key, check_upload, GraphRoute};
 use auth_core::ports::{Clock, Entropy};
 use auth_core::{ApiError, Front, FrontStep, Notice, TenantCall, TenantOutcome};
@@ -408,18 +408,14 @@ impl Host for Edge<'_> {
     }
 
     /// The tenant's `GraphStateCSV` object, as `actor`, under the tenant object's clock.
-    async fn graph(
-        &self,
-        call: &Arc<TenantCall>,
-        route: GraphRoute,
-        actor: &str,
-    ) -> Result<auth_core::Response, ApiError> {
-        let (tenant, now_ms) = self.hop_tenant(call);
-        let csv = match route {
+    async fn graph(&self, run: GraphRun) -> Result<auth_core::Response, ApiError> {
+        let (tenant, now_ms) = self.hop_tenant(&run.call);
+        let csv = match run.route {
             GraphRoute::Reload { csv } => Some(csv),
             _ => None,
         };
-        match crate::graph::call(self.env, &tenant, actor, now_ms, &call.request, csv).await {
+        let request = &run.call.request;
+        match crate::graph::call(self.env, &tenant, &run.actor, now_ms, request, csv).await {
             Ok(resp) => Ok(from_worker(resp).await),
             Err(e) => {
                 console_error!("calling a graph object failed: {e}");

@@ -9,8 +9,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 
-use auth_core::driver::{Host, SharedWork};
-use auth_core::graph::GraphRoute;
+use auth_core::driver::{GraphRun, Host, SharedWork};
 use auth_core::ports::{Clock, Entropy, Row, Sql, SqlValue, StorageError};
 use auth_core::test_controls::TestControl;
 use auth_core::{
@@ -185,12 +184,7 @@ impl Host for FakeHost<'_> {
         Ok((outcome, self.accepted.then_some("socket")))
     }
 
-    async fn graph(
-        &self,
-        _call: &Arc<TenantCall>,
-        _route: GraphRoute,
-        _actor: &str,
-    ) -> Result<Response, ApiError> {
+    async fn graph(&self, _hop: GraphRun) -> Result<Response, ApiError> {
         self.record("graph");
         Ok(json(self.graph_status, "{\"version\":2}"))
     }
