@@ -4,9 +4,56 @@
 
 use http::StatusCode;
 
-use super::store::{self, TokenKind};
+use super::mail::OutboxMail;
+use super::store::{self, TokenKind, UserRecord};
 use super::{email_field, mail, message, password, Ctx, RESET_MAIL_INTERVAL_MS};
 use crate::http::{json_object, ApiError, Fields, Request, Response};
+use crate::ports::Entropy;
+
+/// A kind of mailed code: the token it is stored as, the prefix its seed carries and the mail
+/// that carries it.
+struct MailedCode {
+    kind: TokenKind,
+    prefix: &'static str,
+    compose: fn(&dyn Entropy, &str, &str, &str, &str) -> OutboxMail,
+}
+
+const VERIFY_EMAIL: MailedCode = MailedCode {
+    kind: TokenKind::VerifyEmail,
+    prefix: "ev",
+    compose: mail::verification,
+};
+
+const RESET_PASSWORD: MailedCode = MailedCode {
+    kind: TokenKind::ResetPassword,
+    prefix: "pr",
+    compose: mail::reset,
+};
+
+/// Replaces the user's live code of this kind with a new one and queues the mail that carries
+/// it, in one transaction: no mail goes out for a code that was not stored, and the code itself
+/// rests only in the mail (its keyed hash in the token row).
+fn mail_a_new_code(
+    ctx: &Ctx,
+    user: &UserRecord,
+    code: MailedCode,
+    now: i64,
+) -> Result<(), ApiError> {
+    let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, code.prefix);
+    let mail = (code.compose)(
+        ctx.ports.entropy,
+        ctx.tid(),
+        &ctx.tenant.name,
+        &user.email,
+        &seed,
+    );
+    ctx.ports.db.transaction(&mut |db| {
+        let hash = ctx.hasher.hash(&token);
+        store::replace_user_token(db, ctx.tid(), &user.id, code.kind, &hash, now)?;
+        mail::enqueue(db, &mail, now)
+    })?;
+    Ok(())
+}
 
 fn invalid_token() -> ApiError {
     ApiError::field("token", "is invalid, expired or already used")
@@ -43,25 +90,7 @@ pub(super) fn resend_verification(ctx: &Ctx, req: &Request) -> Result<Response, 
     let now = ctx.now();
     if let Some(user) = store::find_user_by_email(ctx.ports.db, ctx.tid(), &email)? {
         if !user.email_verified && user.status == store::UserStatus::Active {
-            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "ev");
-            let mail = mail::verification(
-                ctx.ports.entropy,
-                ctx.tid(),
-                &ctx.tenant.name,
-                &user.email,
-                &seed,
-            );
-            ctx.ports.db.transaction(&mut |db| {
-                store::replace_user_token(
-                    db,
-                    ctx.tid(),
-                    &user.id,
-                    TokenKind::VerifyEmail,
-                    &ctx.hasher.hash(&token),
-                    now,
-                )?;
-                mail::enqueue(db, &mail, now)
-            })?;
+            mail_a_new_code(ctx, &user, VERIFY_EMAIL, now)?;
         }
     }
     Ok(message(StatusCode::OK, RESEND_MESSAGE))
@@ -82,25 +111,7 @@ pub(super) fn forgot_password(ctx: &Ctx, req: &Request) -> Result<Response, ApiE
         .is_some_and(|at| now - at < RESET_MAIL_INTERVAL_MS);
         // Within the interval the mail already sent stands: the same answer, no new mail.
         if user.status == store::UserStatus::Active && !recent {
-            let (seed, token) = mail::new_code(ctx.ports.entropy, ctx.hasher, "pr");
-            let mail = mail::reset(
-                ctx.ports.entropy,
-                ctx.tid(),
-                &ctx.tenant.name,
-                &user.email,
-                &seed,
-            );
-            ctx.ports.db.transaction(&mut |db| {
-                store::replace_user_token(
-                    db,
-                    ctx.tid(),
-                    &user.id,
-                    TokenKind::ResetPassword,
-                    &ctx.hasher.hash(&token),
-                    now,
-                )?;
-                mail::enqueue(db, &mail, now)
-            })?;
+            mail_a_new_code(ctx, &user, RESET_PASSWORD, now)?;
         }
     }
     Ok(message(StatusCode::OK, FORGOT_MESSAGE))

@@ -16,12 +16,6 @@ use crate::model::rfc3339;
 use crate::ports::StorageError;
 
 /// What a new session hands out.
-struct Issued {
-    session: SessionRecord,
-    access_token: String,
-    refresh_token: String,
-}
-
 fn access_claims(ctx: &Ctx, user_id: &str, session_id: &str) -> AccessClaims {
     let now = ctx.now().div_euclid(1000);
     AccessClaims {
@@ -85,22 +79,31 @@ fn write_session(
     )
 }
 
-/// The answer of a new or renewed session (keys sorted, as it has always gone out).
-fn issued_answer(status: StatusCode, user: &UserRecord, issued: Issued) -> Response {
-    json_sorted(
+/// Signs the session's access token and answers the new or renewed session (keys sorted, as
+/// it has always gone out).
+fn issue(
+    ctx: &Ctx,
+    status: StatusCode,
+    user: &UserRecord,
+    session: SessionRecord,
+    refresh_token: String,
+) -> Result<Response, ApiError> {
+    let claims = access_claims(ctx, &user.id, &session.id);
+    let access_token = jwt::sign(ctx.ports.db, ctx.secrets, &claims)?;
+    Ok(json_sorted(
         status,
         &UserSession {
             user: user_wire(user),
-            access_token: issued.access_token,
-            refresh_token: issued.refresh_token,
+            access_token,
+            refresh_token,
             token_type: "Bearer".into(),
             expires_in: jwt::ACCESS_TTL_SECONDS,
             session: SessionRef {
-                id: issued.session.id,
-                expires_at: rfc3339(issued.session.expires_at),
+                id: session.id,
+                expires_at: rfc3339(session.expires_at),
             },
         },
-    )
+    ))
 }
 
 pub(super) fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -175,17 +178,7 @@ pub(super) fn register(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         ));
     }
     ctx.record("user.registered", &user.id);
-    let access_token = jwt::sign(
-        ctx.ports.db,
-        ctx.secrets,
-        &access_claims(ctx, &user.id, &session.id),
-    )?;
-    let issued = Issued {
-        session,
-        access_token,
-        refresh_token,
-    };
-    Ok(issued_answer(StatusCode::CREATED, &user, issued))
+    issue(ctx, StatusCode::CREATED, &user, session, refresh_token)
 }
 
 pub(super) fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -215,17 +208,7 @@ pub(super) fn login(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
         write_session(ctx, db, req, &session, &refresh, &refresh_token)?;
         store::touch_login(db, ctx.tid(), &user.id, now)
     })?;
-    let access_token = jwt::sign(
-        ctx.ports.db,
-        ctx.secrets,
-        &access_claims(ctx, &user.id, &session.id),
-    )?;
-    let issued = Issued {
-        session,
-        access_token,
-        refresh_token,
-    };
-    Ok(issued_answer(StatusCode::OK, &user, issued))
+    issue(ctx, StatusCode::OK, &user, session, refresh_token)
 }
 
 pub(super) fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -268,11 +251,5 @@ pub(super) fn refresh(ctx: &Ctx, req: &Request) -> Result<Response, ApiError> {
     if !consumed {
         return Err(ApiError::UserUnauthorized);
     }
-    let access_token = jwt::sign(db, ctx.secrets, &access_claims(ctx, &user.id, &session.id))?;
-    let issued = Issued {
-        session,
-        access_token,
-        refresh_token: new_token,
-    };
-    Ok(issued_answer(StatusCode::OK, &user, issued))
+    issue(ctx, StatusCode::OK, &user, session, new_token)
 }
