@@ -110,15 +110,41 @@ pub struct OnboardingState {
 }
 
 /// `GET /v1/rate-limit`: the caller's window as this request left it.
+///
+/// The fields are declared in the sorted order of their wire names, the order this body has
+/// always gone out in: the hot path serialises it directly, with no `Value` in between (a test
+/// below holds the two orders equal).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitState {
-    pub tenant_id: String,
     pub algorithm: String,
     pub limit: u32,
     pub remaining: u32,
     /// Seconds until the window resets.
     pub reset: u64,
+    pub tenant_id: String,
     pub window_seconds: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RateLimitState` goes out as declared (no sorting `Value` on the hot path), so its
+    /// declaration must keep the sorted order every earlier release sent.
+    #[test]
+    fn rate_limit_state_serialises_in_sorted_key_order() {
+        let state = RateLimitState {
+            algorithm: "fixed_window".into(),
+            limit: 10,
+            remaining: 9,
+            reset: 60,
+            tenant_id: "tenant:x".into(),
+            window_seconds: 60,
+        };
+        let direct = serde_json::to_string(&state).unwrap();
+        let sorted = serde_json::to_value(&state).unwrap().to_string();
+        assert_eq!(direct, sorted);
+    }
 }

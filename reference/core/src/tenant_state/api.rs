@@ -83,17 +83,18 @@ impl TenantState {
                 ))
             }
             ApiRoute::RateLimit => {
-                return respond(h::json_sorted(
+                // Declared in sorted key order: straight to bytes (see `RateLimitState`).
+                return respond(h::json(
                     StatusCode::OK,
                     &RateLimitState {
-                        tenant_id: self.tenant_id.clone(),
                         algorithm: ALGORITHM.into(),
                         limit: decision.limit,
                         remaining: decision.remaining,
                         reset: decision.reset_seconds,
+                        tenant_id: self.tenant_id.clone(),
                         window_seconds: self.window.window_ms / 1000,
                     },
-                ))
+                ));
             }
             ApiRoute::AuditLog => {
                 caller.require("read:audit_log")?;
