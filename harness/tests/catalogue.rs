@@ -5,6 +5,7 @@
 
 mod faulty;
 
+use authconf::bench::fixtures::admin_key;
 use authconf::{run_suite, RunOptions, Target, Verdict};
 use faulty::Fault;
 
@@ -75,16 +76,6 @@ fn expectation(fault: Fault) -> (&'static str, &'static str) {
             "Revoking a key refuses it at once and repeating the revocation is harmless",
         ),
     }
-}
-
-fn admin_key() -> String {
-    use rand::Rng;
-    let r: String = rand::thread_rng()
-        .sample_iter(rand::distributions::Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect();
-    format!("sk_live_{r}")
 }
 
 /// One suite run at a time: 25 whole-suite runs at once on a 2-core machine starve each
